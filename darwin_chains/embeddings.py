@@ -1,0 +1,74 @@
+"""Sentence embeddings from a Hugging Face encoder, mean-pooled and normalised as sentence-transformers does.
+
+Used by the relevance reward, by the LLM mutator to tell a rewrite from an answer, and as a reward backbone.
+"""
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from functools import lru_cache
+from pathlib import Path
+
+
+class Embedder:
+    """Encodes texts into unit vectors; cosine similarity is then a dot product.
+
+    Example:
+        >>> e = Embedder.minilm()
+        >>> e.encode(["a cat", "a kitten"]).shape
+        torch.Size([2, 384])
+    """
+
+    def __init__(self, model, tokenizer, max_length: int = 256, batch_size: int = 32):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.max_length = max_length
+        self.batch_size = batch_size
+        self.name = Path(str(getattr(model, "name_or_path", "") or "encoder")).name
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, **kwargs) -> Embedder:
+        from transformers import AutoModel, AutoTokenizer
+
+        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), **kwargs)
+
+    @classmethod
+    def minilm(cls) -> Embedder:
+        """The packaged all-MiniLM-L6-v2, loaded once per process."""
+        return _minilm()
+
+    @property
+    def dim(self) -> int:
+        return self.model.config.hidden_size
+
+    def encode(self, texts: Sequence[str]):
+        import torch
+
+        chunks = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(texts), self.batch_size):
+                batch = self.tokenizer(
+                    list(texts[start : start + self.batch_size]),
+                    padding=True,
+                    truncation=True,
+                    max_length=self.max_length,
+                    return_tensors="pt",
+                ).to(self.model.device)
+                hidden = self.model(**batch).last_hidden_state
+                mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
+                pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
+                chunks.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
+        return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
+
+    def similarity(self, anchor: str, texts: Sequence[str]) -> list[float]:
+        """Cosine similarity of each text to the anchor."""
+        vectors = self.encode([anchor, *texts])
+        return (vectors[1:] @ vectors[0]).tolist()
+
+
+@lru_cache(maxsize=1)
+def _minilm() -> Embedder:
+    from .embedded import minilm_dir
+
+    return Embedder.from_pretrained(minilm_dir())

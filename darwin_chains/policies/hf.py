@@ -1,0 +1,356 @@
+"""A local Hugging Face causal LM as a Darwin policy, with a KV cache that survives replacement.
+
+The paper's reference code re-encodes prompt and response every period, because replacement breaks the batched
+cache. Here every beam keeps its own cache (one key/value tensor pair per layer). Each period the live beams'
+caches are stacked into one left-padded batch, and the tokens a beam has not encoded yet are fed right-aligned in
+the same forward pass: one carried-over token for a beam that survived, the adopted response for a beam that was
+replaced. Attention masks hide the padding, explicit position ids keep RoPE right, and the batch is split back into
+per-beam caches when the period ends. A replaced beam keeps the cache of its *own* prompt and encodes only the
+response it adopted; a beam adopting from a beam with the same prompt copies that cache outright.
+
+Token ids stay token ids: a response is decoded to text only for the reward, never re-encoded.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+from collections.abc import Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from ..config import Sampling
+from ..errors import ConfigError, InputError, PolicyError
+from ..prompt import Prompt
+from ..protocols import Beam, Usage
+
+log = logging.getLogger(__name__)
+
+KV = tuple  # per layer: (keys, values), each [kv_heads, cached_tokens, head_dim]
+
+
+@dataclass
+class _State:
+    """Token ids of one beam and the cache that covers the first `cached` of them."""
+
+    prompt_ids: tuple[int, ...]
+    response_ids: list[int]
+    cache: tuple[KV, ...] | None = None
+    cached: int = 0
+    finished: bool = False
+
+    @property
+    def ids(self) -> list[int]:
+        return [*self.prompt_ids, *self.response_ids]
+
+
+class HFPolicy:
+    """Darwin's policy over any `transformers` causal LM and its tokenizer's chat template.
+
+    Example:
+        >>> from darwin_chains.policies.hf import HFPolicy
+        >>> policy = HFPolicy.from_pretrained("path/to/model")          # or HFPolicy(model, tokenizer)
+        >>> beams = policy.start([Prompt.of("Name a colour.")], max_new_tokens=32)
+        >>> usage = policy.extend(beams, 8, Sampling(), seed=0)          # 8 tokens, cache kept for the next call
+
+    Device and dtype: `from_pretrained` picks cuda, then mps, then cpu, with bf16 (or fp16) on accelerators and
+    fp32 on cpu. A model passed in directly is used as it is.
+    """
+
+    supports_continuation = True
+
+    def __init__(self, model: Any, tokenizer: Any, *, chat_template: str | None = None, name: str | None = None):
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        self.chat_template = chat_template
+        if chat_template is None and not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(
+                f"tokenizer of {self._model_name()} has no chat template; pass chat_template='...' (a Jinja template)"
+            )
+        self.name = name or self._model_name()
+        self.eos_ids = _eos_ids(model, tokenizer)
+        self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(
+        cls, path: str | Path, *, device: str | None = None, dtype: Any = None, **model_kwargs: Any
+    ) -> HFPolicy:
+        """Load a model directory (or hub id, where a hub is reachable) with a sensible device and dtype."""
+        import torch
+        from transformers import AutoModelForCausalLM, AutoTokenizer
+
+        device = device or default_device()
+        dtype = dtype or default_dtype(device)
+        tokenizer = AutoTokenizer.from_pretrained(path)
+        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **model_kwargs).to(torch.device(device))
+        return cls(model, tokenizer)
+
+    @property
+    def device(self):
+        return self.model.device
+
+    @property
+    def max_context(self) -> int | None:
+        limits = [getattr(self.model.config, "max_position_embeddings", None), self.tokenizer.model_max_length]
+        limits = [n for n in limits if isinstance(n, int) and 0 < n < 10**7]
+        return min(limits) if limits else None
+
+    def _model_name(self) -> str:
+        return Path(str(getattr(self.model, "name_or_path", "") or type(self.model).__name__)).name
+
+    # -- the Policy protocol -------------------------------------------------------------------------------------
+
+    def encode(self, prompt: Prompt) -> tuple[int, ...]:
+        """The chat-templated prompt as token ids, ready for the assistant's reply."""
+        return _encode(self.tokenizer, self.chat_template, prompt.messages)
+
+    def start(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[Beam]:
+        beams = []
+        for prompt in prompts:
+            ids = self.encode(prompt)
+            limit = self.max_context
+            if limit is not None and len(ids) + max_new_tokens > limit:
+                raise InputError(
+                    f"prompt has {len(ids):,} tokens and up to {max_new_tokens:,} new tokens were asked for, but "
+                    f"{self.name}'s context window is {limit:,} tokens; shorten the conversation or lower max_new_tokens"
+                )
+            beams.append(Beam(prompt=prompt, state=_State(ids, [])))
+        return beams
+
+    def adopt(self, beam: Beam, donor: Beam) -> Beam:
+        own, theirs = beam.state, donor.state
+        if donor.finished:
+            state = _State(own.prompt_ids, list(theirs.response_ids), finished=True)
+        elif own.prompt_ids == theirs.prompt_ids:
+            # Same prompt, same context: the donor's cache is valid as it is. Caches are never written in place.
+            state = _State(own.prompt_ids, list(theirs.response_ids), theirs.cache, theirs.cached)
+        else:
+            # Keep the cache of our own prompt; the adopted response is encoded in the next forward pass.
+            keep = min(own.cached, len(own.prompt_ids))
+            cache = tuple((k[:, :keep], v[:, :keep]) for k, v in own.cache) if own.cache and keep else None
+            state = _State(own.prompt_ids, list(theirs.response_ids), cache, keep if cache else 0)
+        return Beam(beam.prompt, donor.response, donor.tokens, donor.finished, state)
+
+    def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+        live = [b for b in beams if not b.finished]
+        if not live or max_new_tokens < 1:
+            return Usage()
+        import torch
+
+        with self._lock, torch.inference_mode():
+            try:
+                usage = self._decode([b.state for b in live], max_new_tokens, sampling, seed)
+            except torch.cuda.OutOfMemoryError as exc:
+                raise PolicyError(
+                    f"{self.name} ran out of GPU memory decoding {len(live)} beams; lower mutants, beams_per_mutant "
+                    f"or max_new_tokens"
+                ) from exc
+        for beam in live:
+            state = beam.state
+            beam.tokens = len(state.response_ids)
+            beam.response = self.tokenizer.decode(state.response_ids, skip_special_tokens=True)
+            beam.finished = state.finished
+        return usage
+
+    async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+        # Model work runs off the event loop; the lock serialises concurrent searches on one model.
+        return await asyncio.to_thread(self.extend, beams, max_new_tokens, sampling, seed)
+
+    # -- decoding ------------------------------------------------------------------------------------------------
+
+    def _decode(self, states: list[_State], steps: int, sampling: Sampling, seed: int) -> Usage:
+        """Decode `steps` tokens for every state, marking the states that end (EOS or a full context window)."""
+        import torch
+
+        device = self.device
+        pending = [len(s.ids) - s.cached for s in states]
+        if min(pending) < 1:
+            raise PolicyError(f"{self.name}: a beam has no token to feed; was it adopted from a finished beam?")
+        carried = sum(1 for s, n in zip(states, pending) if n == 1 and s.response_ids)
+        usage = Usage(input_tokens=sum(pending) - carried, requests=1)
+        # Fresh prompts and adopted responses are encoded among themselves first: padding every one-token row to
+        # the longest adopted response would multiply the work.
+        backlog = [s for s, n in zip(states, pending) if n > 1]
+        if backlog:
+            cache, mask, input_ids, positions = self._ragged_batch(backlog, [s.ids[s.cached : -1] for s in backlog])
+            self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
+                       logits_to_keep=1)
+            self._split(cache, mask, backlog)
+
+        cache, mask, input_ids, positions = self._ragged_batch(states, [s.ids[-1:] for s in states])
+        generator = torch.Generator(device="cuda" if device.type == "cuda" else "cpu").manual_seed(seed)
+        alive = list(range(len(states)))  # batch row -> index into states
+        next_position = positions[:, -1]
+        for step in range(steps):
+            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=next_position[:, None],
+                             cache=cache, use_cache=True, logits_to_keep=1)
+            tokens = _sample(out.logits[:, -1, :], sampling, generator)
+            usage.output_tokens += len(alive)
+            ended = []
+            for r, token in enumerate(tokens.tolist()):
+                state = states[alive[r]]
+                if token in self.eos_ids:
+                    ended.append(r)
+                else:
+                    state.response_ids.append(token)
+                    if self.max_context and len(state.prompt_ids) + len(state.response_ids) >= self.max_context:
+                        ended.append(r)
+            for r in ended:
+                states[alive[r]].finished, states[alive[r]].cache = True, None
+            if step == steps - 1:
+                break
+            if ended:  # drop finished rows so they cost nothing for the rest of the period
+                keep = [r for r in range(len(alive)) if r not in set(ended)]
+                if not keep:
+                    break
+                index = torch.tensor(keep, device=device)
+                cache.batch_select_indices(index)
+                mask, tokens, next_position = mask[index], tokens[index], next_position[index]
+                alive = [alive[r] for r in keep]
+            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
+            input_ids, next_position = tokens[:, None], next_position + 1
+        self._split(cache, mask, [states[i] for i in alive])
+        return usage
+
+    def _ragged_batch(self, states: list[_State], feed: list[list[int]]) -> tuple[Any, Any, Any, Any]:
+        """A batch that feeds `feed[i]` on top of state i's cache: caches left-padded, new tokens right-aligned.
+
+        Between a short cache and its new tokens lie padding columns; the attention mask hides them and explicit
+        position ids give every real token its true position.
+        """
+        import torch
+        from transformers import DynamicCache
+
+        device = self.device
+        rows, width = len(states), max(map(len, feed))
+        past = max(s.cached for s in states)
+        mask = torch.zeros(rows, past + width, dtype=torch.long, device=device)
+        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long, device=device)
+        positions = torch.zeros(rows, width, dtype=torch.long, device=device)
+        for r, (s, ids) in enumerate(zip(states, feed)):
+            mask[r, past - s.cached : past] = 1
+            mask[r, past + width - len(ids) :] = 1
+            input_ids[r, width - len(ids) :] = torch.tensor(ids, device=device)
+            positions[r, width - len(ids) :] = torch.arange(s.cached, s.cached + len(ids), device=device)
+        cache = DynamicCache(ddp_cache_data=_stack(states, past)) if past else DynamicCache()
+        return cache, mask, input_ids, positions
+
+    @staticmethod
+    def _split(cache: Any, mask: Any, states: list[_State]) -> None:
+        """Give each unfinished state its own unpadded cache back; the last sampled token stays pending."""
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        for r, state in enumerate(states):
+            if state.finished:
+                continue
+            columns = mask[r].nonzero().squeeze(1)
+            state.cache = tuple((k[r][:, columns], v[r][:, columns]) for k, v in layers)
+            state.cached = len(columns)
+            if state.cached != len(state.prompt_ids) + len(state.response_ids) - 1:
+                raise PolicyError("internal error: cache length does not match the beam's tokens")
+
+
+def _stack(states: list[_State], past: int) -> list[KV]:
+    """Per-layer batch tensors, each beam's cache left-padded to `past` tokens."""
+    import torch
+
+    reference = next(s.cache for s in states if s.cache is not None)
+    out = []
+    for layer, (k0, v0) in enumerate(reference):
+        keys = k0.new_zeros(len(states), k0.shape[0], past, k0.shape[2])
+        values = v0.new_zeros(len(states), v0.shape[0], past, v0.shape[2])
+        for r, s in enumerate(states):
+            if s.cached:
+                k, v = s.cache[layer]
+                keys[r, :, past - s.cached :] = k
+                values[r, :, past - s.cached :] = v
+        out.append((keys, values))
+    return out
+
+
+def _sample(logits: Any, sampling: Sampling, generator: Any, shortlist: int = 1024) -> Any:
+    """Temperature, top-k and top-p (nucleus) sampling, as transformers' warpers define them.
+
+    Sorting the whole vocabulary every step is a measurable share of CPU decoding, so the nucleus is sought among
+    the `shortlist` most likely tokens first; rows whose nucleus does not fit there use the whole vocabulary, so
+    the result is exact either way.
+    """
+    import torch
+
+    if sampling.temperature == 0:
+        return logits.argmax(-1)
+    scores = logits.float() / sampling.temperature
+    k = min(sampling.top_k or shortlist, scores.shape[-1])
+    values, index = scores.topk(k, dim=-1)
+    log_norm = scores.logsumexp(-1, keepdim=True) if not sampling.top_k else values.logsumexp(-1, keepdim=True)
+    probs = (values - log_norm).exp()
+    if sampling.top_p < 1:
+        before = probs.cumsum(-1) - probs  # mass of the more likely tokens
+        probs = probs.masked_fill(before >= sampling.top_p, 0.0)
+        covered = before[:, -1] + probs[:, -1] >= sampling.top_p
+    else:
+        covered = torch.full((len(scores),), bool(sampling.top_k) or k == scores.shape[-1], device=scores.device)
+    choice = index.gather(-1, _multinomial(probs, generator)).squeeze(-1)
+    if not bool(covered.all()):  # the nucleus is wider than the shortlist: sample those rows from everything
+        rows = (~covered).nonzero().squeeze(-1)
+        full = torch.softmax(scores[rows], dim=-1)
+        if sampling.top_p < 1:
+            ordered, order = full.sort(dim=-1, descending=True)
+            ordered = ordered.masked_fill(ordered.cumsum(-1) - ordered >= sampling.top_p, 0.0)
+            choice[rows] = order.gather(-1, _multinomial(ordered, generator)).squeeze(-1)
+        else:
+            choice[rows] = _multinomial(full, generator).squeeze(-1)
+    return choice
+
+
+def _multinomial(probs: Any, generator: Any) -> Any:
+    import torch
+
+    device = probs.device
+    if device != generator.device:
+        probs = probs.to(generator.device)
+    return torch.multinomial(probs, 1, generator=generator).to(device)
+
+
+def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
+    ids: set[int] = set()
+    for source in (getattr(model, "generation_config", None), model.config, tokenizer):
+        value = getattr(source, "eos_token_id", None)
+        ids.update([value] if isinstance(value, int) else (value or []))
+    return frozenset(ids)
+
+
+def _encode(tokenizer: Any, template: str | None, messages: tuple) -> tuple[int, ...]:
+    encoded = tokenizer.apply_chat_template(
+        [dict(m) for m in messages], add_generation_prompt=True, tokenize=True, chat_template=template
+    )
+    ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
+    return tuple(int(i) for i in ids)
+
+
+def default_device() -> str:
+    import torch
+
+    if torch.cuda.is_available():
+        return "cuda"
+    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def default_dtype(device: str) -> Any:
+    import torch
+
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device.startswith("mps"):
+        return torch.float16
+    return torch.float32
+
+
+@lru_cache(maxsize=4)
+def load_cached(path: str, device: str | None = None) -> HFPolicy:
+    """One policy per model directory and device per process: models load on first use, once."""
+    return HFPolicy.from_pretrained(path, device=device)

@@ -1,0 +1,85 @@
+"""The conversation a search answers, and the one span of it that mutation may rewrite.
+
+Mutation rewrites the user's *request* only. Everything else (system prompts, retrieved context, earlier turns,
+text around the request in the final user message) reaches every beam unchanged.
+"""
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any, Union
+
+from .errors import InputError
+
+Message = dict[str, str]
+ROLES = ("system", "user", "assistant")
+
+
+@dataclass(frozen=True)
+class Prompt:
+    """An OpenAI-style conversation ending in a user message, plus the request span inside that message.
+
+    Example:
+        >>> p = Prompt.of("Context: cats purr.\\n\\nQuestion: Why do cats purr?", request="Why do cats purr?")
+        >>> p.with_request("Explain why cats purr.").instruction
+        'Context: cats purr.\\n\\nQuestion: Explain why cats purr.'
+    """
+
+    messages: tuple[Message, ...]
+    request: str
+
+    @classmethod
+    def of(cls, value: PromptLike, request: str | None = None) -> Prompt:
+        """Normalise a string, a message list or a Prompt; check that there is something to answer."""
+        if isinstance(value, Prompt):
+            return value if request is None else cls._checked(value.messages, request)
+        if isinstance(value, str):
+            messages: tuple[Message, ...] = ({"role": "user", "content": value},)
+        elif isinstance(value, Sequence):
+            messages = tuple(_message(m, i) for i, m in enumerate(value))
+        else:
+            raise InputError(f"a prompt is a string or a list of messages, got {type(value).__name__}")
+        if not messages or messages[-1]["role"] != "user":
+            raise InputError("the conversation must end with a user message (the instruction to answer)")
+        return cls._checked(messages, messages[-1]["content"] if request is None else request)
+
+    @classmethod
+    def _checked(cls, messages: tuple[Message, ...], request: str) -> Prompt:
+        if not messages[-1]["content"].strip():
+            raise InputError("instruction is empty: the final user message has no text to answer")
+        if not request.strip():
+            raise InputError("the request to mutate is empty")
+        if request not in messages[-1]["content"]:
+            raise InputError("the request to mutate must be a span of the final user message")
+        return cls(messages, request)
+
+    @property
+    def instruction(self) -> str:
+        """The final user message as written: what rewards judge every response against."""
+        return self.messages[-1]["content"]
+
+    def with_request(self, variant: str) -> Prompt:
+        """The same conversation with the request span (its last occurrence) replaced by a variant."""
+        head, _, tail = self.instruction.rpartition(self.request)
+        last = {**self.messages[-1], "content": head + variant + tail}
+        return Prompt(self.messages[:-1] + (last,), variant)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"messages": [dict(m) for m in self.messages], "request": self.request}
+
+
+def _message(m: Any, index: int) -> Message:
+    if isinstance(m, Mapping):
+        role, content = m.get("role"), m.get("content")
+    elif isinstance(m, Sequence) and not isinstance(m, str) and len(m) == 2:
+        role, content = m
+    else:
+        raise InputError(f"message {index} must be a {{'role', 'content'}} mapping or a (role, content) pair")
+    if role not in ROLES:
+        raise InputError(f"message {index} has role {role!r}; expected one of {', '.join(ROLES)}")
+    if not isinstance(content, str):
+        raise InputError(f"message {index} content must be text, got {type(content).__name__}")
+    return {"role": role, "content": content}
+
+
+PromptLike = Union[str, Sequence[Any], Prompt]

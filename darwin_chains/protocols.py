@@ -1,0 +1,157 @@
+"""The three swappable components: Policy, Mutator and Reward.
+
+Each is a small `typing.Protocol` with a sync and an async form. The search never asks which implementation it
+has; it reads a policy's declared capabilities instead. Plain callables are valid rewards and mutators (see
+`as_reward` and `as_mutator`), and a component without an async method runs its sync one in a worker thread.
+"""
+from __future__ import annotations
+
+import asyncio
+import inspect
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Protocol, runtime_checkable
+
+from .config import Sampling
+from .errors import ConfigError
+from .prompt import Prompt
+
+
+@dataclass
+class Beam:
+    """One partial response being decoded from one (possibly mutated) prompt.
+
+    `state` belongs to the policy that made the beam (token ids and KV cache for a local model); the search only
+    reads `prompt`, `response`, `tokens` and `finished`.
+    """
+
+    prompt: Prompt
+    response: str = ""
+    tokens: int = 0
+    finished: bool = False
+    state: Any = field(default=None, repr=False)
+
+
+@dataclass
+class Usage:
+    """Tokens a policy call read (prompt and adopted responses it had to encode) and wrote."""
+
+    input_tokens: int = 0
+    output_tokens: int = 0
+    requests: int = 0
+    retries: int = 0
+
+    def __iadd__(self, other: Usage) -> Usage:
+        self.input_tokens += other.input_tokens
+        self.output_tokens += other.output_tokens
+        self.requests += other.requests
+        self.retries += other.retries
+        return self
+
+
+@runtime_checkable
+class Policy(Protocol):
+    """Turns prompts into beams and extends them.
+
+    `supports_continuation` says whether `extend` can continue a partial response a few tokens at a time; a policy
+    that cannot runs the search at response granularity (every beam finishes in one call). `max_context` is the
+    context window in tokens, or None when unknown.
+    """
+
+    name: str
+    supports_continuation: bool
+    max_context: int | None
+
+    def start(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[Beam]:
+        """New empty beams, one per prompt. Raises InputError when a prompt cannot fit the context window."""
+        ...
+
+    def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+        """Add up to `max_new_tokens` tokens to every unfinished beam, in place; mark those that end."""
+        ...
+
+    def adopt(self, beam: Beam, donor: Beam) -> Beam:
+        """A beam that keeps `beam`'s prompt and continues `donor`'s response."""
+        ...
+
+
+@runtime_checkable
+class Reward(Protocol):
+    """Scores responses (partial ones too) against the original prompt; higher is better."""
+
+    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]: ...
+
+
+@runtime_checkable
+class Mutator(Protocol):
+    """Rewrites an instruction into `n` variants with the same intent (exactly `n`; fall back to the original)."""
+
+    def mutate(self, instruction: str, n: int, seed: int) -> list[str]: ...
+
+
+class CallableReward:
+    """A plain function `(instruction, response) -> float` as a Reward (DSPy style)."""
+
+    def __init__(self, fn: Callable[[str, str], float], name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+
+    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        return [self.fn(prompt.instruction, r) for r in responses]
+
+    async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        if inspect.iscoroutinefunction(self.fn):
+            return list(await asyncio.gather(*(self.fn(prompt.instruction, r) for r in responses)))
+        return await asyncio.to_thread(self.score, prompt, responses)
+
+
+class CallableMutator:
+    """A plain function `(instruction, n) -> list[str]` as a Mutator."""
+
+    def __init__(self, fn: Callable[[str, int], Sequence[str]], name: str | None = None):
+        self.fn = fn
+        self.name = name or getattr(fn, "__name__", type(fn).__name__)
+
+    def mutate(self, instruction: str, n: int, seed: int) -> list[str]:
+        return list(self.fn(instruction, n))
+
+
+def as_reward(obj: Any) -> Reward:
+    """Accept a Reward, or a callable `(instruction, response) -> float`."""
+    if hasattr(obj, "score"):
+        return obj
+    if callable(obj):
+        return CallableReward(obj)
+    raise ConfigError(f"reward must have a .score(prompt, responses) method or be a callable, got {type(obj).__name__}")
+
+
+def as_mutator(obj: Any) -> Mutator:
+    """Accept a Mutator, or a callable `(instruction, n) -> list[str]`."""
+    if hasattr(obj, "mutate"):
+        return obj
+    if callable(obj):
+        return CallableMutator(obj)
+    raise ConfigError(f"mutator must have a .mutate(instruction, n, seed) method or be a callable, got {type(obj).__name__}")
+
+
+def component_name(obj: Any) -> str:
+    """How errors and traces name a component."""
+    return getattr(obj, "name", None) or type(obj).__name__
+
+
+async def ascore(reward: Reward, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+    if hasattr(reward, "ascore"):
+        return await reward.ascore(prompt, responses)
+    return await asyncio.to_thread(reward.score, prompt, responses)
+
+
+async def amutate(mutator: Mutator, instruction: str, n: int, seed: int) -> list[str]:
+    if hasattr(mutator, "amutate"):
+        return await mutator.amutate(instruction, n, seed)
+    return await asyncio.to_thread(mutator.mutate, instruction, n, seed)
+
+
+async def aextend(policy: Policy, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+    if hasattr(policy, "aextend"):
+        return await policy.aextend(beams, max_new_tokens, sampling, seed)
+    return await asyncio.to_thread(policy.extend, beams, max_new_tokens, sampling, seed)

@@ -1,0 +1,9 @@
+"""Rewards: score responses, partial ones included, against the original prompt. Higher is better.
+
+Any callable `(instruction, response) -> float` is a reward too (see `darwin_chains.protocols.as_reward`).
+"""
+from __future__ import annotations
+
+from .base import RelevanceReward, WeightedReward
+
+__all__ = ["RelevanceReward", "WeightedReward"]

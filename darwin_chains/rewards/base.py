@@ -1,0 +1,64 @@
+"""Model-free combinators and the embedding relevance reward."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from ..errors import ConfigError
+from ..prompt import Prompt
+from ..protocols import Reward, as_reward, ascore, component_name
+
+
+class WeightedReward:
+    """A weighted sum of rewards, e.g. a reward model plus a small relevance term.
+
+    Example:
+        >>> WeightedReward([(reward_model, 1.0), (RelevanceReward(), 0.5)])
+    """
+
+    def __init__(self, parts: Sequence[tuple[Any, float]]):
+        if not parts:
+            raise ConfigError("WeightedReward needs at least one (reward, weight) pair")
+        self.parts = [(as_reward(r), float(w)) for r, w in parts]
+        self.name = " + ".join(f"{w:g}*{component_name(r)}" for r, w in self.parts)
+
+    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        total = [0.0] * len(responses)
+        for reward, weight in self.parts:
+            for i, s in enumerate(reward.score(prompt, responses)):
+                total[i] += weight * s
+        return total
+
+    async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        scores = await asyncio.gather(*(ascore(r, prompt, responses) for r, _ in self.parts))
+        return [sum(w * s[i] for (_, w), s in zip(self.parts, scores)) for i in range(len(responses))]
+
+
+class RelevanceReward:
+    """Cosine similarity between the instruction and the response in a sentence encoder's space.
+
+    Cheap and robust on partial responses: it rewards staying on topic, not being correct or helpful.
+    """
+
+    name = "relevance-minilm"
+
+    def __init__(self, embedder: Any = None):
+        self._embedder = embedder
+
+    @property
+    def embedder(self) -> Any:
+        if self._embedder is None:
+            from ..embeddings import Embedder
+
+            self._embedder = Embedder.minilm()
+        return self._embedder
+
+    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        return self.embedder.similarity(prompt.instruction, list(responses))
+
+    async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        return await asyncio.to_thread(self.score, prompt, responses)
+
+
+__all__ = ["Reward", "WeightedReward", "RelevanceReward"]

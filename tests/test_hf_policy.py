@@ -1,0 +1,169 @@
+"""The local Hugging Face policy on a tiny Llama built and saved in the test, loaded with from_pretrained."""
+from __future__ import annotations
+
+import pytest
+import torch
+
+from darwin_chains import ConfigError, HFPolicy, InputError, Prompt, Sampling
+from darwin_chains.testing import FakePolicy
+from tests.contracts import PROMPTS, PolicyContract
+
+GREEDY = Sampling(temperature=0)
+
+
+class TestHFPolicyContract(PolicyContract):
+    @pytest.fixture
+    def policy(self, tiny_policy):
+        return tiny_policy
+
+
+class TestFakePolicyContract(PolicyContract):
+    @pytest.fixture
+    def policy(self):
+        return FakePolicy(stop=0.05)
+
+
+def next_token_logits(policy: HFPolicy, ids: list[int]) -> torch.Tensor:
+    """The reference: one full forward pass over the whole sequence, no cache."""
+    with torch.inference_mode():
+        return policy.model(torch.tensor([ids])).logits[0, -1]
+
+
+def cached_next_token_logits(policy: HFPolicy, beam) -> torch.Tensor:
+    """What the policy's cached state predicts next: feed the pending tokens on top of the beam's own cache."""
+    from transformers import DynamicCache
+
+    state = beam.state
+    pending = state.ids[state.cached :]
+    cache = DynamicCache(ddp_cache_data=[(k[None], v[None]) for k, v in state.cache]) if state.cache else None
+    with torch.inference_mode():
+        out = policy.model(torch.tensor([pending]), cache=cache,
+                           position_ids=torch.arange(state.cached, state.cached + len(pending))[None])
+    return out.logits[0, -1]
+
+
+def test_cache_survives_periods_and_matches_a_full_forward(tiny_policy):
+    beams = tiny_policy.start(PROMPTS, 64)
+    for seed in range(3):
+        tiny_policy.extend(beams, 5, Sampling(temperature=1.0), seed)
+    for beam in beams:
+        if beam.finished:
+            continue
+        assert beam.state.cached == len(beam.state.ids) - 1  # only the last sampled token is pending
+        torch.testing.assert_close(cached_next_token_logits(tiny_policy, beam),
+                                   next_token_logits(tiny_policy, beam.state.ids), atol=1e-4, rtol=1e-4)
+
+
+def test_replaced_beam_keeps_its_prompt_cache_and_encodes_only_the_adopted_response(tiny_policy):
+    beams = tiny_policy.start(PROMPTS, 64)
+    tiny_policy.extend(beams, 6, Sampling(temperature=1.0), seed=0)
+    own, donor = beams[1], beams[0]
+    assert not own.finished and not donor.finished
+    adopted = tiny_policy.adopt(own, donor)
+    prompt_len = len(own.state.prompt_ids)
+    assert adopted.state.cached == prompt_len  # the response part was dropped, the prompt cache kept
+    for (k_new, _), (k_old, _) in zip(adopted.state.cache, own.state.cache):
+        assert torch.equal(k_new, k_old[:, :prompt_len])
+    usage = tiny_policy.extend([adopted], 1, GREEDY, seed=1)
+    assert usage.input_tokens == len(donor.state.response_ids)  # encoded: the adopted tokens, nothing more
+    assert adopted.state.ids[: prompt_len + len(donor.state.response_ids)] == [
+        *own.state.prompt_ids, *donor.state.response_ids]
+    torch.testing.assert_close(cached_next_token_logits(tiny_policy, adopted),
+                               next_token_logits(tiny_policy, adopted.state.ids), atol=1e-4, rtol=1e-4)
+
+
+def test_adopting_from_the_same_prompt_shares_the_cache(tiny_policy):
+    beams = tiny_policy.start([PROMPTS[0], PROMPTS[0]], 64)
+    tiny_policy.extend(beams, 4, Sampling(temperature=1.0), seed=0)
+    adopted = tiny_policy.adopt(beams[1], beams[0])
+    assert adopted.state.cache is beams[0].state.cache
+    usage = tiny_policy.extend([adopted], 1, GREEDY, seed=0)
+    assert usage.input_tokens == 0
+
+
+def test_ragged_batch_decodes_like_each_beam_alone(tiny_policy):
+    """Left padding and holes in the mask must not change what any beam decodes (greedy)."""
+    prompts = [Prompt.of("Hi"), Prompt.of("Give three tips for writing a clear email, please, today.")]
+    together = tiny_policy.start(prompts, 64)
+    tiny_policy.extend(together, 4, GREEDY, 0)
+    together[0] = tiny_policy.adopt(together[0], together[1])  # now the rows differ in pending length
+    tiny_policy.extend(together, 5, GREEDY, 0)
+    assert not any(b.finished for b in together)
+    for beam in together:
+        response = beam.state.response_ids
+        alone_ids = [*beam.state.prompt_ids, *response[: len(response) - 5]]
+        with torch.inference_mode():
+            out = tiny_policy.model.generate(torch.tensor([alone_ids]), max_new_tokens=5, do_sample=False,
+                                             pad_token_id=tiny_policy.pad_id)
+        assert out[0, len(alone_ids):].tolist() == response[len(response) - 5 :]
+
+
+def test_same_seed_same_tokens_and_different_seed_differs(tiny_policy):
+    def run(seed):
+        beams = tiny_policy.start(PROMPTS, 64)
+        tiny_policy.extend(beams, 12, Sampling(temperature=1.0), seed)
+        return [b.state.response_ids for b in beams]
+
+    assert run(7) == run(7)
+    assert run(7) != run(8)
+
+
+def test_eos_finishes_a_beam_and_is_not_part_of_the_response(tiny_llama):
+    policy = HFPolicy.from_pretrained(tiny_llama, device="cpu")
+    eos = next(iter(policy.eos_ids))
+    with torch.no_grad():  # make EOS the only likely token
+        policy.model.lm_head.weight.zero_()
+        policy.model.lm_head.weight[eos] = 1.0
+        policy.model.model.norm.weight.fill_(50.0)
+    beams = policy.start(PROMPTS, 64)
+    usage = policy.extend(beams, 10, GREEDY, 0)
+    assert all(b.finished and b.tokens == 0 and b.response == "" for b in beams)
+    assert usage.output_tokens == 2  # one EOS each, then the rows are dropped
+
+
+def test_prompt_too_long_for_context_window(tiny_policy):
+    with pytest.raises(InputError, match=r"prompt has [\d,]+ tokens .* context window is 512 tokens"):
+        tiny_policy.start([Prompt.of("cat " * 600)], 16)
+    with pytest.raises(InputError, match="lower max_new_tokens"):
+        tiny_policy.start([Prompt.of("cat")], 600)
+
+
+def test_tokenizer_without_chat_template_is_refused(tiny_llama):
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(tiny_llama)
+    tokenizer.chat_template = None
+    with pytest.raises(ConfigError, match="chat template"):
+        HFPolicy(AutoModelForCausalLM.from_pretrained(tiny_llama), tokenizer)
+
+
+def test_device_and_dtype_defaults(tiny_policy):
+    from darwin_chains.policies.hf import default_dtype
+
+    assert tiny_policy.device.type == "cpu" and tiny_policy.model.dtype == torch.float32
+    assert default_dtype("mps") == torch.float16
+    assert default_dtype("cpu") == torch.float32
+
+
+@pytest.mark.parametrize("sampling", [Sampling(0.7, 0, 0.9), Sampling(1.0, 20, 0.8), Sampling(1.3, 0, 1.0),
+                                      Sampling(1.0, 5, 1.0)])
+@pytest.mark.parametrize("shortlist", [8, 1024])  # 8 forces the whole-vocabulary fallback on flat rows
+def test_sampler_matches_transformers_warpers(sampling, shortlist):
+    from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
+
+    from darwin_chains.policies.hf import _sample
+
+    torch.manual_seed(0)
+    logits = torch.stack([torch.randn(300) * 4, torch.randn(300) * 0.3])  # one peaked row, one flat row
+    reference = TemperatureLogitsWarper(sampling.temperature)(None, logits.clone())
+    if sampling.top_k:
+        reference = TopKLogitsWarper(sampling.top_k)(None, reference)
+    if sampling.top_p < 1:
+        reference = TopPLogitsWarper(sampling.top_p)(None, reference)
+    expected = torch.softmax(reference, -1)
+    generator = torch.Generator().manual_seed(0)
+    draws = torch.stack([_sample(logits, sampling, generator, shortlist) for _ in range(4000)])
+    for row in range(2):
+        counts = torch.bincount(draws[:, row], minlength=300).float() / len(draws)
+        assert set(counts.nonzero().squeeze(-1).tolist()) <= set(expected[row].nonzero().squeeze(-1).tolist())
+        assert (counts - expected[row]).abs().max() < 0.03
