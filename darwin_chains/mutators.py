@@ -17,7 +17,7 @@ from typing import Any
 from .config import Sampling
 from .errors import ConfigError
 from .policies import acomplete, complete
-from .protocols import Policy
+from .protocols import Policy, Reported
 
 log = logging.getLogger(__name__)
 
@@ -98,12 +98,13 @@ class LLMMutator:
         return self.prompt.replace("{n}", str(n)).replace("{instruction}", instruction)
 
     def mutate(self, instruction: str, n: int, seed: int) -> list[str]:
-        text, _ = complete(self.policy, self.request(instruction, n), self.max_new_tokens, self.sampling, seed)
-        return self.select(instruction, parse_list(text), n)
+        text, usage = complete(self.policy, self.request(instruction, n), self.max_new_tokens, self.sampling, seed)
+        return Reported(self.select(instruction, parse_list(text), n), usage)
 
     async def amutate(self, instruction: str, n: int, seed: int) -> list[str]:
-        text, _ = await acomplete(self.policy, self.request(instruction, n), self.max_new_tokens, self.sampling, seed)
-        return self.select(instruction, parse_list(text), n)
+        text, usage = await acomplete(self.policy, self.request(instruction, n), self.max_new_tokens, self.sampling,
+                                      seed)
+        return Reported(self.select(instruction, parse_list(text), n), usage)
 
     def select(self, instruction: str, candidates: list[str], n: int) -> list[str]:
         """The first `n` valid rewrites, padded with the original instruction."""

@@ -49,6 +49,14 @@ class Usage:
         return self
 
 
+class Reported(list):
+    """A component's list result (variants, scores) that also reports the tokens it spent, e.g. an LLM mutator."""
+
+    def __init__(self, items=(), usage: Usage | None = None):
+        super().__init__(items)
+        self.usage = usage or Usage()
+
+
 @runtime_checkable
 class Policy(Protocol):
     """Turns prompts into beams and extends them.

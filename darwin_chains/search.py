@@ -222,6 +222,7 @@ class _Run:
             if config.method == "darwin" and config.seed_sample:
                 seed_beam = self.policy.start([self.prompt], config.max_new_tokens)[0]
             for c in range(config.cycles):
+                cycle_start, tokens_before = time.perf_counter(), self.trace.tokens_generated
                 parent = archive.pick(self.rng)
                 instructions = yield from self._variants(parent.instruction)
                 cycle = Cycle(c, parent.instruction, _finite(parent.reward), instructions, archive_before=archive.to_list())
@@ -252,6 +253,8 @@ class _Run:
                 if config.method == "darwin":
                     self._evolve(archive, parent, cycle)
                 cycle.archive_after = archive.to_list()
+                cycle.tokens_generated = self.trace.tokens_generated - tokens_before
+                cycle.seconds = time.perf_counter() - cycle_start
                 self._emit("archive_updated", cycle=c, before=cycle.archive_before, after=cycle.archive_after)
                 self._check_threshold()
                 self.live = []
@@ -335,7 +338,14 @@ class _Run:
         return [self.scores[r] for r in responses]
 
     def serve(self, request: Any, reply: Any) -> Any:
-        """Check a component's reply before the algorithm sees it."""
+        """Check a component's reply before the algorithm sees it, and count what the component spent."""
+        usage = getattr(reply, "usage", None)
+        if isinstance(usage, Usage) and not isinstance(request, _Extend):
+            self._count(usage)
+            if isinstance(request, _Mutate):
+                self.trace.mutation_tokens += usage.output_tokens
+            else:
+                self.trace.reward_tokens += usage.output_tokens
         if isinstance(request, _Score):
             return self._checked_rewards(reply, request.responses)
         if isinstance(request, _Extend) and not isinstance(reply, Usage):

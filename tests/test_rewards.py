@@ -73,3 +73,16 @@ def test_weighted_reward_is_the_weighted_sum():
     assert combined.score(PROMPT, ["a bc", "def"]) == [0.5 * 4 + 2 * 2, 0.5 * 3 + 2 * 1]
     assert asyncio.run(combined.ascore(PROMPT, ["a bc"])) == [6.0]
     assert "0.5*" in combined.name
+
+
+def test_distinct_reward_penalises_loops_and_the_default_combines_it(minilm):
+    from darwin_chains.rewards import DistinctReward, relevance_and_distinct
+
+    loop = "Use a clear subject line. " * 6
+    varied = "Use a clear subject line, keep the body short, and proofread the email before you send it."
+    low, high = DistinctReward().score(PROMPT, [loop, varied])
+    assert low < 0.5 < high == 1.0
+    combined = relevance_and_distinct()
+    assert combined.name == "relevance+distinct"
+    assert combined.score(PROMPT, [varied])[0] == pytest.approx(
+        RelevanceReward(minilm).score(PROMPT, [varied])[0] + 1.0, abs=1e-5)

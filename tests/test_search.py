@@ -324,3 +324,23 @@ def test_plain_callable_reward_and_mutator_with_search_overrides():
     assert search.config.beams == 3
     result = search.run(INSTRUCTION, max_new_tokens=10)
     assert result.trace.config["max_new_tokens"] == 10
+
+
+def test_tokens_spent_by_an_llm_mutator_are_counted():
+    from darwin_chains import LLMMutator
+
+    class Rewriter(FakePolicy):
+        """Answers every request with a numbered list of rewrites."""
+
+        def extend(self, beams, n, sampling, seed):
+            usage = super().extend(beams, n, sampling, seed)
+            for b in beams:
+                b.response, b.finished = "1. tell me about the cat please\n2. describe the cat to me", True
+            return usage
+
+    mutator = LLMMutator(Rewriter(), max_new_tokens=7)
+    trace = Search(FakePolicy(), KeywordReward(), mutator, SearchConfig(max_new_tokens=20, replacement_period=10)
+                   ).run(INSTRUCTION).trace
+    assert trace.mutation_tokens == 7
+    assert trace.cycles[0].instructions[:2] == ["tell me about the cat please", "describe the cat to me"]
+    assert trace.tokens_generated >= trace.cycles[0].tokens_generated >= 7

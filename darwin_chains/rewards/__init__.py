@@ -4,6 +4,6 @@ Any callable `(instruction, response) -> float` is a reward too (see `darwin_cha
 """
 from __future__ import annotations
 
-from .base import RelevanceReward, WeightedReward
+from .base import DistinctReward, RelevanceReward, WeightedReward, relevance_and_distinct
 
-__all__ = ["RelevanceReward", "WeightedReward"]
+__all__ = ["DistinctReward", "RelevanceReward", "WeightedReward", "relevance_and_distinct"]

@@ -61,4 +61,29 @@ class RelevanceReward:
         return await asyncio.to_thread(self.score, prompt, responses)
 
 
-__all__ = ["Reward", "WeightedReward", "RelevanceReward"]
+class DistinctReward:
+    """Share of distinct word trigrams in the response: low for the loops small models fall into.
+
+    Meaningless alone (non-repeating gibberish scores 1.0); useful beside a reward that checks content.
+    """
+
+    name = "distinct-3gram"
+
+    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        return [_distinct_trigrams(r) for r in responses]
+
+
+def _distinct_trigrams(text: str) -> float:
+    words = text.split()
+    grams = [tuple(words[i : i + 3]) for i in range(len(words) - 2)]
+    return len(set(grams)) / len(grams) if grams else 1.0
+
+
+def relevance_and_distinct() -> WeightedReward:
+    """On topic and not looping: the best simple reward measured for the embedded model (benchmarks/reward_check.py)."""
+    reward = WeightedReward([(RelevanceReward(), 1.0), (DistinctReward(), 1.0)])
+    reward.name = "relevance+distinct"
+    return reward
+
+
+__all__ = ["Reward", "WeightedReward", "RelevanceReward", "DistinctReward", "relevance_and_distinct"]
