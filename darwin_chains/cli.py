@@ -67,6 +67,19 @@ def _parser() -> argparse.ArgumentParser:
     align.add_argument("--json", action="store_true", help="print answer, reward and the whole trace as JSON")
     align.add_argument("--progress", choices=("auto", "on", "off"), default="auto", help="progress bar on stderr")
     _search_args(align)
+
+    bench = sub.add_parser("bench", help="compare methods on the same prompts, policy, reward and seeds")
+    bench.add_argument("--prompts", nargs="+", default=["mt-bench:20", "alpaca:20"],
+                       help="mt-bench[:N], alpaca[:N] (from --data-dir) or JSONL files of instructions")
+    bench.add_argument("--data-dir", default=None, help="folder with the shared prompt files (default ../shared/data)")
+    bench.add_argument("--methods", nargs="+", default=None, help="subset of the bench methods (default: all)")
+    bench.add_argument("--judge", nargs="+", default=["reference", "relevance+distinct"],
+                       help="held-out judges: reward specs, or 'reference' (similarity to a reference answer)")
+    bench.add_argument("--out", default="bench.jsonl", help="results, appended; finished prompts are skipped")
+    bench.add_argument("--plots", default=None, help="write the plots into this folder")
+    bench.add_argument("--concurrency", type=int, default=1, help="prompts in flight at once (remote policies)")
+    bench.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
+    _search_args(bench)
     return parser
 
 
@@ -76,7 +89,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="darwin-chains: %(levelname)s: %(message)s")
     try:
-        return _align(args)
+        return _bench(args) if args.command == "bench" else _align(args)
     except KeyboardInterrupt:
         print("darwin-chains: interrupted", file=sys.stderr)
         return 130
@@ -115,6 +128,58 @@ def _align(args: argparse.Namespace) -> int:
         print(result.to_json(indent=2))
     else:
         print(result.answer)
+    return 0
+
+
+def _bench(args: argparse.Namespace) -> int:
+    import asyncio
+    from pathlib import Path
+
+    from . import bench, defaults
+
+    config = config_from_args(args)
+    prompts = bench.load_prompts(args.prompts, Path(args.data_dir) if args.data_dir else None)
+    for spec in args.judge:
+        if spec != "reference":
+            defaults.check(reward_spec=spec)
+    defaults.check(args.reward, args.mutator)
+    _quiet_transformers()
+    policy = defaults.policy(args.policy)
+    reward = defaults.reward(args.reward, policy)
+    judges = {spec: bench.ReferenceSimilarity() if spec == "reference" else defaults.reward(spec, policy)
+              for spec in args.judge}
+    runner = bench.Bench(policy, reward, defaults.mutator(args.mutator, policy), judges, Path(args.out),
+                         args.methods or tuple(bench.METHODS), config)
+    total = len(prompts) * len(runner.methods)
+    enabled = args.progress == "on" or (args.progress == "auto" and sys.stderr.isatty())
+    bar = None
+    if enabled:
+        from tqdm import tqdm
+
+        bar = tqdm(total=total, desc="bench", unit="run", file=sys.stderr)
+        bar.update(sum(1 for p in prompts for m in runner.methods
+                       if all((p.id, n) in runner.done() for n in bench._row_names(m))))
+    try:
+        asyncio.run(runner.run(prompts, args.concurrency, progress=(lambda p, m: bar.update(1)) if bar else None))
+    finally:
+        if bar is not None:
+            bar.close()
+    ids = {p.id for p in prompts}
+    rows = [r for r in bench.read_rows(Path(args.out)) if r["prompt_id"] in ids]
+    summary = bench.summarize(rows)
+    Path(args.out).with_suffix(".summary.json").write_text(json.dumps(summary, indent=2))
+    print(bench.markdown(summary))
+    if args.plots:
+        from . import plots
+
+        folder = Path(args.plots)
+        folder.mkdir(parents=True, exist_ok=True)
+        plots.reward_vs_tokens(summary, folder / "reward_vs_tokens.png")
+        for spec in args.judge:
+            plots.judge_vs_reward(summary, spec, folder / f"judge_{spec.replace('+', '_')}_vs_reward.png")
+        traces = bench.read_rows(runner.traces) if runner.traces.exists() else []
+        if traces:
+            plots.darwin_search(traces[0]["trace"], folder / "darwin_search.png")
     return 0
 
 

@@ -222,7 +222,8 @@ class _Run:
             if config.method == "darwin" and config.seed_sample:
                 seed_beam = self.policy.start([self.prompt], config.max_new_tokens)[0]
             for c in range(config.cycles):
-                cycle_start, tokens_before = time.perf_counter(), self.trace.tokens_generated
+                cycle_start, tokens_before, calls_before = (time.perf_counter(), self.trace.tokens_generated,
+                                                            self.trace.reward_calls)
                 parent = archive.pick(self.rng)
                 instructions = yield from self._variants(parent.instruction)
                 cycle = Cycle(c, parent.instruction, _finite(parent.reward), instructions, archive_before=archive.to_list())
@@ -254,6 +255,7 @@ class _Run:
                     self._evolve(archive, parent, cycle)
                 cycle.archive_after = archive.to_list()
                 cycle.tokens_generated = self.trace.tokens_generated - tokens_before
+                cycle.reward_calls = self.trace.reward_calls - calls_before
                 cycle.seconds = time.perf_counter() - cycle_start
                 self._emit("archive_updated", cycle=c, before=cycle.archive_before, after=cycle.archive_after)
                 self._check_threshold()

@@ -35,6 +35,7 @@ class Cycle:
     archive_before: list[dict[str, Any]] = field(default_factory=list)
     archive_after: list[dict[str, Any]] = field(default_factory=list)
     tokens_generated: int = 0  # by this cycle's beams, and the seed sample decoded beside the first cycle
+    reward_calls: int = 0
     seconds: float = 0.0
 
 

@@ -344,3 +344,12 @@ def test_tokens_spent_by_an_llm_mutator_are_counted():
     assert trace.mutation_tokens == 7
     assert trace.cycles[0].instructions[:2] == ["tell me about the cat please", "describe the cat to me"]
     assert trace.tokens_generated >= trace.cycles[0].tokens_generated >= 7
+
+
+def test_the_first_cycles_of_a_longer_search_equal_a_shorter_search():
+    """Benchmarks read Darwin with 1 and 2 cycles off a 3-cycle run; that is exact only if this holds."""
+    config = SearchConfig(max_new_tokens=30, replacement_period=10, seed=9)
+    three = make(config.replace(mutation_cycles=3)).run(INSTRUCTION).trace.to_dict()
+    for cycles in (1, 2):
+        shorter = make(config.replace(mutation_cycles=cycles)).run(INSTRUCTION).trace.to_dict()
+        assert without_timings(shorter["cycles"]) == without_timings(three["cycles"][:cycles])

@@ -1,0 +1,120 @@
+"""The benchmark harness: every method on every prompt, resumable output, summaries and plots."""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import pytest
+
+from darwin_chains import InputError, SearchConfig
+from darwin_chains.bench import METHODS, Bench, load_prompts, markdown, read_rows, summarize
+from darwin_chains.testing import FakePolicy, KeywordReward
+
+
+def suffix_mutator(instruction, n):
+    return [f"{instruction} cat{i}" for i in range(n)]
+
+
+@pytest.fixture
+def prompt_file(tmp_path):
+    path = tmp_path / "prompts.jsonl"
+    rows = [{"id": i, "instruction": f"tell me about cat {i}", "reference": "the cat sat on the mat"}
+            for i in range(3)]
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    return path
+
+
+def make_bench(tmp_path, **kw):
+    judges = {"keyword": KeywordReward(("mat",))}
+    return Bench(FakePolicy(stop=0.05), KeywordReward(), suffix_mutator, judges, tmp_path / "out.jsonl",
+                 base=SearchConfig(max_new_tokens=20, replacement_period=5), **kw)
+
+
+def test_every_method_answers_every_prompt_with_costs_and_judges(tmp_path, prompt_file):
+    bench = make_bench(tmp_path)
+    prompts = load_prompts([str(prompt_file)])
+    written = asyncio.run(bench.run(prompts, concurrency=2))
+    rows = read_rows(bench.out)
+    methods = [m for m in METHODS if m != "darwin-3"] + ["darwin-1", "darwin-2", "darwin-3"]
+    assert written == len(rows) == len(prompts) * len(methods)
+    assert {(r["prompt_id"], r["method"]) for r in rows} == {(p.id, m) for p in prompts for m in methods}
+    for r in rows:
+        assert set(r["judges"]) == {"keyword"} and r["tokens_generated"] > 0 and r["seconds"] >= 0
+    by = {(r["prompt_id"], r["method"]): r for r in rows}
+    for p in prompts:  # more cycles never lower the reward and always cost more
+        rewards = [by[(p.id, f"darwin-{c}")]["reward"] for c in (1, 2, 3)]
+        tokens = [by[(p.id, f"darwin-{c}")]["tokens_generated"] for c in (1, 2, 3)]
+        assert rewards == sorted(rewards) and tokens == sorted(tokens) and tokens[0] < tokens[2]
+        assert by[(p.id, "best-of-15")]["tokens_generated"] > by[(p.id, "best-of-5")]["tokens_generated"]
+    assert len(read_rows(bench.traces)) == len(prompts)  # one Darwin trace per prompt, for the plots
+
+
+def test_rerun_skips_finished_prompts_and_recovers_a_torn_line(tmp_path, prompt_file):
+    bench = make_bench(tmp_path, methods=["sample", "best-of-5"])
+    prompts = load_prompts([str(prompt_file)])
+    asyncio.run(bench.run(prompts[:2]))  # "interrupted" after two prompts
+    first = bench.out.read_text()
+    assert asyncio.run(bench.run(prompts[:2])) == 0 and bench.out.read_text() == first
+    # A crash mid-write leaves a torn last line: that row runs again, nothing else does.
+    bench.out.write_text(first[: first.rstrip("\n").rfind("\n") + 1] + '{"prompt_id": "pro')
+    assert asyncio.run(bench.run(prompts)) == 1 + 2
+    rows = read_rows(bench.out)
+    assert len(rows) == 6 and len({(r["prompt_id"], r["method"]) for r in rows}) == 6
+    assert bench.out.read_text().count("\n") == 7  # six rows and the torn line, no blank lines
+
+
+def test_summary_pairs_methods_against_best_of_5(tmp_path, prompt_file):
+    bench = make_bench(tmp_path, methods=["sample", "best-of-5", "best-of-10"])
+    asyncio.run(bench.run(load_prompts([str(prompt_file)])))
+    summary = summarize(read_rows(bench.out))
+    assert list(summary) == ["sample", "best-of-5", "best-of-10"]
+    assert 0 <= summary["sample"]["reward_win_rate_vs_best-of-5"] <= 1
+    assert summary["best-of-10"]["reward"] >= summary["sample"]["reward"]
+    assert "judge:keyword:win_rate_vs_best-of-5" in summary["best-of-10"]
+    table = markdown(summary)
+    assert table.count("\n") == 2 + len(summary) - 1 and "best-of-10" in table
+
+
+def test_bad_prompt_files_are_clear(tmp_path):
+    with pytest.raises(InputError, match="does not exist"):
+        load_prompts([str(tmp_path / "missing.jsonl")])
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"text": "no instruction key"}\n')
+    with pytest.raises(InputError, match="row 1 has no instruction"):
+        load_prompts([str(bad)])
+
+
+def test_shared_prompt_sets_load():
+    prompts = load_prompts(["mt-bench:3", "alpaca:2"])
+    assert [p.source for p in prompts] == ["mt-bench"] * 3 + ["alpaca"] * 2
+    assert prompts[3].reference and prompts[0].instruction
+
+
+def test_plots_are_drawn_from_results(tmp_path, prompt_file):
+    from darwin_chains import plots
+
+    bench = make_bench(tmp_path)
+    asyncio.run(bench.run(load_prompts([str(prompt_file)])))
+    summary = summarize(read_rows(bench.out))
+    for path in (plots.reward_vs_tokens(summary, tmp_path / "a.png"),
+                 plots.judge_vs_reward(summary, "keyword", tmp_path / "b.png"),
+                 plots.darwin_search(read_rows(bench.traces)[0]["trace"], tmp_path / "c.png")):
+        assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
+
+
+@pytest.mark.integration
+def test_bench_cli_on_the_embedded_model(tmp_path):
+    out = tmp_path / "bench.jsonl"
+    args = [sys.executable, "-m", "darwin_chains.cli", "bench", "--prompts", "alpaca:1", "--methods", "sample",
+            "best-of-5", "--max-new-tokens", "12", "--out", str(out), "--judge", "reference", "relevance",
+            "--progress", "off"]
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(out)
+    assert {r["method"] for r in rows} == {"sample", "best-of-5"}
+    assert all(set(r["judges"]) == {"reference", "relevance"} for r in rows)
+    assert "| best-of-5 |" in done.stdout
+    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert again.returncode == 0 and len(read_rows(out)) == 2
