@@ -167,3 +167,22 @@ def test_sampler_matches_transformers_warpers(sampling, shortlist):
         counts = torch.bincount(draws[:, row], minlength=300).float() / len(draws)
         assert set(counts.nonzero().squeeze(-1).tolist()) <= set(expected[row].nonzero().squeeze(-1).tolist())
         assert (counts - expected[row]).abs().max() < 0.03
+
+
+@pytest.mark.parametrize("method", ["darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace"])
+def test_every_method_runs_on_a_real_model(tiny_policy, method):
+    from darwin_chains import Search, SearchConfig, TemplateMutator
+    from darwin_chains.testing import KeywordReward
+
+    config = SearchConfig(method=method, max_new_tokens=24, replacement_period=6, look_ahead=3, seed=1,
+                          mutation_cycles=2)
+    search = Search(tiny_policy, KeywordReward(["the", "cat"]), TemplateMutator(), config)
+    first, second = search.run(PROMPTS[0]), search.run(PROMPTS[0])
+    assert first.answer == second.answer and first.reward == second.reward
+    trace = first.trace
+    assert trace.tokens_generated > 0 and trace.reward_calls > 0
+    if config.replaces:  # look-ahead probes only matter where replacement ranks beams
+        assert trace.look_ahead_tokens > 0
+        assert any(p.replacements for c in trace.cycles for p in c.periods)
+    longest = max(len(c.responses) for c in trace.cycles)
+    assert longest == (1 if method == "sample" else 5)
