@@ -19,6 +19,9 @@ ROLES = ("system", "user", "assistant")
 class Prompt:
     """An OpenAI-style conversation ending in a user message, plus the request span inside that message.
 
+    `start` is where the request begins in the final message; when not given, it is the request's last
+    occurrence. An adapter that knows the exact place (a template variable's position) should give it.
+
     Example:
         >>> p = Prompt.of("Context: cats purr.\\n\\nQuestion: Why do cats purr?", request="Why do cats purr?")
         >>> p.with_request("Explain why cats purr.").instruction
@@ -27,12 +30,13 @@ class Prompt:
 
     messages: tuple[Message, ...]
     request: str
+    start: int = 0
 
     @classmethod
-    def of(cls, value: PromptLike, request: str | None = None) -> Prompt:
+    def of(cls, value: PromptLike, request: str | None = None, start: int | None = None) -> Prompt:
         """Normalise a string, a message list or a Prompt; check that there is something to answer."""
         if isinstance(value, Prompt):
-            return value if request is None else cls._checked(value.messages, request)
+            return value if request is None else cls._checked(value.messages, request, start)
         if isinstance(value, str):
             messages: tuple[Message, ...] = ({"role": "user", "content": value},)
         elif isinstance(value, Sequence):
@@ -41,17 +45,19 @@ class Prompt:
             raise InputError(f"a prompt is a string or a list of messages, got {type(value).__name__}")
         if not messages or messages[-1]["role"] != "user":
             raise InputError("the conversation must end with a user message (the instruction to answer)")
-        return cls._checked(messages, messages[-1]["content"] if request is None else request)
+        return cls._checked(messages, messages[-1]["content"] if request is None else request, start)
 
     @classmethod
-    def _checked(cls, messages: tuple[Message, ...], request: str) -> Prompt:
-        if not messages[-1]["content"].strip():
+    def _checked(cls, messages: tuple[Message, ...], request: str, start: int | None) -> Prompt:
+        content = messages[-1]["content"]
+        if not content.strip():
             raise InputError("instruction is empty: the final user message has no text to answer")
         if not request.strip():
             raise InputError("the request to mutate is empty")
-        if request not in messages[-1]["content"]:
+        start = content.rfind(request) if start is None else start
+        if start < 0 or content[start : start + len(request)] != request:
             raise InputError("the request to mutate must be a span of the final user message")
-        return cls(messages, request)
+        return cls(messages, request, start)
 
     @property
     def instruction(self) -> str:
@@ -59,13 +65,13 @@ class Prompt:
         return self.messages[-1]["content"]
 
     def with_request(self, variant: str) -> Prompt:
-        """The same conversation with the request span (its last occurrence) replaced by a variant."""
-        head, _, tail = self.instruction.rpartition(self.request)
-        last = {**self.messages[-1], "content": head + variant + tail}
-        return Prompt(self.messages[:-1] + (last,), variant)
+        """The same conversation with the request span replaced by a variant; all other text stays as it is."""
+        text = self.instruction
+        content = text[: self.start] + variant + text[self.start + len(self.request) :]
+        return Prompt(self.messages[:-1] + ({**self.messages[-1], "content": content},), variant, self.start)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"messages": [dict(m) for m in self.messages], "request": self.request}
+        return {"messages": [dict(m) for m in self.messages], "request": self.request, "start": self.start}
 
 
 def _message(m: Any, index: int) -> Message:

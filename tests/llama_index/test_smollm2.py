@@ -1,0 +1,98 @@
+"""DarwinLLM on the real thing: the embedded SmolLM2-135M-Instruct, the default reward, a MiniLM vector index."""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+
+import pytest
+from darwin_chains import ConfigError, InputError, Prompt
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
+from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
+from llama_index.llms.darwin import DarwinLLM, DarwinReplacementEvent, DarwinSearchFinishedEvent
+
+from .fakes import SpyPolicy
+
+pytestmark = pytest.mark.integration
+
+SMALL = dict(mutants=3, keep_top=1, replacement_period=8, max_new_tokens=16)
+EMAIL = "Give three tips for writing a clear email."
+
+
+def test_metadata_and_lazy_default_policy(smollm2_policy, monkeypatch):
+    monkeypatch.delenv("DARWIN_CHAINS_POLICY", raising=False)
+    llm = DarwinLLM(**SMALL)
+    assert llm._policy is None
+    meta = llm.metadata  # first use: loads the default policy, the embedded SmolLM2
+    assert llm.policy is smollm2_policy
+    assert meta.context_window == smollm2_policy.max_context == 8192
+    assert (meta.model_name, meta.num_output, meta.is_chat_model) == ("smollm2-135m-instruct", 16, True)
+
+
+def test_context_window_checks_on_the_real_policy(smollm2_policy):
+    floor = len(smollm2_policy.encode(Prompt.of("Hi")))  # the shortest prompt, chat template included
+    with pytest.raises(ConfigError, match=f"context window is 8,192 tokens.*at most {8192 - floor:,}"):
+        DarwinLLM(policy=smollm2_policy, **{**SMALL, "max_new_tokens": 8192 - floor + 1})
+    DarwinLLM(policy=smollm2_policy, **{**SMALL, "max_new_tokens": 8192 - floor})  # exactly fits
+    with pytest.raises(InputError, match="context window is 8,192 tokens"):
+        DarwinLLM(policy=smollm2_policy, **SMALL).complete("word " * 9000)
+
+
+def test_chat_on_smollm2_is_traced(smollm2_policy, recorder):
+    response = DarwinLLM(policy=smollm2_policy, **SMALL).chat([ChatMessage(role=MessageRole.USER, content=EMAIL)])
+    assert response.message.content.strip()
+    meta = response.additional_kwargs
+    assert math.isfinite(meta["reward"]) and 0 < meta["trace"]["tokens_generated"] <= 4 * 16
+    assert response.raw.trace.policy == "smollm2-135m-instruct"
+    assert recorder.of(DarwinReplacementEvent)  # keep_top=1 of 3 beams: every period replaces
+    (finished,) = recorder.of(DarwinSearchFinishedEvent)
+    (end,) = recorder.of(LLMChatEndEvent)
+    assert finished.reward == meta["reward"] and end.response.message.content == response.message.content
+
+
+def test_stream_complete_on_smollm2():
+    chunks = list(DarwinLLM(policy="embedded", **{**SMALL, "max_new_tokens": 24, "seed_sample": False})
+                  .stream_complete(EMAIL))
+    assert len(chunks) >= 2  # text settles after the first replacement
+    assert "".join(c.delta for c in chunks) == chunks[-1].text == chunks[-1].raw.answer
+    assert math.isfinite(chunks[-1].additional_kwargs["reward"])
+
+
+async def test_acomplete_on_smollm2_leaves_the_event_loop_free(smollm2_policy):
+    llm = DarwinLLM(policy=smollm2_policy, **SMALL)
+    ticks = 0
+
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    started = time.perf_counter()
+    response = await llm.acomplete(EMAIL)
+    elapsed = time.perf_counter() - started
+    ticker.cancel()
+    assert response.text.strip() and elapsed > 0.5
+    assert ticks >= 0.3 * elapsed / 0.01, f"{ticks} ticks in {elapsed:.1f} s: the loop was blocked"
+
+
+def test_query_engine_on_smollm2_keeps_the_context(smollm2_policy, index, rag):
+    spy = SpyPolicy(smollm2_policy)
+    llm = DarwinLLM(policy=spy, **SMALL)
+    response = index.as_query_engine(llm=llm, similarity_top_k=1).query(rag.QUESTION)
+    node = response.source_nodes[0].text
+    assert "waggle dance" in node and str(response).strip()
+    assert len(spy.prompts) == 4 and all(node in p.instruction for p in spy.prompts)
+    assert len({p.request for p in spy.prompts}) == 4  # the template mutator rewrote the query three ways
+
+
+def test_streaming_chat_engine_on_smollm2(smollm2_policy, index, rag):
+    spy = SpyPolicy(smollm2_policy)
+    llm = DarwinLLM(policy=spy, **{**SMALL, "seed_sample": False})
+    engine = index.as_chat_engine(chat_mode="condense_plus_context", llm=llm, similarity_top_k=1)
+    streaming = engine.stream_chat(rag.FOLLOW_UP)
+    text = "".join(streaming.response_gen)
+    assert text.strip() and text == streaming.response
+    node = streaming.source_nodes[0].text
+    assert "hieroglyphic" in node and all(node in p.messages[0]["content"] for p in spy.prompts)
