@@ -55,7 +55,8 @@ def samples(prompts: list[dict], tokens: int) -> list[str]:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--rewards", nargs="+", default=["relevance", "distinct", "relevance+distinct", "default"])
+    parser.add_argument("--rewards", nargs="+",
+                        default=["relevance", "distinct", "relevance+distinct", "preference", "default"])
     parser.add_argument("--prompts", type=int, default=40)
     parser.add_argument("--tokens", type=int, default=160)
     args = parser.parse_args()

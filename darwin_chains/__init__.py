@@ -22,7 +22,7 @@ from .policies import acomplete, complete
 from .policies.hf import HFPolicy
 from .prompt import Prompt
 from .protocols import Beam, Mutator, Policy, Reward, Usage, as_mutator, as_reward
-from .rewards import RelevanceReward, WeightedReward
+from .rewards import PreferenceReward, RelevanceReward, WeightedReward
 from .search import Search
 from .trace import Candidate, Cycle, Period, SearchResult, Trace
 
@@ -30,7 +30,8 @@ __version__ = "0.1.0"
 
 __all__ = [
     "METHODS", "Beam", "Candidate", "ConfigError", "Cycle", "DarwinError", "HFPolicy", "InputError", "LLMMutator",
-    "MissingDependencyError", "MutationError", "Mutator", "Period", "Policy", "PolicyError", "Prompt", "RelevanceReward",
-    "Reward", "RewardError", "Sampling", "Search", "SearchConfig", "SearchResult", "TemplateMutator", "Trace", "Usage",
-    "WeightedReward", "acomplete", "as_mutator", "as_reward", "complete", "defaults",
+    "MissingDependencyError", "MutationError", "Mutator", "Period", "Policy", "PolicyError", "PreferenceReward",
+    "Prompt", "RelevanceReward", "Reward", "RewardError", "Sampling", "Search", "SearchConfig", "SearchResult",
+    "TemplateMutator", "Trace", "Usage", "WeightedReward", "acomplete", "as_mutator", "as_reward", "complete",
+    "defaults",
 ]

@@ -25,6 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .config import SearchConfig
+from .embeddings import UsesEmbedder
 from .errors import ConfigError, InputError
 from .prompt import Prompt
 from .protocols import ascore
@@ -85,20 +86,13 @@ def load_prompts(specs: Sequence[str], data_dir: Path | None = None) -> list[Ben
     return prompts
 
 
-class ReferenceSimilarity:
+class ReferenceSimilarity(UsesEmbedder):
     """A held-out judge for prompts with a reference answer: cosine similarity to it in MiniLM space."""
 
     name = "reference-similarity"
 
-    def __init__(self, embedder: Any = None):
-        self._embedder = embedder
-
     def judge(self, reference: str, answer: str) -> float:
-        if self._embedder is None:
-            from .embeddings import Embedder
-
-            self._embedder = Embedder.minilm()
-        return self._embedder.similarity(reference, [answer])[0]
+        return self.embedder.similarity(reference, [answer])[0]
 
 
 class Bench:

@@ -67,6 +67,20 @@ class Embedder:
         return (vectors[1:] @ vectors[0]).tolist()
 
 
+class UsesEmbedder:
+    """A component that embeds text: with the encoder it is given, else the packaged MiniLM, loaded at first use
+    so that building the component stays instant."""
+
+    def __init__(self, embedder: Embedder | None = None):
+        self._embedder = embedder
+
+    @property
+    def embedder(self) -> Embedder:
+        if self._embedder is None:
+            self._embedder = Embedder.minilm()
+        return self._embedder
+
+
 @lru_cache(maxsize=1)
 def _minilm() -> Embedder:
     from .embedded import minilm_dir

@@ -5,6 +5,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
+from ..embeddings import UsesEmbedder
 from ..errors import ConfigError
 from ..prompt import Prompt
 from ..protocols import Reward, as_reward, ascore, component_name
@@ -35,24 +36,13 @@ class WeightedReward:
         return [sum(w * s[i] for (_, w), s in zip(self.parts, scores)) for i in range(len(responses))]
 
 
-class RelevanceReward:
+class RelevanceReward(UsesEmbedder):
     """Cosine similarity between the instruction and the response in a sentence encoder's space.
 
     Cheap and robust on partial responses: it rewards staying on topic, not being correct or helpful.
     """
 
     name = "relevance-minilm"
-
-    def __init__(self, embedder: Any = None):
-        self._embedder = embedder
-
-    @property
-    def embedder(self) -> Any:
-        if self._embedder is None:
-            from ..embeddings import Embedder
-
-            self._embedder = Embedder.minilm()
-        return self._embedder
 
     def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
         return self.embedder.similarity(prompt.instruction, list(responses))

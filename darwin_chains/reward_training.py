@@ -1,0 +1,383 @@
+"""Train the preference reward head: a Bradley-Terry (pairwise logistic) model over MiniLM features.
+
+The data are AlpacaEval 2 judgments: GPT-4 Turbo compared answers from 24 models with one reference answer, so two
+answers to the same instruction can be ranked through their preferences. The head is linear in the features of
+`darwin_chains.rewards.preference.features`, so scoring costs one MiniLM pass and a dot product.
+
+Darwin scores partial responses every few tokens, so the head also learns from prefixes of the answers (by default
+the first 40 and 80 SmolLM2 tokens: the paper's default and best replacement periods; each cut costs one more MiniLM
+pass per answer); a pair of prefixes keeps the label of the full answers. Validation reports the 40, 80 and
+160-token cuts. Pairs of an answer to the instruction against an answer to another instruction teach the head that
+being on topic comes first.
+
+Instructions are split into train and validation with the seed; only the validation split is used to pick the
+regularisation. MiniLM embeddings are cached on disk, so a rerun takes a minute or two.
+
+    python -m darwin_chains.reward_training --seed 0 --out darwin_chains/rewards/weights/preference.json
+"""
+from __future__ import annotations
+
+import argparse
+import gzip
+import hashlib
+import itertools
+import json
+import logging
+import random
+import time
+from collections import defaultdict
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from .embedded import cache_dir
+from .errors import require
+
+log = logging.getLogger(__name__)
+
+ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_eval_prefs_dev.jsonl.gz"
+DEFAULT_OUT = Path(__file__).resolve().parent / "rewards" / "weights" / "preference.json"
+PREFIX_TOKENS = (40, 80, 160)
+
+
+@dataclass
+class Settings:
+    """Everything that decides the weights; saved beside them."""
+
+    seed: int = 0
+    validation_share: float = 0.2
+    min_gap: float = 0.1
+    off_topic_per_instruction: int = 4
+    prefix_tokens: tuple[int, ...] = (40, 80)
+    l2_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
+    l2: float | None = None
+    epochs: int = 300
+    tokens: str = "SmolLM2-135M-Instruct tokenizer (prefix cuts)"
+    data: str = field(default=str(DEFAULT_DATA))
+
+
+# --- data ---------------------------------------------------------------------------------------------------------
+
+def load_rows(path: str | Path) -> list[dict]:
+    with gzip.open(path, "rt") as f:
+        return [json.loads(line) for line in f]
+
+
+def split_instructions(instructions: Sequence[str], seed: int, validation_share: float) -> tuple[set[str], set[str]]:
+    """Train and validation instruction sets: a seeded shuffle of the sorted unique instructions."""
+    unique = sorted(set(instructions))
+    random.Random(seed).shuffle(unique)
+    n_val = round(len(unique) * validation_share)
+    return set(unique[n_val:]), set(unique[:n_val])
+
+
+def training_pairs(rows: Sequence[dict], min_gap: float) -> list[tuple[str, str, str, float]]:
+    """Every (instruction, better, worse, gap) whose judge preferences differ by at least min_gap.
+
+    Includes the GPT-4 Turbo reference answer (`output_1`, preference 1.5 by construction) as one more contestant.
+    """
+    by_instruction: dict[str, dict[str, float]] = defaultdict(dict)
+    for row in rows:
+        answers = by_instruction[row["instruction"]]
+        answers[row["output_2"]] = float(row["preference"])
+        answers.setdefault(row["output_1"], 1.5)
+    out = []
+    for instruction, answers in by_instruction.items():
+        for (a, pa), (b, pb) in itertools.combinations(answers.items(), 2):
+            if abs(pa - pb) >= min_gap:
+                out.append((instruction, a, b, pa - pb) if pa > pb else (instruction, b, a, pb - pa))
+    return out
+
+
+def off_topic_pairs(rows: Sequence[dict], per_instruction: int, seed: int) -> list[tuple[str, str, str, float]]:
+    """(instruction, an answer to it, an answer to another instruction, 0): any on-topic answer beats an off-topic
+    one. Judge pairs never show this, and without it the head learns which topics tend to win instead."""
+    by_instruction: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        by_instruction[row["instruction"]].append(row["output_2"])
+    instructions = sorted(by_instruction)
+    rng = random.Random(seed)
+    out = []
+    for instruction in instructions:
+        others = [i for i in instructions if i != instruction]
+        if not others:
+            break
+        for _ in range(per_instruction):
+            on_topic = rng.choice(sorted(by_instruction[instruction]))
+            off_topic = rng.choice(sorted(by_instruction[rng.choice(others)]))
+            out.append((instruction, on_topic, off_topic, 0.0))
+    return out
+
+
+class PrefixCutter:
+    """Cuts a response to its first n SmolLM2 tokens, as the embedded policy would have produced it."""
+
+    def __init__(self):
+        from transformers import AutoTokenizer
+
+        from .embedded import smollm2_dir
+
+        self.tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
+
+    def __call__(self, text: str, n: int) -> str:
+        ids = self.tokenizer.encode(text, add_special_tokens=False)
+        return text if len(ids) <= n else self.tokenizer.decode(ids[:n])
+
+
+# --- embeddings, cached on disk -----------------------------------------------------------------------------------
+
+def _key(text: str) -> str:
+    return hashlib.sha1(text.encode("utf-8")).hexdigest()
+
+
+class EmbeddingCache:
+    """MiniLM vectors by text hash, stored as append-only shards so an interrupted run keeps its work."""
+
+    def __init__(self, directory: Path | None = None):
+        self.directory = directory or cache_dir() / "reward-training" / "minilm-256"
+        self.directory.mkdir(parents=True, exist_ok=True)
+        self.vectors: dict[str, np.ndarray] = {}
+        for shard in sorted(self.directory.glob("shard-*.npz")):
+            with np.load(shard) as data:
+                self.vectors.update(zip(data["keys"].tolist(), data["vectors"]))
+
+    def missing(self, texts: Sequence[str]) -> list[str]:
+        seen, out = set(), []
+        for t in texts:
+            k = _key(t)
+            if k not in self.vectors and k not in seen:
+                seen.add(k)
+                out.append(t)
+        return out
+
+    def fill(self, texts: Sequence[str], embedder=None, shard_size: int = 512) -> None:
+        """Embed the texts not cached yet, shortest first (less padding), saving a shard every shard_size texts."""
+        todo = sorted(self.missing(texts), key=len)
+        if not todo:
+            return
+        if embedder is None:
+            from .embeddings import Embedder
+
+            embedder = Embedder.minilm()
+        start = time.time()
+        for i in range(0, len(todo), shard_size):
+            chunk = todo[i : i + shard_size]
+            vectors = embedder.encode(chunk).numpy().astype(np.float32)
+            keys = [_key(t) for t in chunk]
+            self.vectors.update(zip(keys, vectors))
+            name = self.directory / f"shard-{time.time_ns()}.npz"
+            np.savez(name, keys=np.array(keys), vectors=vectors)
+            log.info("embedded %d/%d texts (%.0f s)", min(i + shard_size, len(todo)), len(todo), time.time() - start)
+
+    def get(self, texts: Sequence[str]) -> np.ndarray:
+        return np.stack([self.vectors[_key(t)] for t in texts])
+
+
+# --- features and pairs -------------------------------------------------------------------------------------------
+
+class Table:
+    """Feature rows for (instruction, text) items, built from cached embeddings."""
+
+    def __init__(self, cache: EmbeddingCache):
+        from .rewards.preference import features
+
+        self.cache, self._features = cache, features
+        self.index: dict[tuple[str, str], int] = {}
+        self.items: list[tuple[str, str]] = []
+
+    def row(self, instruction: str, text: str) -> int:
+        key = (instruction, text)
+        if key not in self.index:
+            self.index[key] = len(self.items)
+            self.items.append(key)
+        return self.index[key]
+
+    def matrix(self) -> np.ndarray:
+        by_instruction: dict[str, list[int]] = defaultdict(list)
+        for i, (instruction, _) in enumerate(self.items):
+            by_instruction[instruction].append(i)
+        out = None
+        for instruction, rows in by_instruction.items():
+            texts = [self.items[i][1] for i in rows]
+            block = self._features(self.cache.get([instruction])[0], self.cache.get(texts), texts)
+            if out is None:
+                out = np.empty((len(self.items), block.shape[1]), dtype=np.float32)
+            out[rows] = block
+        return out
+
+
+def pair_rows(table: Table, pairs: Sequence[tuple[str, str, str, float]], cutter: PrefixCutter | None,
+              prefix_tokens: Sequence[int]) -> np.ndarray:
+    """(better row, worse row) for every pair, whole and cut to each prefix length (skipping cuts that change
+    neither answer, which would only repeat the whole pair)."""
+    out = []
+    for instruction, better, worse, _ in pairs:
+        out.append((table.row(instruction, better), table.row(instruction, worse)))
+        for n in prefix_tokens:
+            b, w = cutter(better, n), cutter(worse, n)
+            if (b, w) != (better, worse) and b != w:
+                out.append((table.row(instruction, b), table.row(instruction, w)))
+    return np.array(out, dtype=np.int64)
+
+
+def all_texts(rows: Sequence[dict], cutter: PrefixCutter | None, prefix_tokens: Sequence[int]) -> list[str]:
+    answers = sorted({r["output_2"] for r in rows} | {r["output_1"] for r in rows})
+    return answers + [cutter(a, n) for n in prefix_tokens for a in answers]
+
+
+# --- Bradley-Terry fit --------------------------------------------------------------------------------------------
+
+def fit(x: np.ndarray, pairs: np.ndarray, l2: float, max_iter: int = 300):
+    """Linear Bradley-Terry weights on standardised features: minimise mean softplus(-(s_better - s_worse)) plus
+    l2/2 |w|^2 with L-BFGS (deterministic: no sampling, zero start)."""
+    from .rewards.preference import PreferenceHead
+
+    minimize = require("scipy.optimize", extra="train").minimize
+
+    mean = x.mean(0)
+    scale = x.std(0)
+    scale[scale < 1e-6] = 1.0
+    z = ((x - mean) / scale).astype(np.float64)
+    better, worse = pairs[:, 0], pairs[:, 1]
+    n_rows, n_pairs = len(z), len(pairs)
+
+    def loss(w: np.ndarray):
+        s = z @ w
+        margin = s[better] - s[worse]
+        value = np.logaddexp(0.0, -margin).mean() + 0.5 * l2 * w @ w
+        g_margin = -1.0 / (1.0 + np.exp(margin)) / n_pairs
+        g_s = np.bincount(better, g_margin, n_rows) - np.bincount(worse, g_margin, n_rows)
+        return value, z.T @ g_s + l2 * w
+
+    result = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
+    scores = z @ result.x
+    return PreferenceHead(result.x, mean, scale, 0.0, float(scores.min()) - 1.0)
+
+
+# --- validation on the shared yardstick ---------------------------------------------------------------------------
+
+def yardstick():
+    """The project's shared pair builder (../shared/tools/preference_pairs.py), so figures mean the same thing."""
+    import importlib.util
+
+    from .errors import ConfigError
+
+    path = ROOT.parent / "shared" / "tools" / "preference_pairs.py"
+    spec = importlib.util.spec_from_file_location("preference_pairs", path)
+    if spec is None or not path.exists():
+        raise ConfigError(f"the preference pair builder is missing: {path}")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def validation_pairs(data: str | Path, instructions: set[str]) -> list[dict]:
+    return [p for p in yardstick().pairs(str(data)) if p["instruction"] in instructions]
+
+
+def agreement_table(score, pairs: Sequence[dict], cutter: PrefixCutter | None = None,
+                    prefix_tokens: Sequence[int] = ()) -> dict[str, float | int]:
+    """Agreement with the judge on all pairs and length-matched pairs, whole and cut to prefixes.
+
+    `score(instruction, [texts]) -> scores`. Ties count as disagreement (the pairs' order is random).
+    """
+    ys = yardstick()
+    matched = ys.length_matched(pairs)
+    out: dict[str, float | int] = {"pairs": len(pairs), "length_matched_pairs": len(matched)}
+    for label, n in [("whole", None), *[(f"prefix{n}", n) for n in prefix_tokens]]:
+        def prefer_a(p, n=n):
+            a, b = (p["a"], p["b"]) if n is None else (cutter(p["a"], n), cutter(p["b"], n))
+            sa, sb = score(p["instruction"], [a, b])
+            return sa > sb
+        out[f"{label}_all"] = round(ys.agreement(pairs, prefer_a), 4)
+        out[f"{label}_length_matched"] = round(ys.agreement(matched, prefer_a), 4)
+    return out
+
+
+def on_topic_agreement(head, cache: EmbeddingCache, rows: Sequence[dict], per_instruction: int = 4) -> float:
+    """Share of (answer to this instruction, answer to another one) pairs where the on-topic answer scores higher."""
+    score = head_scorer(head, cache)
+    pairs = off_topic_pairs(rows, per_instruction, seed=99)
+    return round(sum(a > b for a, b in (score(i, [x, y]) for i, x, y, _ in pairs)) / max(1, len(pairs)), 4)
+
+
+def head_scorer(head, table_cache: EmbeddingCache):
+    from .rewards.preference import features
+
+    def score(instruction: str, texts: list[str]) -> list[float]:
+        return head(features(table_cache.get([instruction])[0], table_cache.get(texts), texts)).tolist()
+
+    return score
+
+
+# --- the whole run ------------------------------------------------------------------------------------------------
+
+def train(settings: Settings, cache: EmbeddingCache | None = None, rows: list[dict] | None = None,
+          evaluate: bool = True):
+    """Fit the head on the train instructions; pick L2 on the validation instructions; return (head, report)."""
+    started = time.time()
+    rows = rows if rows is not None else load_rows(settings.data)
+    cache = cache or EmbeddingCache()
+    train_set, val_set = split_instructions([r["instruction"] for r in rows], settings.seed,
+                                            settings.validation_share)
+    train_rows = [r for r in rows if r["instruction"] in train_set]
+    cutter = PrefixCutter() if settings.prefix_tokens else None
+    cache.fill(sorted(train_set | val_set))
+    cache.fill(all_texts(train_rows, cutter, settings.prefix_tokens))
+    table = Table(cache)
+    judged = training_pairs(train_rows, settings.min_gap)
+    judged += off_topic_pairs(train_rows, settings.off_topic_per_instruction, settings.seed)
+    pairs = pair_rows(table, judged, cutter, settings.prefix_tokens)
+    x = table.matrix()
+    log.info("%d training rows, %d pairs, %d features", len(x), len(pairs), x.shape[1])
+
+    val = validation_pairs(settings.data, val_set) if evaluate else []
+    if val:
+        cache.fill([t for p in val for t in (p["a"], p["b"])])
+    grid = [settings.l2] if settings.l2 is not None else list(settings.l2_grid)
+    best, tried = None, {}
+    for l2 in grid:
+        head = fit(x, pairs, l2, settings.epochs)
+        figure = agreement_table(head_scorer(head, cache), val)["whole_length_matched"] if val else 0.0
+        tried[f"{l2:g}"] = figure
+        log.info("l2=%g: validation length-matched agreement %.3f", l2, figure)
+        if best is None or figure > best[0]:
+            best = (figure, l2, head)
+    _, l2, head = best
+    report = {}
+    if val:
+        cutter = cutter or PrefixCutter()
+        cache.fill([cutter(t, n) for p in val for t in (p["a"], p["b"]) for n in PREFIX_TOKENS])
+        report = agreement_table(head_scorer(head, cache), val, cutter, PREFIX_TOKENS)
+        val_rows = [r for r in rows if r["instruction"] in val_set]
+        report["on_topic_over_off_topic"] = on_topic_agreement(head, cache, val_rows)
+    head.meta = {
+        "training": {**asdict(settings), "data": Path(settings.data).name, "l2": l2, "l2_tried": tried, "train_instructions": len(train_set),
+                     "validation_instructions": len(val_set), "training_pairs": int(len(pairs)),
+                     "backbone": "all-MiniLM-L6-v2 (max 256 wordpieces, mean-pooled, normalised)",
+                     "length_weight_per_log_word": round(head.length_weight, 4),
+                     "seconds": round(time.time() - started, 1)},
+        "validation": report,
+    }
+    return head, report
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--l2", type=float, default=None, help="skip the validation search and use this L2")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
+    head, report = train(Settings(seed=args.seed, data=str(args.data), l2=args.l2))
+    head.save(args.out)
+    print(json.dumps({"out": str(args.out), "validation": report, "l2": head.meta["training"]["l2"],
+                      "length_weight": head.length_weight}, indent=1))
+
+
+if __name__ == "__main__":
+    main()
