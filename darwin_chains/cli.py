@@ -2,6 +2,7 @@
 
     darwin-chains align "Give three tips for writing a clear email."
     darwin-chains align --method best-of-n --mutants 5 --json "..."
+    darwin-chains serve --policy openai:MODEL@http://127.0.0.1:8000/v1 --port 8100
 
 Bad input exits with status 2 and one line on stderr; `--debug` shows the traceback instead.
 """
@@ -80,6 +81,12 @@ def _parser() -> argparse.ArgumentParser:
     bench.add_argument("--concurrency", type=int, default=1, help="prompts in flight at once (remote policies)")
     bench.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     _search_args(bench)
+
+    serve = sub.add_parser("serve", help="serve Darwin as an OpenAI-compatible chat completions API")
+    serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--model-name", default=None, help="the model id /v1/models lists (default darwin:POLICY)")
+    _search_args(serve)
     return parser
 
 
@@ -89,7 +96,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="darwin-chains: %(levelname)s: %(message)s")
     try:
-        return _bench(args) if args.command == "bench" else _align(args)
+        return {"bench": _bench, "serve": _serve}.get(args.command, _align)(args)
     except KeyboardInterrupt:
         print("darwin-chains: interrupted", file=sys.stderr)
         return 130
@@ -180,6 +187,20 @@ def _bench(args: argparse.Namespace) -> int:
         traces = bench.read_rows(runner.traces) if runner.traces.exists() else []
         if traces:
             plots.darwin_search(traces[0]["trace"], folder / "darwin_search.png")
+    return 0
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from . import defaults, serve
+    from .search import Search
+
+    config = config_from_args(args)  # the defaults every request may change
+    defaults.check(args.reward, args.mutator)
+    _quiet_transformers()
+    policy = defaults.policy(args.policy)
+    search = Search(policy, defaults.reward(args.reward, policy), defaults.mutator(args.mutator, policy), config)
+    print(f"darwin-chains: serving {policy.name} at http://{args.host}:{args.port}/v1", file=sys.stderr)
+    serve.run(search, host=args.host, port=args.port, model=args.model_name)
     return 0
 
 

@@ -200,6 +200,7 @@ class _Run:
             prompt=prompt.to_dict(),
             seed=seed,
         )
+        self.trace.notes.extend(getattr(self.policy, "notes", ()))  # what the policy found out about its backend
         if granularity == "response" and config.replaces:
             self.trace.notes.append(
                 f"{self.trace.policy} cannot continue a partial response, so every beam is a whole response and no "
@@ -417,6 +418,7 @@ class _Run:
         if not pool:
             raise DarwinError("the search stopped before decoding anything; raise time_budget")
         best = max(pool, key=lambda c: c.reward)
+        self.trace.notes.extend(n for n in getattr(self.policy, "notes", ()) if n not in self.trace.notes)
         self.trace.answer_source = best.source
         self.trace.seconds = time.perf_counter() - self.started
         self._emit("search_finished", reward=best.reward, source=best.source, seconds=self.trace.seconds)

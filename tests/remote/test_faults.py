@@ -1,0 +1,83 @@
+"""Retries, fatal errors and the deadline, through a fault-injecting proxy in front of the real `transformers serve`.
+
+The proxy is a real HTTP hop: it answers 429 (Retry-After: 1), 500, 401, stalls past the client's timeout or drops
+the connection, then forwards to the real server. Nothing here is mocked.
+"""
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from darwin_chains import PolicyError, Search, SearchConfig
+from darwin_chains.mutators import TemplateMutator
+from darwin_chains.policies.openai import OpenAIPolicy
+from darwin_chains.retry import RetryPolicy
+from darwin_chains.testing import KeywordReward
+
+from .conftest import SAMPLING
+
+pytestmark = pytest.mark.integration
+
+INSTRUCTION = "Give three tips for writing a clear email."
+SMALL = SearchConfig(mutants=2, keep_top=1, replacement_period=8, max_new_tokens=16, seed_sample=False, seed=3)
+
+
+def policy_through(proxy, model_dir, **retry) -> OpenAIPolicy:
+    retry = {"attempts": 5, "initial_backoff": 0.1, "jitter": 0.05, "timeout": 8.0, **retry}
+    return OpenAIPolicy.from_url(model_dir, proxy.url, tokenizer=model_dir, extra_body=SAMPLING,
+                                 retry=RetryPolicy(**retry))
+
+
+def test_search_survives_transient_faults_and_counts_every_retry(proxy, model_dir):
+    proxy.faults = ["429", "500", "stall", "drop"]
+    proxy.stall = 9.0  # past the 8 s per-request timeout
+    started = time.monotonic()
+    result = Search(policy_through(proxy, model_dir), KeywordReward(["email"]), TemplateMutator(), SMALL).run(
+        INSTRUCTION)
+    trace = result.trace
+    assert result.answer.strip()
+    assert proxy.injected == ["429", "500", "stall", "drop"]
+    assert trace.policy_retries == 4  # one retry per injected fault
+    assert trace.policy_requests == len(proxy.forwarded) == 4  # 2 beams x 2 periods, nothing lost or repeated
+    prompts = [body["prompt"] for body in proxy.forwarded]
+    assert len(set(prompts)) == len(prompts)  # no beam was continued twice from the same text
+    assert sum(not p.endswith("assistant\n") for p in prompts) == 2  # the second period continues both beams
+    assert time.monotonic() - started < 60
+
+
+def test_bad_key_fails_at_once_without_retrying(proxy, model_dir):
+    proxy.always = "401"
+    policy = policy_through(proxy, model_dir)
+    started = time.monotonic()
+    with pytest.raises(PolicyError) as err:
+        Search(policy, KeywordReward(), TemplateMutator(), SMALL).run(INSTRUCTION)
+    assert time.monotonic() - started < 2
+    message = str(err.value)
+    assert "401" in message and proxy.url in message and "OPENAI_API_KEY" in message
+    assert len(proxy.injected) == 2 and not proxy.forwarded  # one request per beam, none retried
+
+
+def test_exhausted_retries_name_the_last_status(proxy, model_dir):
+    proxy.faults = ["500"] * 3
+    policy = policy_through(proxy, model_dir, attempts=3)
+    from darwin_chains import Prompt, Sampling
+
+    with pytest.raises(PolicyError, match=r"answered 500 .* on all 3 attempts"):
+        policy.extend(policy.start([Prompt.of("Hi")], 4), 4, Sampling(), seed=0)
+
+
+def test_deadline_returns_the_best_so_far_from_a_slow_server(proxy, model_dir):
+    proxy.delay = 1.5
+    timeout = 8.0
+    config = SMALL.replace(max_new_tokens=48, time_budget=2.0)
+    started = time.monotonic()
+    result = Search(policy_through(proxy, model_dir, timeout=timeout), KeywordReward(["email"]), TemplateMutator(),
+                    config).run(INSTRUCTION)
+    elapsed = time.monotonic() - started
+    assert result.trace.stopped == "time_budget" and result.answer.strip()
+    assert not result.finished  # a partial response: the budget ran out before any beam finished
+    assert elapsed < config.time_budget + timeout
+    assert len(proxy.forwarded) < 2 * 48 // 8  # it stopped early
+    assert json.dumps(result.trace.to_dict())
