@@ -4,7 +4,7 @@ Settings follow the paper's cost comparison: 5 beams, m = 40, 256 max new tokens
 three runs are interleaved, so machine noise hits them alike, and the medians over prompts are reported.
 
     python benchmarks/speed.py                       # embedded SmolLM2, 5 prompts, writes benchmarks/results/
-    python benchmarks/speed.py --prompts 3 --policy /path/to/model --device cuda
+    python benchmarks/speed.py --prompts 3 --policy /path/to/model   # on a GPU machine it runs on CUDA
 
 Figures:
   wall ratio  = Darwin wall time / Best-of-5 wall time, same policy, reward and max new tokens (target <= 1.3;
