@@ -1,29 +1,30 @@
-"""The LangChain cookbook scripts run end to end, as a user runs them: `python cookbook/<name>.py` from the root."""
+"""The LangChain cookbook scripts run end to end: each script's `main()`, in this process so the embedded models
+load once for the whole suite (the LlamaIndex and remote cookbook tests run their scripts as subprocesses)."""
 from __future__ import annotations
 
-import os
 import re
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
 
-ROOT = Path(__file__).parents[2]
+from ..cookbooks import load_cookbook
 
 pytestmark = pytest.mark.integration
 
 
-def run(script: str) -> str:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop("DARWIN_CHAINS_POLICY", None)  # the scripts are about the embedded default
-    done = subprocess.run([sys.executable, f"cookbook/{script}"], cwd=ROOT, env=env, capture_output=True, text=True,
-                          timeout=240)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """Run `cookbook/<script>` as `python cookbook/<script>` would, and return what it printed."""
+    monkeypatch.delenv("DARWIN_CHAINS_POLICY", raising=False)  # the scripts are about the embedded default
+
+    def run(script: str) -> str:
+        capsys.readouterr()
+        load_cookbook(script.removesuffix(".py")).main()
+        return capsys.readouterr().out
+
+    return run
 
 
-def test_lcel():
+def test_lcel(run):
     out = run("langchain_lcel.py")
     assert re.search(r"^A: \S", out, re.M) and "policy smollm2-135m-instruct" in out
     assert "period 0:" in out and "settled" in out
@@ -32,14 +33,14 @@ def test_lcel():
     assert settled.strip() == streamed
 
 
-def test_rag():
+def test_rag(run):
     out = run("langchain_rag.py")
     assert "retrieved: ['Honeybees tell their nestmates" in out
     instructions = re.findall(r"^  - (.+)$", out, re.M)
     assert len(instructions) == 3 and all("How do honeybees tell each other" in i for i in instructions)
 
 
-def test_agent_refine():
+def test_agent_refine(run):
     out = run("langchain_agent_refine.py")
     draft, refined = map(float, re.search(r"draft reward (\S+) -> refined reward (\S+)", out).groups())
     assert refined >= draft
