@@ -78,6 +78,15 @@ class DarwinFields(BaseModel):
         _check_reward(self.reward)
         _check_mutator(self.mutator, config)
 
+    @classmethod
+    def is_lc_serializable(cls) -> bool:
+        """Both Darwin runnables serialise: their search fields and any component given as a spec."""
+        return True
+
+    @classmethod
+    def get_lc_namespace(cls) -> list[str]:
+        return ["langchain_darwin"]
+
     # -- configuration ------------------------------------------------------------------------------------------
 
     def search_config(self, **overrides: Any) -> SearchConfig:

@@ -75,14 +75,6 @@ class ChatDarwin(DarwinFields, BaseChatModel):
                                       description="The answer ends before the first of these.")
     streaming: bool = Field(default=False, description="Use the streaming path even for invoke.")
 
-    @classmethod
-    def is_lc_serializable(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_lc_namespace(cls) -> list[str]:
-        return ["langchain_darwin"]
-
     @property
     def _llm_type(self) -> str:
         return "darwin"

@@ -90,14 +90,6 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)
 
-    @classmethod
-    def is_lc_serializable(cls) -> bool:
-        return True
-
-    @classmethod
-    def get_lc_namespace(cls) -> list[str]:
-        return ["langchain_darwin"]
-
     @property
     def InputType(self) -> Any:  # noqa: N802 (LangChain's name)
         return DarwinInput
