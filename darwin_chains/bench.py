@@ -17,7 +17,9 @@ import asyncio
 import json
 import logging
 import os
+import platform
 import statistics
+import subprocess
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -28,7 +30,7 @@ from .config import SearchConfig
 from .embeddings import UsesEmbedder
 from .errors import ConfigError, InputError
 from .prompt import Prompt
-from .protocols import ascore
+from .protocols import ascore, component_name
 from .search import Search
 from .trace import SearchResult
 
@@ -106,7 +108,26 @@ class Bench:
         self.policy, self.reward, self.mutator, self.judges = policy, reward, mutator, judges
         self.methods, self.base, self.out = list(methods), base or SearchConfig(), Path(out)
         self.traces = self.out.with_suffix(".traces.jsonl")
+        self.settings_file = self.out.with_suffix(".settings.json")
         self._lock = asyncio.Lock()
+
+    def settings(self) -> dict[str, Any]:
+        """What the results depend on. A rerun must match them, so one output file never mixes two setups."""
+        return {"config": self.base.to_dict(), "policy": component_name(self.policy),
+                "reward": component_name(self.reward), "mutator": component_name(self.mutator)}
+
+    def _record_settings(self) -> None:
+        current = self.settings()
+        if self.settings_file.exists():
+            saved = json.loads(self.settings_file.read_text())
+            changed = [key for key in current if saved.get(key) != current[key]]
+            if changed:
+                raise ConfigError(f"{self.out} was started with a different {', '.join(changed)} "
+                                  f"(see {self.settings_file}); use a new --out or the same settings")
+            return
+        record = {**current, "methods": {m: METHODS[m] for m in self.methods}, "judges": sorted(self.judges),
+                  "commit": _commit(), "machine": _machine()}
+        self.settings_file.write_text(json.dumps(record, indent=2) + "\n")
 
     def done(self) -> set[tuple[str, str]]:
         """(prompt id, method) pairs already in the output file."""
@@ -124,6 +145,7 @@ class Bench:
     async def run(self, prompts: Sequence[BenchPrompt], concurrency: int = 1, progress: Any = None) -> int:
         """Run what is not done yet; returns the number of rows written."""
         self.out.parent.mkdir(parents=True, exist_ok=True)
+        self._record_settings()
         finished = self.done()
         gate = asyncio.Semaphore(max(1, concurrency))
         written = 0
@@ -175,6 +197,44 @@ class Bench:
         return {"prompt_id": prompt.id, "source": prompt.source, "method": method, "reward": reward,
                 "judges": judged, **cost, "answer_chars": len(answer), "answer_words": len(answer.split()),
                 "answer": answer}
+
+
+def _commit() -> str | None:
+    """The darwin-chains commit the results came from, marked `-dirty` with uncommitted changes; None outside git."""
+    here = Path(__file__).parent
+    try:
+        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
+                               capture_output=True, text=True, check=True)
+    except (OSError, subprocess.CalledProcessError):
+        return None
+    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
+
+
+def _machine() -> dict[str, Any]:
+    import torch
+    import transformers
+
+    from . import __version__
+
+    return {"darwin_chains": __version__, "python": platform.python_version(), "torch": torch.__version__,
+            "transformers": transformers.__version__, "cpus": os.cpu_count(),
+            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
+            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def showcase(traces: Sequence[dict]) -> dict:
+    """The Darwin search that shows the method best: won by a mutated instruction, with the most replacements."""
+    def telling(row: dict) -> tuple[bool, int]:
+        trace = row["trace"]
+        source = trace.get("answer_source") or ""
+        mutant_won = False
+        if source.startswith("cycle "):
+            _, cycle, _, slot = source.split()
+            mutant_won = trace["cycles"][int(cycle)]["instructions"][int(slot)] != trace["prompt"]["request"]
+        return mutant_won, sum(len(p["replacements"]) for c in trace["cycles"] for p in c["periods"])
+
+    return max(traces, key=telling)
 
 
 def _row_names(method: str) -> list[str]:

@@ -186,7 +186,7 @@ def _bench(args: argparse.Namespace) -> int:
             plots.judge_vs_reward(summary, spec, folder / f"judge_{spec.replace('+', '_')}_vs_reward.png")
         traces = bench.read_rows(runner.traces) if runner.traces.exists() else []
         if traces:
-            plots.darwin_search(traces[0]["trace"], folder / "darwin_search.png")
+            plots.darwin_search(bench.showcase(traces)["trace"], folder / "darwin_search.png")
     return 0
 
 

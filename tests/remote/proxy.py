@@ -2,13 +2,15 @@
 
 It answers scripted faults (429 with Retry-After, 500, 401, a stall past the client's timeout, a dropped
 connection), each once per entry in `faults`, then forwards requests to the upstream server unchanged. It records
-every request it forwarded and that the upstream answered with 2xx, so tests can count them.
+every request it forwarded and that the upstream answered with 2xx, so tests can count them, and how many POSTs
+were in flight over time, so tests can see whether a client keeps the server busy.
 """
 from __future__ import annotations
 
 import asyncio
 import json
 import threading
+import time
 
 import httpx
 
@@ -24,6 +26,8 @@ class FaultProxy:
         self.stall = 5.0  # seconds a "stall" holds the connection before dropping it
         self.forwarded: list[dict] = []  # bodies of POSTs the upstream answered with 2xx
         self.injected: list[str] = []
+        self.in_flight = 0
+        self.changes: list[tuple[float, int]] = []  # (monotonic time, POSTs in flight after the change)
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
         self._thread.start()
@@ -36,6 +40,21 @@ class FaultProxy:
         self.faults, self.always, self.delay = [], None, 0.0
         self.forwarded.clear()
         self.injected.clear()
+        self.changes.clear()
+
+    def load(self) -> tuple[int, float]:
+        """The most POSTs in flight at once, and the mean number in flight from the first POST to the last one,
+        while the client still had requests to send (the tail, when lanes run out of work, is left out)."""
+        last = max((k for k, (_, n) in enumerate(self.changes) if k and n > self.changes[k - 1][1]), default=0)
+        span = self.changes[: last + 1]
+        if len(span) < 2:
+            return 0, 0.0
+        area = sum(n * (t1 - t0) for (t0, n), (t1, _) in zip(span, span[1:]))
+        return max(n for _, n in self.changes), area / (span[-1][0] - span[0][0])
+
+    def _track(self, step: int) -> None:
+        self.in_flight += step
+        self.changes.append((time.monotonic(), self.in_flight))
 
     def close(self) -> None:
         self._loop.call_soon_threadsafe(self._server.close)
@@ -43,6 +62,7 @@ class FaultProxy:
         self._thread.join(5)
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        method = None
         try:
             head = await asyncio.wait_for(reader.readuntil(b"\r\n\r\n"), 30)
             lines = head.decode("latin-1").split("\r\n")
@@ -51,6 +71,7 @@ class FaultProxy:
             body = await reader.readexactly(int(headers.get("content-length", 0)))
             fault = None
             if method == "POST":
+                self._track(+1)
                 fault = self.always or (self.faults.pop(0) if self.faults else None)
             if fault:
                 self.injected.append(fault)
@@ -76,6 +97,9 @@ class FaultProxy:
             await self._reply(writer, up.status_code, up.content)
         except (ConnectionError, asyncio.IncompleteReadError, asyncio.TimeoutError):
             writer.transport.abort()
+        finally:
+            if method == "POST":
+                self._track(-1)
 
     @staticmethod
     async def _reply(writer: asyncio.StreamWriter, status: int, body: bytes, extra: str = "") -> None:
