@@ -9,7 +9,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DIR=benchmarks/quality
-SETTINGS=(--max-new-tokens 96 --replacement-period 24 --judge reference relevance+distinct --progress off "$@")
+SETTINGS=(--max-new-tokens 128 --replacement-period 32 --judge reference relevance+distinct --progress off "$@")
 BENCH=.venv/bin/darwin-chains
 mkdir -p "$DIR/parts"
 OMP_NUM_THREADS=1 "$BENCH" bench --prompts mt-bench:20 --out "$DIR/parts/mt-bench.jsonl" "${SETTINGS[@]}" >/dev/null &
