@@ -1,6 +1,7 @@
 """The archive of instructions that evolves across mutation cycles (§2.3 of the paper)."""
 from __future__ import annotations
 
+import math
 import random
 from dataclasses import dataclass
 
@@ -35,4 +36,6 @@ class Archive:
         return True
 
     def to_list(self) -> list[dict]:
-        return [{"instruction": e.instruction, "reward": e.reward} for e in self.entries]
+        """As plain data; an unsampled original's reward is None, so the trace stays strict JSON."""
+        return [{"instruction": e.instruction, "reward": e.reward if math.isfinite(e.reward) else None}
+                for e in self.entries]

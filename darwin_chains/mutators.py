@@ -50,10 +50,18 @@ class TemplateMutator:
 
     def mutate(self, instruction: str, n: int, seed: int) -> list[str]:
         rng = random.Random(seed)
+        # A later cycle mutates an archived variant: adding the same sentence twice would waste a beam.
+        fresh = [t for t in self.templates if not _applied(t, instruction)] or list(self.templates)
         chosen: list[str] = []
         while len(chosen) < n:  # each template once before any repeats
-            chosen += rng.sample(self.templates, min(n - len(chosen), len(self.templates)))
+            chosen += rng.sample(fresh, min(n - len(chosen), len(fresh)))
         return [t.replace("{instruction}", instruction) for t in chosen]
+
+
+def _applied(template: str, instruction: str) -> bool:
+    """Whether the instruction already carries everything the template adds."""
+    added = [part.strip() for part in template.split("{instruction}") if part.strip()]
+    return bool(added) and all(part in instruction for part in added)
 
 
 MUTATION_PROMPT = (

@@ -1,6 +1,7 @@
 """Plots of benchmark results and of one search, drawn from the trace data (matplotlib, an optional dependency)."""
 from __future__ import annotations
 
+import math
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -33,7 +34,8 @@ def reward_vs_tokens(summary: dict[str, dict], path: Path, title: str = "") -> P
             ax.errorbar([p[0] for p in pts], [p[1] for p in pts], yerr=[p[2] for p in pts], marker="o", capsize=3,
                         label=label)
             for x, y, _, m in pts:
-                ax.annotate(m.split("-")[-1] + (" cycles" if label == "Darwin" else ""), (x, y),
+                n = m.split("-")[-1]
+                ax.annotate(n + (f" cycle{'s' * (n != '1')}" if label == "Darwin" else ""), (x, y),
                             textcoords="offset points", xytext=(5, -12), fontsize=8)
     for m in SINGLE:
         if m in summary:
@@ -112,17 +114,22 @@ def darwin_search(trace: dict[str, Any], path: Path, original: str | None = None
             ax.plot(end, cycle["final_rewards"][slot], "*", color="gold", ms=18, mec="black", zorder=5,
                     label=f"the answer (slot {slot})")
         parent = _variant_label(cycle["parent"], original)
-        after = "; ".join(_variant_label(e["instruction"], original) for e in cycle["archive_after"])
-        ax.set_title(f"cycle {cycle['index'] + 1}: mutating {_short(parent, 44)}\n"
-                     f"archive after: {_short(after, 60)}", fontsize=9)
+        archive = [f"  {_archive_label(e, cycle, original)}" for e in cycle["archive_after"]]
+        ax.set_title("\n".join([f"cycle {cycle['index'] + 1}: mutating {_short(parent, 50)}", "archive after it:",
+                                *archive]), fontsize=9, loc="left")
         ax.set_xlabel("response tokens decoded (last point: finished response)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7, loc="upper center", bbox_to_anchor=(0.5, -0.14), frameon=False)
     axes[0][0].set_ylabel("reward against the original instruction")
     seed = trace.get("seed_sample")
     note = f"  (plain seed sample: {seed['reward']:.3f})" if seed else ""
+    config = trace["config"]
     fig.suptitle(_short(f"Darwin on: {original}", 110) + note + "\n" +
-                 "o kept (top-k)   x replaced   ··> adopts the donor's response   \u2605 answer", fontsize=10)
+                 f"Each line is a beam decoding from one variant of the instruction (legend: what the variant adds). "
+                 f"Every {config['replacement_period']} tokens all partial answers are scored against the original "
+                 f"instruction;\nthe top {config['keep_top']} (o) are kept, every other beam (x) adopts a kept "
+                 f"beam's answer so far (··>) and continues it under its own instruction.  \u2605 the answer",
+                 fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)
@@ -138,7 +145,19 @@ def _variant_label(instruction: str, original: str) -> str:
     if instruction == original:
         return "original"
     if original in instruction:
-        head, _, tail = instruction.partition(original)
-        extra = f"{head.strip()} … {tail.strip()}" if head.strip() else tail.strip()
+        head, _, tail = (part.strip() for part in instruction.partition(original))
+        extra = f"{head} … {tail}" if head and tail else f"(before) {head}" if head else tail
         return _short("+ " + extra, 60)
     return _short(instruction, 60)
+
+
+def _archive_label(entry: dict[str, Any], cycle: dict[str, Any], original: str) -> str:
+    """An archive entry named by the slot whose instruction it is, when this cycle made it, with its reward."""
+    instruction, reward = entry["instruction"], entry["reward"]
+    if instruction in cycle["instructions"]:
+        label = f"slot {cycle['instructions'].index(instruction)}'s instruction"
+    else:
+        label = _short(_variant_label(instruction, original), 50)
+    new = all(instruction != e["instruction"] for e in cycle["archive_before"])
+    score = f", reward {reward:.2f}" if reward is not None and math.isfinite(reward) else ""
+    return f"{label} ({'new' if new else 'kept'}{score})"

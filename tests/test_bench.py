@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import signal
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -150,3 +152,29 @@ def test_bench_cli_on_the_embedded_model(tmp_path):
     changed = subprocess.run(args[:-2] + ["--max-new-tokens", "16", "--progress", "off"], capture_output=True,
                              text=True, timeout=600)
     assert changed.returncode == 2 and "different config" in changed.stderr and "Traceback" not in changed.stderr
+
+
+def test_ctrl_c_loses_no_finished_row_and_a_rerun_completes(tmp_path, prompt_file, tiny_llama, tiny_reward_model):
+    """SIGINT to a real `darwin-chains bench` process on a real (tiny) model, mid-run."""
+    out = tmp_path / "bench.jsonl"
+    prompts = tmp_path / "many.jsonl"
+    prompts.write_text("\n".join(json.dumps({"id": i, "instruction": f"tell me about cat {i}"}) for i in range(12)))
+    rm = f"hf:{tiny_reward_model}"
+    args = [sys.executable, "-m", "darwin_chains.cli", "bench", "--prompts", str(prompts), "--policy", str(tiny_llama),
+            "--reward", rm, "--judge", rm, "--methods", "sample", "best-of-5", "--max-new-tokens", "24",
+            "--out", str(out), "--progress", "off"]
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 300
+    while (not out.exists() or out.read_text().count("\n") < 4) and process.poll() is None:
+        assert time.monotonic() < deadline, "no rows written"
+        time.sleep(0.05)
+    process.send_signal(signal.SIGINT)
+    _, stderr = process.communicate(timeout=120)
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    finished = read_rows(out)
+    assert 4 <= len(finished) < 24 and all(line.endswith("}") for line in out.read_text().splitlines())
+    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    rows = read_rows(out)
+    assert len(rows) == len({(r["prompt_id"], r["method"]) for r in rows}) == 24
+    assert rows[: len(finished)] == finished  # the interrupted run's rows stand, untouched

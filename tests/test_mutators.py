@@ -21,6 +21,13 @@ def test_template_mutator_gives_n_seeded_variants_that_keep_the_instruction():
     assert len(mutator.mutate(INSTRUCTION, 20, seed=0)) == 20  # more than there are templates: repeats
 
 
+def test_template_mutator_does_not_add_what_a_variant_already_says():
+    mutator = TemplateMutator()
+    for variant in mutator.mutate(INSTRUCTION, 5, seed=0):  # a later cycle's parent is an earlier variant
+        added = variant.replace(INSTRUCTION, "").strip()
+        assert all(v.count(added) == 1 for v in mutator.mutate(variant, 7, seed=1))  # the 7 other templates
+
+
 def test_template_mutator_leaves_braces_in_instructions_alone():
     assert all("{x}" in v for v in TemplateMutator().mutate("Format {x} as JSON.", 3, seed=0))
 

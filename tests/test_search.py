@@ -5,6 +5,7 @@ The same behaviour is checked on real models in test_embedded.py and test_hf_pol
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import math
 
@@ -78,7 +79,8 @@ def test_archive_takes_winners_that_beat_the_parent():
     search = make(SearchConfig(mutation_cycles=3, max_new_tokens=30, replacement_period=10, seed=3))
     trace = search.run(INSTRUCTION).trace
     assert len(trace.cycles) == 3
-    assert trace.cycles[0].archive_before == [{"instruction": INSTRUCTION, "reward": -math.inf}]
+    assert trace.cycles[0].archive_before == [{"instruction": INSTRUCTION, "reward": None}]
+    json.dumps(trace.to_dict(), allow_nan=False)  # strict JSON: no Infinity for the unsampled original
     for cycle in trace.cycles:
         after = {e["instruction"] for e in cycle.archive_after}
         new = after - {e["instruction"] for e in cycle.archive_before}
