@@ -154,6 +154,12 @@ def test_bench_cli_on_the_embedded_model(tmp_path):
     assert changed.returncode == 2 and "different config" in changed.stderr and "Traceback" not in changed.stderr
 
 
+def _ctrl_c_as_in_a_terminal() -> None:
+    """A child inherits its parent's signal handlers and mask, which a long test session may have changed."""
+    signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def test_ctrl_c_loses_no_finished_row_and_a_rerun_completes(tmp_path, prompt_file, tiny_llama, tiny_reward_model):
     """SIGINT to a real `darwin-chains bench` process on a real (tiny) model, mid-run."""
     out = tmp_path / "bench.jsonl"
@@ -163,14 +169,16 @@ def test_ctrl_c_loses_no_finished_row_and_a_rerun_completes(tmp_path, prompt_fil
     args = [sys.executable, "-m", "darwin_chains.cli", "bench", "--prompts", str(prompts), "--policy", str(tiny_llama),
             "--reward", rm, "--judge", rm, "--methods", "sample", "best-of-5", "--max-new-tokens", "24",
             "--out", str(out), "--progress", "off"]
-    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    inherited = f"handler {signal.getsignal(signal.SIGINT)}, blocked {signal.pthread_sigmask(signal.SIG_BLOCK, [])}"
+    process = subprocess.Popen(args, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               preexec_fn=_ctrl_c_as_in_a_terminal)
     deadline = time.monotonic() + 300
     while (not out.exists() or out.read_text().count("\n") < 2) and process.poll() is None:
         assert time.monotonic() < deadline, "no rows written"
         time.sleep(0.01)
     process.send_signal(signal.SIGINT)  # 158 rows to go: seconds of work, far longer than a poll
     _, stderr = process.communicate(timeout=120)
-    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr
+    assert process.returncode == 130 and "interrupted" in stderr and "Traceback" not in stderr, inherited
     finished = read_rows(out)
     assert 2 <= len(finished) < 160 and all(line.endswith("}") for line in out.read_text().splitlines())
     done = subprocess.run(args, capture_output=True, text=True, timeout=600)
