@@ -12,6 +12,11 @@ class Entry:
     reward: float  # the reward its response earned when it entered; -inf for an original never sampled
 
 
+def trace_reward(reward: float) -> float | None:
+    """A reward as the trace shows it: None for an original never sampled, so the trace stays strict JSON."""
+    return reward if math.isfinite(reward) else None
+
+
 class Archive:
     """Starts as {original instruction}. Winners that beat their parent take the parent's place."""
 
@@ -36,6 +41,4 @@ class Archive:
         return True
 
     def to_list(self) -> list[dict]:
-        """As plain data; an unsampled original's reward is None, so the trace stays strict JSON."""
-        return [{"instruction": e.instruction, "reward": e.reward if math.isfinite(e.reward) else None}
-                for e in self.entries]
+        return [{"instruction": e.instruction, "reward": trace_reward(e.reward)} for e in self.entries]

@@ -1,7 +1,6 @@
 """Plots of benchmark results and of one search, drawn from the trace data (matplotlib, an optional dependency)."""
 from __future__ import annotations
 
-import math
 import textwrap
 from pathlib import Path
 from typing import Any
@@ -159,5 +158,5 @@ def _archive_label(entry: dict[str, Any], cycle: dict[str, Any], original: str) 
     else:
         label = _short(_variant_label(instruction, original), 50)
     new = all(instruction != e["instruction"] for e in cycle["archive_before"])
-    score = f", reward {reward:.2f}" if reward is not None and math.isfinite(reward) else ""
+    score = f", reward {reward:.2f}" if reward is not None else ""
     return f"{label} ({'new' if new else 'kept'}{score})"

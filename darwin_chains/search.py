@@ -29,7 +29,7 @@ from collections.abc import Callable, Generator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from .archive import Archive, Entry
+from .archive import Archive, Entry, trace_reward
 from .config import SearchConfig
 from .errors import DarwinError, MutationError, PolicyError, RewardError
 from .prompt import Prompt, PromptLike
@@ -227,7 +227,8 @@ class _Run:
                                                             self.trace.reward_calls)
                 parent = archive.pick(self.rng)
                 instructions = yield from self._variants(parent.instruction)
-                cycle = Cycle(c, parent.instruction, _finite(parent.reward), instructions, archive_before=archive.to_list())
+                cycle = Cycle(c, parent.instruction, trace_reward(parent.reward), instructions,
+                              archive_before=archive.to_list())
                 self.trace.cycles.append(cycle)
                 self._emit("cycle_started", cycle=c, parent=parent.instruction, instructions=instructions)
                 beams = self.policy.start([self.prompt.with_request(i) for i in instructions], config.max_new_tokens)
@@ -465,6 +466,3 @@ class _Run:
             self.settled = prefix[:cut]
             self._emit("settled", text=self.settled)
 
-
-def _finite(x: float) -> float | None:
-    return x if math.isfinite(x) else None

@@ -31,14 +31,13 @@ SEP = "\x00"  # a cache key is instruction SEP response
 class SmolLM2Features:
     """`encode(keys)` for EmbeddingCache: mean response hidden states at `layer` and at the last layer."""
 
-    def __init__(self, layer: int, cut: int):
+    def __init__(self, layer: int, cut: int, tokenizer):
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
+        from transformers import AutoModelForCausalLM
 
         from darwin_chains.embedded import smollm2_dir
 
-        self.torch, self.layer, self.cut = torch, layer, cut
-        self.tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
+        self.torch, self.layer, self.cut, self.tokenizer = torch, layer, cut, tokenizer
         self.model = AutoModelForCausalLM.from_pretrained(smollm2_dir(), dtype=torch.bfloat16).eval()
 
     def _ids(self, key: str) -> tuple[list[int], list[int]]:
@@ -76,13 +75,10 @@ def main() -> None:
     parser.add_argument("--cut", type=int, default=128, help="response tokens the backbone reads")
     args = parser.parse_args()
 
-    import torch
-
     from darwin_chains import reward_training as rt
     from darwin_chains.embedded import cache_dir
     from darwin_chains.rewards.preference import WEIGHTS, PreferenceHead
 
-    torch.manual_seed(0)
     settings = PreferenceHead.load(WEIGHTS).meta["training"]
     rows = rt.load_rows(rt.DEFAULT_DATA)
     train_set, val_set = rt.split_instructions([r["instruction"] for r in rows], settings["seed"],
@@ -96,18 +92,17 @@ def main() -> None:
     cutter = rt.PrefixCutter()
     prefixes = (40, 80)
 
-    keys = {f"{i}{SEP}{a}" for i, a, b, _ in pairs} | {f"{i}{SEP}{b}" for i, a, b, _ in pairs}
-    keys |= {f"{p['instruction']}{SEP}{t}" for p in val for t in (p["a"], p["b"])}
+    train_keys = sorted({f"{i}{SEP}{t}" for i, a, b, _ in pairs for t in (a, b)})
+    keys = set(train_keys) | {f"{p['instruction']}{SEP}{t}" for p in val for t in (p["a"], p["b"])}
     keys |= {f"{p['instruction']}{SEP}{cutter(t, n)}" for p in val for t in (p["a"], p["b"]) for n in prefixes}
     cache = rt.EmbeddingCache(cache_dir() / "reward-training" / f"smollm2-L{args.layer}-cut{args.cut}")
     start = time.time()
-    cache.fill(sorted(keys), embedder=SmolLM2Features(args.layer, args.cut))
+    cache.fill(sorted(keys), embedder=SmolLM2Features(args.layer, args.cut, cutter.tokenizer))
     feature_seconds = round(time.time() - start)
 
     def log_words(key: str) -> float:
         return float(np.log1p(len(key.split(SEP, 1)[1].split())))
 
-    train_keys = sorted({f"{i}{SEP}{t}" for i, a, b, _ in pairs for t in (a, b)})
     index = {k: n for n, k in enumerate(train_keys)}
     pair_index = np.array([(index[f"{i}{SEP}{a}"], index[f"{i}{SEP}{b}"]) for i, a, b, _ in pairs])
     variants = {"middle layer": slice(0, 576), "last layer": slice(576, 1152), "both": slice(0, 1152)}
