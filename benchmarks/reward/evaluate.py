@@ -1,12 +1,13 @@
-"""How often rewards agree with GPT-4 Turbo on held-out AlpacaEval instructions, and what the preference reward costs.
+"""How often rewards agree with GPT-4 Turbo on held-out AlpacaEval instructions, and what the preference rewards cost.
 
-Uses the validation instructions of the shipped preference head (same seed and share as its training) and the
+Uses the validation instructions of the shipped preference heads (same seed and share as their training) and the
 project's pair builder (../shared/tools/preference_pairs.py). Compares: "longer wins", MiniLM cosine
-(instruction vs response), the shipped preference head (and the same head with its length weight zeroed), and
-SmolLM2-135M-Instruct as a 1-9 judge on a subsample of length-matched pairs. Also times loading and scoring.
+(instruction vs response), the shipped SmolLM2 preference head (the default; also with its length weight zeroed),
+the MiniLM preference head, and SmolLM2-135M-Instruct as a 1-9 judge on a subsample of length-matched pairs. Also
+times loading and scoring. Rewards not named in --rewards keep their figures from the last run.
 
-    python benchmarks/reward/evaluate.py                  # writes benchmarks/reward/results.json
-    python benchmarks/reward/evaluate.py --judge-pairs 0  # skip the slow SmolLM2 judge
+    python benchmarks/reward/evaluate.py                                   # writes benchmarks/reward/results.json
+    python benchmarks/reward/evaluate.py --rewards preference --judge-pairs 0
 """
 from __future__ import annotations
 
@@ -53,67 +54,100 @@ def smollm2_judge(pairs: list[dict], max_response_tokens: int = 384):
     return {id(p): (rate(p["instruction"], p["a"]), rate(p["instruction"], p["b"])) for p in pairs}
 
 
-def timings(reward_cls, prompt_cls, texts: list[str]) -> dict:
-    fresh = subprocess.run(
-        [sys.executable, "-c",
-         "import time; t=time.perf_counter(); from darwin_chains.rewards import PreferenceReward; "
-         "r=PreferenceReward(); a=time.perf_counter(); r.embedder; b=time.perf_counter(); "
-         "print(a-t, b-a)"], capture_output=True, text=True, cwd=ROOT, check=True)
-    construct_fresh, minilm_fresh = map(float, fresh.stdout.split())
-    reward_cls()  # first in this process
-    start = time.perf_counter()
+TIMING = """
+import time
+t0 = time.perf_counter()
+import torch, transformers
+t1 = time.perf_counter()
+from darwin_chains.rewards import {cls}
+reward = {cls}()
+t2 = time.perf_counter()
+reward.{backbone}
+t3 = time.perf_counter()
+print(t1 - t0, t2 - t1, t3 - t2)
+"""
+
+
+def timings(reward_cls, backbone: str, prompt_cls, texts: list[str]) -> dict:
+    """Load times in a fresh process (torch and transformers imported first: any policy needs them) and the median
+    of 5 scorings of 5 long texts in this one."""
+    fresh = subprocess.run([sys.executable, "-c", TIMING.format(cls=reward_cls.__name__, backbone=backbone)],
+                           capture_output=True, text=True, cwd=ROOT, check=True)
+    imports, construct, load = map(float, fresh.stdout.split())
     reward = reward_cls()
-    second = time.perf_counter() - start
     prompt = prompt_cls.of("Explain how vaccines train the immune system.")
-    reward.score(prompt, texts)  # warm: MiniLM loaded, instruction embedded once
+    reward.score(prompt, texts)  # warm: backbone loaded, as in a search
     runs = []
     for _ in range(5):
         start = time.perf_counter()
         reward.score(prompt, texts)
         runs.append(time.perf_counter() - start)
-    return {"construct_second_in_process_s": round(second, 4),
-            "construct_first_in_fresh_process_s": round(construct_fresh, 3),
-            "minilm_load_first_in_fresh_process_s": round(minilm_fresh, 3),
+    return {"fresh_process_import_torch_transformers_s": round(imports, 3),
+            "fresh_process_construct_s": round(construct, 3),
+            "fresh_process_backbone_load_s": round(load, 3),
             "score_5x256_tokens_median_s": round(statistics.median(runs), 3),
             "score_5x256_tokens_runs_s": [round(r, 3) for r in runs]}
 
 
+REWARDS = ("longer_wins", "minilm_cosine", "preference", "preference_length_weight_zeroed", "preference-minilm")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--rewards", nargs="+", choices=REWARDS, default=list(REWARDS))
     parser.add_argument("--judge-pairs", type=int, default=150)
+    parser.add_argument("--no-timing", action="store_true")
     args = parser.parse_args()
 
     import numpy as np
 
     from darwin_chains import Prompt
     from darwin_chains import reward_training as rt
-    from darwin_chains.rewards import PreferenceReward
-    from darwin_chains.rewards.preference import WEIGHTS, PreferenceHead, features
+    from darwin_chains.rewards import MiniLMPreferenceReward, PreferenceReward
+    from darwin_chains.rewards.preference import FEATURES, MINILM_FEATURES, MINILM_WEIGHTS, WEIGHTS, PreferenceHead
 
-    head = PreferenceHead.load(WEIGHTS)
+    head = PreferenceHead.load(WEIGHTS, FEATURES)
     settings = head.meta["training"]
     rows = rt.load_rows(rt.DEFAULT_DATA)
     _, val_set = rt.split_instructions([r["instruction"] for r in rows], settings["seed"], settings["validation_share"])
     val = rt.validation_pairs(rt.DEFAULT_DATA, val_set)
     cutter = rt.PrefixCutter()
-    cache = rt.EmbeddingCache()
-    cache.fill(sorted(val_set))
-    cache.fill([t for p in val for t in (p["a"], p["b"], *(cutter(x, n) for x in (p["a"], p["b"])
-                                                                  for n in rt.PREFIX_TOKENS))])
-    no_length = PreferenceHead(np.r_[head.weights[:-1], 0.0], head.mean, head.scale, head.bias, head.empty_score)
+    tables = {}
+
+    def table(backbone: str) -> rt.Table:
+        if backbone not in tables:
+            tables[backbone] = rt.TABLES[backbone](cutter=cutter)
+            for p in val:
+                for answer in (p["a"], p["b"]):
+                    tables[backbone].want(p["instruction"], answer, rt.PREFIX_TOKENS)
+            tables[backbone].fill()
+        return tables[backbone]
 
     def cosine(instruction, texts):
-        return (cache.get(texts) @ cache.get([instruction])[0]).tolist()
+        minilm = table("minilm").cache
+        return (minilm.get(texts) @ minilm.get([instruction])[0]).tolist()
 
     def longer(instruction, texts):
         return [len(t) for t in texts]
 
-    scorers = {"longer_wins": longer, "minilm_cosine": cosine, "preference": rt.head_scorer(head, cache),
-               "preference_length_weight_zeroed": rt.head_scorer(no_length, cache)}
-    report = {"validation_instructions": len(val_set), "seed": settings["seed"], "rewards": {},
-              "preference_on_topic_over_off_topic": head.meta["validation"].get("on_topic_over_off_topic")}
-    for name, score in scorers.items():
-        report["rewards"][name] = rt.agreement_table(score, val, cutter, rt.PREFIX_TOKENS)
+    def scorer(name: str):
+        if name == "longer_wins":
+            return longer
+        if name == "minilm_cosine":
+            return cosine
+        if name == "preference-minilm":
+            return rt.head_scorer(PreferenceHead.load(MINILM_WEIGHTS, MINILM_FEATURES), table("minilm"))
+        if name == "preference_length_weight_zeroed":
+            zeroed = PreferenceHead(np.r_[head.weights[:-1], 0.0], head.mean, head.scale, head.bias, head.empty_score)
+            return rt.head_scorer(zeroed, table("smollm2"))
+        return rt.head_scorer(head, table("smollm2"))
+
+    report = json.loads(OUT.read_text()) if OUT.exists() else {"rewards": {}}
+    report.update({"validation_instructions": len(val_set), "seed": settings["seed"],
+                   "preference_on_topic_over_off_topic": head.meta["validation"].get("on_topic_over_off_topic"),
+                   "length_weight_per_log_word": round(head.length_weight, 4)})
+    for name in args.rewards:
+        report["rewards"][name] = rt.agreement_table(scorer(name), val, cutter, rt.PREFIX_TOKENS)
         print(name, report["rewards"][name], flush=True)
 
     if args.judge_pairs:
@@ -123,9 +157,10 @@ def main() -> None:
         start = time.time()
         rated = smollm2_judge(sample)
         judged = {k: a > b for k, (a, b) in rated.items()}
+        preference = scorer("preference")
 
         def preferred(p: dict) -> bool:
-            a, b = scorers["preference"](p["instruction"], [p["a"], p["b"]])
+            a, b = preference(p["instruction"], [p["a"], p["b"]])
             return a > b
 
         report["smollm2_judge"] = {
@@ -137,13 +172,15 @@ def main() -> None:
             "seconds": round(time.time() - start, 1)}
         print(report["smollm2_judge"], flush=True)
 
-    by_len = sorted((t for p in val for t in (p["a"], p["b"])), key=len, reverse=True)
-    long_texts = [cutter(t, 256) for t in by_len[:5]]
-    report["length_weight_per_log_word"] = round(head.length_weight, 4)
-    report["timing"] = timings(PreferenceReward, Prompt, long_texts)
-    report["timing"]["score_texts_smollm2_tokens"] = [len(cutter.tokenizer.encode(t, add_special_tokens=False))
-                                                      for t in long_texts]
-    print(report["timing"])
+    if not args.no_timing:
+        by_len = sorted((t for p in val for t in (p["a"], p["b"])), key=len, reverse=True)
+        long_texts = [cutter(t, 256) for t in by_len[:5]]
+        report["timing"] = {"score_texts_smollm2_tokens": [len(cutter.tokenizer.encode(t, add_special_tokens=False))
+                                                           for t in long_texts]}
+        for name, cls, backbone in [("preference", PreferenceReward, "encoder"),
+                                    ("preference-minilm", MiniLMPreferenceReward, "embedder")]:
+            report["timing"][name] = timings(cls, backbone, Prompt, long_texts)
+            print(name, report["timing"][name], flush=True)
     OUT.write_text(json.dumps(report, indent=2) + "\n")
 
 

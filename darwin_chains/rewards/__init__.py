@@ -5,6 +5,6 @@ Any callable `(instruction, response) -> float` is a reward too (see `darwin_cha
 from __future__ import annotations
 
 from .base import DistinctReward, RelevanceReward, WeightedReward, relevance_and_distinct
-from .preference import PreferenceReward
+from .preference import MiniLMPreferenceReward, PreferenceReward
 
-__all__ = ["DistinctReward", "PreferenceReward", "RelevanceReward", "WeightedReward", "relevance_and_distinct"]
+__all__ = ["DistinctReward", "MiniLMPreferenceReward", "PreferenceReward", "RelevanceReward", "WeightedReward", "relevance_and_distinct"]

@@ -1,10 +1,16 @@
-"""A small learned reward: a linear Bradley-Terry head over MiniLM features, trained on GPT-4 Turbo preferences.
+"""Small learned rewards: linear Bradley-Terry heads trained on GPT-4 Turbo's pairwise preferences.
 
-Cosine relevance only rewards staying on topic. This head was fitted to which of two answers AlpacaEval 2's GPT-4
-Turbo judge preferred, on whole answers and on their first 40/80/160 tokens, so it ranks the partial responses that
-Darwin compares every period. It needs no model beyond the packaged all-MiniLM-L6-v2, and loads in well under a
-second once MiniLM is loaded. The weights, their training settings and validation figures ship in
-`weights/preference.json`; `python -m darwin_chains.reward_training` rebuilds them.
+Cosine relevance only rewards staying on topic. These heads were fitted to which of two answers AlpacaEval 2's GPT-4
+Turbo judge preferred, on whole answers and on their first 40/80 tokens, so they rank the partial responses that
+Darwin compares every period. Two backbones ship:
+
+- `PreferenceReward` (the default): SmolLM2-135M's layer-15 hidden states of the response, read after the
+  instruction (`hidden_states.ResponseEncoder`). Agrees with the judge far more often on length-matched pairs.
+- `MiniLMPreferenceReward`: the packaged all-MiniLM-L6-v2 embeddings of instruction and response. Cheaper (no
+  SmolLM2 forward pass), weaker.
+
+The weights, their training settings and validation figures ship in `weights/`;
+`python -m darwin_chains.reward_training --backbone smollm2|minilm` rebuilds them (benchmarks/reward/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -23,9 +29,12 @@ import numpy as np
 from ..embeddings import UsesEmbedder
 from ..errors import ConfigError
 from ..prompt import Prompt
+from .hidden_states import ResponseEncoder, shared_encoder
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "preference.json"
-FEATURES = ("response", "instruction*response", "cosine", "style", "log_words")
+MINILM_WEIGHTS = WEIGHTS.with_name("preference-minilm.json")
+FEATURES = ("hidden_state", "instruction*hidden_state", "cosine", "log_words")
+MINILM_FEATURES = ("response", "instruction*response", "cosine", "style", "log_words")
 STYLE = ("log_lines", "list_lines", "markdown", "distinct_trigrams", "log_sentence_words", "word_chars",
          "non_alpha", "refusal")
 _LIST_LINE = re.compile(r"^\s*(?:[-*\u2022]|\d+[.)])\s")
@@ -56,9 +65,20 @@ def style(text: str) -> list[float]:
     ]
 
 
-def features(instruction: np.ndarray, responses: np.ndarray, texts: Sequence[str]) -> np.ndarray:
-    """One row per response: its unit embedding, its elementwise product with the instruction's, their cosine,
-    surface style cues and log word count (last). Shared by training and scoring so the two cannot drift apart."""
+def features(instruction: np.ndarray, hidden: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """One row per response: its mean SmolLM2 hidden state, its elementwise product with the instruction's, their
+    cosine (these two let the head check the answer is about the instruction) and log word count (last). Shared by
+    training and scoring so the two cannot drift apart."""
+    hidden = np.asarray(hidden, dtype=np.float32).reshape(len(texts), -1)
+    instruction = np.asarray(instruction, dtype=np.float32).reshape(-1)
+    cosine = hidden @ instruction / (np.linalg.norm(hidden, axis=1) * np.linalg.norm(instruction) + 1e-6)
+    length = np.array([[log_words(t)] for t in texts], dtype=np.float32).reshape(len(texts), 1)
+    return np.hstack([hidden, hidden * instruction, cosine[:, None], length])
+
+
+def minilm_features(instruction: np.ndarray, responses: np.ndarray, texts: Sequence[str]) -> np.ndarray:
+    """One row per response: its unit MiniLM embedding, its elementwise product with the instruction's, their
+    cosine, surface style cues and log word count (last)."""
     responses = np.asarray(responses, dtype=np.float32).reshape(len(texts), -1)
     instruction = np.asarray(instruction, dtype=np.float32).reshape(-1)
     cosine = responses @ instruction
@@ -72,13 +92,14 @@ class PreferenceHead:
     preference: a difference of 1 means the judge would prefer the higher one about 73% of the time."""
 
     def __init__(self, weights: np.ndarray, mean: np.ndarray, scale: np.ndarray, bias: float, empty_score: float,
-                 meta: dict[str, Any] | None = None):
+                 meta: dict[str, Any] | None = None, features: Sequence[str] = FEATURES):
         self.weights = np.asarray(weights, dtype=np.float32)
         self.mean = np.asarray(mean, dtype=np.float32)
         self.scale = np.asarray(scale, dtype=np.float32)
         self.bias = float(bias)
         self.empty_score = float(empty_score)
         self.meta = meta or {}
+        self.features = tuple(features)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
         return ((x - self.mean) / self.scale) @ self.weights + self.bias
@@ -89,7 +110,7 @@ class PreferenceHead:
         return float(self.weights[-1] / self.scale[-1])
 
     def to_dict(self) -> dict[str, Any]:
-        return {"format": "darwin-chains/preference-head@1", "features": list(FEATURES),
+        return {"format": "darwin-chains/preference-head@1", "features": list(self.features),
                 "weights": self.weights.tolist(), "mean": self.mean.tolist(), "scale": self.scale.tolist(),
                 "bias": self.bias, "empty_score": self.empty_score, **self.meta}
 
@@ -104,7 +125,8 @@ class PreferenceHead:
         Path(path).write_text(json.dumps(data, indent=1) + "\n")
 
     @classmethod
-    def load(cls, path: str | Path) -> PreferenceHead:
+    def load(cls, path: str | Path, features: Sequence[str] = FEATURES) -> PreferenceHead:
+        """Read a saved head, checking it was trained on `features` (the reward's feature layout)."""
         path = Path(path)
         try:
             data = json.loads(path.read_text())
@@ -113,10 +135,10 @@ class PreferenceHead:
         except (OSError, ValueError) as exc:
             raise ConfigError(f"preference reward weights at {path} are unreadable: {exc}") from None
         try:
-            if data.get("features") != list(FEATURES):
-                raise ValueError(f"features {data.get('features')!r}, expected {list(FEATURES)!r}")
+            if data.get("features") != list(features):
+                raise ValueError(f"features {data.get('features')!r}, expected {list(features)!r}")
             head = cls(data["weights"], data["mean"], data["scale"], data["bias"], data["empty_score"],
-                       {k: data[k] for k in ("training", "validation") if k in data})
+                       {k: data[k] for k in ("training", "validation") if k in data}, features)
             n = len(head.weights)
             if not (n == len(head.mean) == len(head.scale)) or n < 3:
                 raise ValueError("weights, mean and scale differ in length")
@@ -128,11 +150,34 @@ class PreferenceHead:
         return head
 
 
-class PreferenceReward(UsesEmbedder):
-    """Scores responses, partial ones too, by a head trained on GPT-4 Turbo's pairwise preferences.
+class _LearnedReward:
+    """Scoring shared by the heads: empty responses get the head's `empty_score`, below what any training answer
+    scored; the rest are scored in one batch against the original instruction (`prompt.instruction`)."""
 
-    Judges against the original instruction (`prompt.instruction`). An empty response gets the head's
-    `empty_score`, below what the training answers scored.
+    head: PreferenceHead
+
+    def _features(self, instruction: str, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError
+
+    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        responses = list(responses)
+        scores = [self.head.empty_score] * len(responses)
+        filled = [i for i, r in enumerate(responses) if r.strip()]
+        if filled:
+            texts = [responses[i] for i in filled]
+            for i, s in zip(filled, self.head(self._features(prompt.instruction, texts)).tolist()):
+                scores[i] = float(s) if math.isfinite(s) else self.head.empty_score
+        return scores
+
+    async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        return await asyncio.to_thread(self.score, prompt, responses)
+
+
+class PreferenceReward(_LearnedReward):
+    """The default reward: a head over SmolLM2's layer-15 hidden states of the response, read after the instruction.
+
+    Construction only reads the head (33 KB of JSON); SmolLM2's first 15 layers load at the first score, once per
+    process. Reads the first 256 tokens of each response.
 
     Example:
         >>> reward = PreferenceReward()
@@ -141,9 +186,35 @@ class PreferenceReward(UsesEmbedder):
 
     name = "preference"
 
-    def __init__(self, weights: str | Path | None = None, embedder: Any = None):
+    def __init__(self, weights: str | Path | None = None, encoder: ResponseEncoder | None = None):
         self.path = Path(weights) if weights is not None else WEIGHTS
-        self.head = PreferenceHead.load(self.path)
+        self.head = PreferenceHead.load(self.path, FEATURES)
+        self._encoder = encoder
+
+    @property
+    def encoder(self) -> ResponseEncoder:
+        if self._encoder is None:
+            self._encoder = shared_encoder()
+        return self._encoder
+
+    def _features(self, instruction: str, texts: list[str]) -> np.ndarray:
+        encoder = self.encoder
+        return features(encoder.instruction(instruction), encoder.encode([(instruction, t) for t in texts]), texts)
+
+
+class MiniLMPreferenceReward(UsesEmbedder, _LearnedReward):
+    """A lighter head over the packaged MiniLM's embeddings of instruction and response: no SmolLM2 pass, but
+    weaker on length-matched pairs (benchmarks/reward/RESULTS.md).
+
+    Example:
+        >>> MiniLMPreferenceReward().score(Prompt.of("Name a primary colour."), ["Red.", "Bananas."])
+    """
+
+    name = "preference-minilm"
+
+    def __init__(self, weights: str | Path | None = None, embedder: Any = None):
+        self.path = Path(weights) if weights is not None else MINILM_WEIGHTS
+        self.head = PreferenceHead.load(self.path, MINILM_FEATURES)
         super().__init__(embedder)
         self._instructions: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
@@ -160,20 +231,9 @@ class PreferenceReward(UsesEmbedder):
                     self._instructions.popitem(last=False)
         return vector
 
-    def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
-        responses = list(responses)
-        scores = [self.head.empty_score] * len(responses)
-        filled = [i for i, r in enumerate(responses) if r.strip()]
-        if filled:
-            instruction = self._instruction_vector(prompt.instruction)
-            texts = [responses[i] for i in filled]
-            vectors = self.embedder.encode(texts).numpy()
-            for i, s in zip(filled, self.head(features(instruction, vectors, texts)).tolist()):
-                scores[i] = float(s) if math.isfinite(s) else self.head.empty_score
-        return scores
-
-    async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
-        return await asyncio.to_thread(self.score, prompt, responses)
+    def _features(self, instruction: str, texts: list[str]) -> np.ndarray:
+        return minilm_features(self._instruction_vector(instruction), self.embedder.encode(texts).numpy(), texts)
 
 
-__all__ = ["PreferenceReward", "PreferenceHead", "features", "WEIGHTS"]
+__all__ = ["PreferenceReward", "MiniLMPreferenceReward", "PreferenceHead", "features", "minilm_features", "WEIGHTS",
+           "MINILM_WEIGHTS"]

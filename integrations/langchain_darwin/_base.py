@@ -38,7 +38,7 @@ class DarwinFields(BaseModel):
         "'openai:MODEL@URL'), or None for $DARWIN_CHAINS_POLICY, else the embedded SmolLM2-135M-Instruct."))
     reward: Any = Field(default=None, exclude=True, description=(
         "A darwin_chains Reward, a callable (instruction, response) -> float, a LangChain Runnable taking "
-        "{'instruction', 'response'}, a reward spec ('default', 'relevance', 'judge', 'hf:PATH'), or None for "
+        "{'instruction', 'response'}, a reward spec ('default', 'preference-minilm', 'relevance', 'judge', 'hf:PATH'), or None for "
         "'default' (the preference reward trained on GPT-4 Turbo judgments)."))
     mutator: Any = Field(default="template", exclude=True, description=(
         "A darwin_chains Mutator, a callable (instruction, n) -> list[str], 'template', 'llm' (the policy "

@@ -31,7 +31,7 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
             chat model or LLM (see `LangChainPolicy`), or a policy spec.
         reward: what "better" means. A callable (instruction, response) -> float, a darwin_chains Reward, a
             LangChain Runnable taking {"instruction", "response"} (see `RunnableReward`), or a spec. None: "default"
-            (the packaged preference reward, a head over MiniLM trained on GPT-4 Turbo judgments).
+            (the packaged preference reward, a head over SmolLM2 hidden states trained on GPT-4 Turbo judgments).
         mutator: "template" (fixed, intent-preserving augmentations; the default), "llm" (the policy rewrites the
             instruction), a LangChain model that rewrites it, a Mutator or a callable (instruction, n) -> list[str].
 
