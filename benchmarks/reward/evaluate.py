@@ -58,6 +58,9 @@ TIMING = """
 import time
 t0 = time.perf_counter()
 import torch, transformers
+if {with_policy}:
+    from darwin_chains import defaults
+    defaults.policy("embedded")
 t1 = time.perf_counter()
 from darwin_chains.rewards import {cls}
 reward = {cls}()
@@ -69,11 +72,15 @@ print(t1 - t0, t2 - t1, t3 - t2)
 
 
 def timings(reward_cls, backbone: str, prompt_cls, texts: list[str]) -> dict:
-    """Load times in a fresh process (torch and transformers imported first: any policy needs them) and the median
-    of 5 scorings of 5 long texts in this one."""
-    fresh = subprocess.run([sys.executable, "-c", TIMING.format(cls=reward_cls.__name__, backbone=backbone)],
-                           capture_output=True, text=True, cwd=ROOT, check=True)
-    imports, construct, load = map(float, fresh.stdout.split())
+    """Load times in a fresh process (torch and transformers imported first: any policy needs them), also once the
+    embedded policy is loaded (the default setup), and the median of 5 scorings of 5 long texts in this one."""
+    def fresh(with_policy: bool) -> list[float]:
+        script = TIMING.format(cls=reward_cls.__name__, backbone=backbone, with_policy=with_policy)
+        done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
+        return list(map(float, done.stdout.split()))
+
+    imports, construct, load = fresh(False)
+    _, _, load_after_policy = fresh(True)
     reward = reward_cls()
     prompt = prompt_cls.of("Explain how vaccines train the immune system.")
     reward.score(prompt, texts)  # warm: backbone loaded, as in a search
@@ -85,6 +92,7 @@ def timings(reward_cls, backbone: str, prompt_cls, texts: list[str]) -> dict:
     return {"fresh_process_import_torch_transformers_s": round(imports, 3),
             "fresh_process_construct_s": round(construct, 3),
             "fresh_process_backbone_load_s": round(load, 3),
+            "backbone_load_after_the_embedded_policy_loaded_s": round(load_after_policy, 3),
             "score_5x256_tokens_median_s": round(statistics.median(runs), 3),
             "score_5x256_tokens_runs_s": [round(r, 3) for r in runs]}
 
