@@ -8,14 +8,15 @@ answers to the same instruction can be ranked through their preferences. The hea
   chat-templated instruction. One forward pass per answer gives the means of its prefixes too.
 - `minilm`: all-MiniLM-L6-v2 embeddings of instruction and response (each prefix costs one more pass).
 
-Darwin scores partial responses every few tokens, so the head also learns from prefixes of the answers (by default
-the first 40 and 80 SmolLM2 tokens: the paper's default and best replacement periods); a pair of prefixes keeps
-the label of the full answers. Validation reports the 40, 80 and 160-token cuts. Pairs of an answer to the
-instruction against an answer to another instruction teach the head that being on topic comes first.
+Darwin scores partial responses every few tokens, so validation also reports agreement on the first 40, 80 and 160
+tokens of the answers, and training can add prefix pairs (`prefix_tokens`: a pair of prefixes keeps the label of
+the full answers). The MiniLM head needed them; the SmolLM2 head ranks prefixes as well without them. Pairs of an
+answer to the instruction against an answer to another instruction teach the head that being on topic comes first.
+`Settings.recipe(backbone)` holds what each shipped head was trained with.
 
 Instructions are split into train and validation with the seed; only the validation split is used to pick the
-regularisation. Backbone features are cached on disk (SmolLM2: about 35 minutes for the 11,310 answers on 2 CPU
-cores, once), so a rerun takes a minute or two.
+regularisation. Backbone features are cached on disk (SmolLM2: 20 minutes for the 11,310 answers on 2 CPU cores,
+once), so a rerun takes a minute or two.
 
     python -m darwin_chains.reward_training --seed 0                      # -> rewards/weights/preference.json
     python -m darwin_chains.reward_training --seed 0 --backbone minilm    # -> rewards/weights/preference-minilm.json

@@ -51,7 +51,7 @@ class ResponseEncoder:
                 hf_logging.enable_progress_bar()
         self.model.norm = torch.nn.Identity()  # the features are the residual stream itself, not its final norm
         self.dim = self.model.config.hidden_size
-        self._lock = threading.Lock()  # one forward at a time: torch already uses every core
+        self._lock = threading.Lock()  # one call at a time: torch already uses every core, and the tokenizer is shared
         self._prompts: dict[str, list[int]] = {}
         self._instructions: dict[str, np.ndarray] = {}
         self._frame = self._template_frame()
@@ -88,16 +88,17 @@ class ResponseEncoder:
     def instruction(self, instruction: str) -> np.ndarray:
         """Mean hidden state over the instruction's own tokens (not the template's): what the response should be
         about. Cached: Darwin scores against the same instruction every period."""
-        mean = self._instructions.get(instruction)
-        if mean is None:
-            ids, start, end = self._prompt(instruction)
-            with self._lock, self.torch.inference_mode():
-                hidden = self.model(input_ids=self.torch.tensor([ids])).last_hidden_state[0].float()
-            mean = hidden[start:end].mean(0).numpy()
-            if len(self._instructions) > 256:
-                self._instructions.clear()
-            self._instructions[instruction] = mean
-        return mean
+        with self._lock:
+            mean = self._instructions.get(instruction)
+            if mean is None:
+                ids, start, end = self._prompt(instruction)
+                with self.torch.inference_mode():
+                    hidden = self.model(input_ids=self.torch.tensor([ids])).last_hidden_state[0].float()
+                mean = hidden[start:end].mean(0).numpy()
+                if len(self._instructions) > 256:
+                    self._instructions.clear()
+                self._instructions[instruction] = mean
+            return mean
 
     def encode(self, items: Sequence[tuple[str, str]], cuts: Sequence[int] | None = None,
                batch_size: int = 16) -> np.ndarray:
@@ -107,12 +108,12 @@ class ResponseEncoder:
         limits = list(cuts) if cuts is not None else [self.max_response_tokens]
         read = min(max(limits), self.max_response_tokens)
         out = np.empty((len(items), len(limits), self.dim), dtype=np.float32)
-        encoded = []
-        for instruction, response in items:
-            response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"][:read]
-            encoded.append((self._prompt_ids(instruction), response_ids or [self.tokenizer.eos_token_id]))
-        order = sorted(range(len(items)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))  # less padding
         with self._lock, torch.inference_mode():
+            encoded = []
+            for instruction, response in items:
+                response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"][:read]
+                encoded.append((self._prompt_ids(instruction), response_ids or [self.tokenizer.eos_token_id]))
+            order = sorted(range(len(items)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))  # less padding
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
                 width = max(len(encoded[i][0]) + len(encoded[i][1]) for i in chunk)
