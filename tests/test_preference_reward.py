@@ -178,8 +178,14 @@ def test_smollm2_training_on_a_tiny_subset_is_reproducible_and_the_head_scores(e
     rows = _rows()[:24]
     settings = rt.Settings(seed=3, validation_share=0.0, prefix_tokens=(40,), l2=0.1, epochs=50)
     cache = rt.EmbeddingCache(tmp_path / "features")
-    first, _ = rt.train(settings, table=rt.HiddenStateTable(cache, rt.PrefixCutter()), rows=rows, evaluate=False)
+    table = rt.HiddenStateTable(cache, rt.PrefixCutter())
+    first, _ = rt.train(settings, table=table, rows=rows, evaluate=False)
     assert list(cache.directory.glob("shard-*.npz")), "the features were cached"
+    # Training's features (one pass per answer, prefix means, cached) are the ones the reward computes when scoring.
+    instruction, answer = rows[0]["instruction"], rows[0]["output_2"]
+    trained_on = table.features(instruction, [answer])
+    scored_with = PreferenceReward(encoder=encoder)._features(instruction, [answer])
+    np.testing.assert_allclose(trained_on, scored_with, rtol=0.02, atol=0.02 * np.abs(scored_with).max())
     second, _ = rt.train(settings, table=rt.HiddenStateTable(rt.EmbeddingCache(cache.directory), rt.PrefixCutter()),
                          rows=rows, evaluate=False)
     np.testing.assert_array_equal(first.weights, second.weights)
