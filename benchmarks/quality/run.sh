@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The committed quality run: every bench method on the first 20 MT-Bench and the first 20 AlpacaEval dev prompts,
-# on the embedded default (SmolLM2-135M policy, preference reward, template mutator).
+# on the embedded SmolLM2-135M policy with the MiniLM preference head (`preference-minilm`, the default reward when
+# this run was made) and the template mutator.
 #
 # On a 2-core CPU two single-thread processes decode about twice the tokens per second of one two-thread process
 # (measured here: 62 against 33 tokens/s), so each prompt set runs in its own process, and the halves are merged
@@ -9,7 +10,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 DIR=benchmarks/quality
-SETTINGS=(--max-new-tokens 128 --replacement-period 32 --judge reference relevance+distinct --progress off "$@")
+SETTINGS=(--reward preference-minilm --max-new-tokens 128 --replacement-period 32 --judge reference relevance+distinct --progress off "$@")
 BENCH=.venv/bin/darwin-chains
 mkdir -p "$DIR/parts"
 OMP_NUM_THREADS=1 "$BENCH" bench --prompts mt-bench:20 --out "$DIR/parts/mt-bench.jsonl" "${SETTINGS[@]}" >/dev/null &
