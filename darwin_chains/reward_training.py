@@ -60,7 +60,8 @@ class Settings:
     validation_share: float = 0.2
     min_gap: float = 0.1
     off_topic_per_instruction: int = 4
-    off_topic_weight: float = 1.0
+    constructed_weight: float = 1.0  # of the off-topic and looping pairs, against a judged pair's 1
+    degenerate_per_instruction: int = 0
     prefix_tokens: tuple[int, ...] = (40, 80)
     l2_grid: tuple[float, ...] = (0.03, 0.1, 0.3)
     l2: float | None = None
@@ -77,7 +78,7 @@ class Settings:
 #: What validation chose per backbone (benchmarks/reward/RESULTS.md). The SmolLM2 head ranks prefixes as well
 #: without prefix pairs, and needs the off-topic pairs weighted up to learn that topic comes first.
 RECIPES: dict[str, dict] = {
-    "smollm2": {"prefix_tokens": (), "off_topic_weight": 3.0, "l2_grid": (0.3, 1.0)},
+    "smollm2": {"prefix_tokens": (), "constructed_weight": 3.0, "degenerate_per_instruction": 4, "l2_grid": (0.3, 1.0)},
     "minilm": {},
 }
 
@@ -132,6 +133,36 @@ def off_topic_pairs(rows: Sequence[dict], per_instruction: int, seed: int) -> li
             on_topic = rng.choice(sorted(by_instruction[instruction]))
             off_topic = rng.choice(sorted(by_instruction[rng.choice(others)]))
             out.append((instruction, on_topic, off_topic, 0.0))
+    return out
+
+
+def degenerate(text: str, rng: random.Random) -> str:
+    """A looping version of an answer, as a small model produces when it degenerates: a few words of the answer,
+    then one word, emoji or line repeated to about the answer's length."""
+    words = text.split() or ["the"]
+    lines = [line for line in text.splitlines() if line.strip()] or [text]
+    start = rng.randint(1, min(12, len(words)))
+    kind = rng.choice(("word", "glued", "line"))
+    if kind == "line":
+        line = rng.choice(lines[:3])
+        return "\n".join([line] * max(3, len(text) // max(1, len(line))))
+    unit = rng.choice(words[:start] + ["\U0001F30D", "!", "..."])
+    joiner = "" if kind == "glued" else " "
+    return " ".join(words[:start]) + " " + joiner.join([unit] * max(8, len(words) - start))
+
+
+def degenerate_pairs(rows: Sequence[dict], per_instruction: int, seed: int) -> list[tuple[str, str, str, float]]:
+    """(instruction, an answer, a looping version of an answer): the judged answers are all fluent, so without these
+    the head has never seen a loop and may score one highly (it did: an emoji repeated 127 times won a Best-of-5)."""
+    by_instruction: dict[str, list[str]] = defaultdict(list)
+    for row in rows:
+        by_instruction[row["instruction"]].append(row["output_2"])
+    rng = random.Random(seed)
+    out = []
+    for instruction in sorted(by_instruction):
+        answers = sorted(by_instruction[instruction])
+        for _ in range(per_instruction):
+            out.append((instruction, rng.choice(answers), degenerate(rng.choice(answers), rng), 0.0))
     return out
 
 
@@ -430,8 +461,8 @@ def on_topic_pairs_for(rows: Sequence[dict], per_instruction: int = 4) -> list[t
     return off_topic_pairs(rows, per_instruction, seed=99)
 
 
-def on_topic_agreement(head, table: Table, pairs: Sequence[tuple[str, str, str, float]]) -> float:
-    """Share of (answer to this instruction, answer to another one) pairs where the on-topic answer scores higher."""
+def first_wins(head, table: Table, pairs: Sequence[tuple[str, str, str, float]]) -> float:
+    """Share of constructed (instruction, should win, should lose) pairs where the first answer scores higher."""
     score = head_scorer(head, table)
     return round(sum(a > b for a, b in (score(i, [x, y]) for i, x, y, _ in pairs)) / max(1, len(pairs)), 4)
 
@@ -454,27 +485,30 @@ def train(settings: Settings, table: Table | None = None, rows: list[dict] | Non
                                             settings.validation_share)
     train_rows = [r for r in rows if r["instruction"] in train_set]
     judged = training_pairs(train_rows, settings.min_gap)
-    off_topic = off_topic_pairs(train_rows, settings.off_topic_per_instruction, settings.seed)
+    # Constructed pairs teach what the judged answers never show: topic first, and no loops.
+    constructed = off_topic_pairs(train_rows, settings.off_topic_per_instruction, settings.seed)
+    constructed += degenerate_pairs(train_rows, settings.degenerate_per_instruction, settings.seed)
     val = validation_pairs(settings.data, val_set) if evaluate else []
     val_rows = [r for r in rows if r["instruction"] in val_set]
     on_topic = on_topic_pairs_for(val_rows) if val else []
+    loops = degenerate_pairs(val_rows, 4, seed=99) if val else []
     cutter = PrefixCutter() if settings.prefix_tokens or val or settings.backbone == "smollm2" else None
     table = table or TABLES[settings.backbone](cutter=cutter)
     table.cutter = table.cutter or cutter
-    for instruction, better, worse, _ in judged + off_topic:
+    for instruction, better, worse, _ in judged + constructed:
         table.want(instruction, better, settings.prefix_tokens)
         table.want(instruction, worse, settings.prefix_tokens)
     for p in val:
         for answer in (p["a"], p["b"]):
             table.want(p["instruction"], answer, PREFIX_TOKENS)
-    for instruction, on, off, _ in on_topic:
+    for instruction, on, off, _ in on_topic + loops:
         table.want(instruction, on)
         table.want(instruction, off)
     table.fill()
     judge_rows = pair_rows(table, judged, cutter, settings.prefix_tokens)
-    off_topic_rows = pair_rows(table, off_topic, cutter, settings.prefix_tokens)
-    pairs = np.concatenate([judge_rows, off_topic_rows])
-    weights = np.r_[np.ones(len(judge_rows)), np.full(len(off_topic_rows), settings.off_topic_weight)]
+    constructed_rows = pair_rows(table, constructed, cutter, settings.prefix_tokens)
+    pairs = np.concatenate([judge_rows, constructed_rows])
+    weights = np.r_[np.ones(len(judge_rows)), np.full(len(constructed_rows), settings.constructed_weight)]
     x = table.matrix()
     log.info("%d training rows, %d pairs, %d features", len(x), len(pairs), x.shape[1])
 
@@ -491,7 +525,8 @@ def train(settings: Settings, table: Table | None = None, rows: list[dict] | Non
     report = {}
     if val:
         report = agreement_table(head_scorer(head, table), val, cutter, PREFIX_TOKENS)
-        report["on_topic_over_off_topic"] = on_topic_agreement(head, table, on_topic)
+        report["on_topic_over_off_topic"] = first_wins(head, table, on_topic)
+        report["fluent_over_looping"] = first_wins(head, table, loops)
     head.meta = {
         "training": {**asdict(settings), "data": Path(settings.data).name, "l2": l2, "l2_tried": tried,
                      "train_instructions": len(train_set), "validation_instructions": len(val_set),

@@ -6,10 +6,12 @@
 # On a 2-core CPU two single-thread processes decode about twice the tokens per second of one two-thread process
 # (measured here: 62 against 33 tokens/s), so each prompt set runs in its own process, and the halves are merged
 # into results.jsonl, which the last command summarises and plots. Resumable: after a crash or Ctrl-C, run it again
-# and only the missing (prompt, method) rows are computed. Extra arguments go to every `darwin-chains bench`.
+# and only the missing (prompt, method) rows are computed. Extra arguments go to every `darwin-chains bench` (later
+# ones win), and DIR names another folder, e.g. the run with the current default reward:
+#   DIR=benchmarks/quality/default bash benchmarks/quality/run.sh --reward default --methods best-of-5 darwin-3
 set -euo pipefail
 cd "$(dirname "$0")/../.."
-DIR=benchmarks/quality
+DIR=${DIR:-benchmarks/quality}
 SETTINGS=(--reward preference-minilm --max-new-tokens 128 --replacement-period 32 --judge reference relevance+distinct --progress off "$@")
 BENCH=.venv/bin/darwin-chains
 mkdir -p "$DIR/parts"
