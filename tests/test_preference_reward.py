@@ -203,3 +203,15 @@ def test_the_instruction_mean_reads_the_instruction_not_the_template(encoder):
     assert len(ids) == encoder.max_prompt_tokens and start == 0
     assert encoder.tokenizer.decode(ids[start:end]).endswith("Then name a primary colour.")
     assert encoder.instruction("Name a primary colour.").shape == (encoder.dim,)
+
+
+def test_looping_answers_score_below_a_fluent_one(encoder):
+    # The small policy's failure mode: the judged training answers never loop, so the head learned it from
+    # constructed pairs. Before that, this emoji loop outscored every fluent answer in a Best-of-5.
+    prompt = Prompt.of("Help me find a good rated electric saw.")
+    fluent = ("To find a well-rated electric saw, read the reviews on a few hardware sites and compare brands such as "
+              "DeWalt, Makita and Bosch on power, blade size and warranty.")
+    loops = ["\U0001F331" + "\U0001F30D" * 60, "\n".join(["Step 1: Find a good rated electric saw."] * 12),
+             "Here are some good electric saws: saws saws saws saws saws saws saws saws saws saws saws saws saws"]
+    good, *bad = PreferenceReward(encoder=encoder).score(prompt, [fluent, *loops])
+    assert good > max(bad), (good, bad)
