@@ -1,8 +1,9 @@
 """Small learned rewards: linear Bradley-Terry heads trained on GPT-4 Turbo's pairwise preferences.
 
 Cosine relevance only rewards staying on topic. These heads were fitted to which of two answers AlpacaEval 2's GPT-4
-Turbo judge preferred, on whole answers and on their first 40/80 tokens, so they rank the partial responses that
-Darwin compares every period. Two backbones ship:
+Turbo judge preferred, and checked on the answers' first 40/80/160 tokens too, since Darwin compares partial
+responses every period. Constructed pairs teach what the judged answers never show: an answer to another
+instruction loses, and so does a looping one. Two backbones ship:
 
 - `PreferenceReward` (the default): SmolLM2-135M's layer-15 hidden states of the response, read after the
   instruction (`hidden_states.ResponseEncoder`). Agrees with the judge far more often on length-matched pairs.
@@ -176,7 +177,7 @@ class _LearnedReward:
 class PreferenceReward(_LearnedReward):
     """The default reward: a head over SmolLM2's layer-15 hidden states of the response, read after the instruction.
 
-    Construction only reads the head (33 KB of JSON); SmolLM2's first 15 layers load at the first score, once per
+    Construction only reads the head (44 KB of JSON); SmolLM2's first 15 layers load at the first score, once per
     process. Reads the first 256 tokens of each response.
 
     Example:
