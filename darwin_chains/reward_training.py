@@ -368,6 +368,11 @@ class HiddenStateTable(Table):
 
 
 TABLES = {"smollm2": HiddenStateTable, "minilm": MiniLMTable}
+BACKBONES = {
+    "smollm2": f"SmolLM2-135M-Instruct, mean residual stream after 15 of 30 layers over the first {WHOLE} response "
+               "tokens, read after the chat-templated instruction (bf16)",
+    "minilm": "all-MiniLM-L6-v2 (max 256 wordpieces, mean-pooled, normalised)",
+}
 
 
 def pair_rows(table: Table, pairs: Sequence[tuple[str, str, str, float]], cutter: PrefixCutter | None,
@@ -456,11 +461,6 @@ def agreement_table(score, pairs: Sequence[dict], cutter: PrefixCutter | None = 
     return out
 
 
-def on_topic_pairs_for(rows: Sequence[dict], per_instruction: int = 4) -> list[tuple[str, str, str, float]]:
-    """The on-topic check's pairs (a seed of its own, so they differ from the training ones)."""
-    return off_topic_pairs(rows, per_instruction, seed=99)
-
-
 def first_wins(head, table: Table, pairs: Sequence[tuple[str, str, str, float]]) -> float:
     """Share of constructed (instruction, should win, should lose) pairs where the first answer scores higher."""
     score = head_scorer(head, table)
@@ -490,9 +490,10 @@ def train(settings: Settings, table: Table | None = None, rows: list[dict] | Non
     constructed += degenerate_pairs(train_rows, settings.degenerate_per_instruction, settings.seed)
     val = validation_pairs(settings.data, val_set) if evaluate else []
     val_rows = [r for r in rows if r["instruction"] in val_set]
-    on_topic = on_topic_pairs_for(val_rows) if val else []
+    # The checks' constructed pairs have a seed of their own, so they differ from the training ones.
+    on_topic = off_topic_pairs(val_rows, 4, seed=99) if val else []
     loops = degenerate_pairs(val_rows, 4, seed=99) if val else []
-    cutter = PrefixCutter() if settings.prefix_tokens or val or settings.backbone == "smollm2" else None
+    cutter = PrefixCutter() if settings.prefix_tokens or val else None
     table = table or TABLES[settings.backbone](cutter=cutter)
     table.cutter = table.cutter or cutter
     for instruction, better, worse, _ in judged + constructed:
@@ -536,13 +537,6 @@ def train(settings: Settings, table: Table | None = None, rows: list[dict] | Non
         "validation": report,
     }
     return head, report
-
-
-BACKBONES = {
-    "smollm2": f"SmolLM2-135M-Instruct, mean residual stream after 15 of 30 layers over the first {WHOLE} response "
-               "tokens, read after the chat-templated instruction (bf16)",
-    "minilm": "all-MiniLM-L6-v2 (max 256 wordpieces, mean-pooled, normalised)",
-}
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -52,9 +52,10 @@ class ResponseEncoder:
         self.model.norm = torch.nn.Identity()  # the features are the residual stream itself, not its final norm
         self.dim = self.model.config.hidden_size
         self._lock = threading.Lock()  # one call at a time: torch already uses every core, and the tokenizer is shared
-        self._prompts: dict[str, list[int]] = {}
-        self._instructions: dict[str, np.ndarray] = {}
         self._frame = self._template_frame()
+        # Darwin scores against the same instruction every period: template it and read it once.
+        self._prompt = lru_cache(maxsize=256)(self._templated)
+        self.instruction = lru_cache(maxsize=256)(self._instruction_mean)
 
     def _template_frame(self) -> tuple[int, int]:
         """How many template tokens come before and after the user's text (system message, role markers)."""
@@ -64,41 +65,23 @@ class ResponseEncoder:
         return (len(self.tokenizer(before, add_special_tokens=False)["input_ids"]),
                 len(self.tokenizer(after, add_special_tokens=False)["input_ids"]))
 
-    def _prompt_ids(self, instruction: str) -> list[int]:
-        return self._prompt(instruction)[0]
-
-    def _prompt(self, instruction: str) -> tuple[list[int], int, int]:
+    def _templated(self, instruction: str) -> tuple[list[int], int, int]:
         """The templated prompt's ids, cut from the left to max_prompt_tokens, and where the instruction's own
         tokens start and end in them."""
-        found = self._prompts.get(instruction)
-        if found is None:
-            text = self.tokenizer.apply_chat_template([{"role": "user", "content": instruction}],
-                                                      add_generation_prompt=True, tokenize=False)
-            full = self.tokenizer(text, add_special_tokens=False)["input_ids"]
-            ids = full[-self.max_prompt_tokens :]
-            cut = len(full) - len(ids)
-            before, after = self._frame
-            start = max(0, before - cut)
-            found = (ids, min(start, len(ids) - 1), max(start + 1, len(ids) - after))
-            if len(self._prompts) > 256:
-                self._prompts.clear()
-            self._prompts[instruction] = found
-        return found
+        text = self.tokenizer.apply_chat_template([{"role": "user", "content": instruction}],
+                                                  add_generation_prompt=True, tokenize=False)
+        full = self.tokenizer(text, add_special_tokens=False)["input_ids"]
+        ids = full[-self.max_prompt_tokens :]
+        start = max(0, self._frame[0] - (len(full) - len(ids)))
+        return ids, min(start, len(ids) - 1), max(start + 1, len(ids) - self._frame[1])
 
-    def instruction(self, instruction: str) -> np.ndarray:
+    def _instruction_mean(self, instruction: str) -> np.ndarray:
         """Mean hidden state over the instruction's own tokens (not the template's): what the response should be
-        about. Cached: Darwin scores against the same instruction every period."""
-        with self._lock:
-            mean = self._instructions.get(instruction)
-            if mean is None:
-                ids, start, end = self._prompt(instruction)
-                with self.torch.inference_mode():
-                    hidden = self.model(input_ids=self.torch.tensor([ids])).last_hidden_state[0].float()
-                mean = hidden[start:end].mean(0).numpy()
-                if len(self._instructions) > 256:
-                    self._instructions.clear()
-                self._instructions[instruction] = mean
-            return mean
+        about. Called as `instruction(text)`, cached."""
+        with self._lock, self.torch.inference_mode():
+            ids, start, end = self._prompt(instruction)
+            hidden = self.model(input_ids=self.torch.tensor([ids])).last_hidden_state[0].float()
+        return hidden[start:end].mean(0).numpy()
 
     def encode(self, items: Sequence[tuple[str, str]], cuts: Sequence[int] | None = None,
                batch_size: int = 16) -> np.ndarray:
@@ -112,7 +95,7 @@ class ResponseEncoder:
             encoded = []
             for instruction, response in items:
                 response_ids = self.tokenizer(response, add_special_tokens=False)["input_ids"][:read]
-                encoded.append((self._prompt_ids(instruction), response_ids or [self.tokenizer.eos_token_id]))
+                encoded.append((self._prompt(instruction)[0], response_ids or [self.tokenizer.eos_token_id]))
             order = sorted(range(len(items)), key=lambda i: len(encoded[i][0]) + len(encoded[i][1]))  # less padding
             for start in range(0, len(order), batch_size):
                 chunk = order[start : start + batch_size]
