@@ -17,7 +17,7 @@ os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 from collections.abc import Sequence
 
 from darwin_chains import Prompt
-from darwin_chains.embeddings import Embedder
+from darwin_chains.embedded.embedder import Embedder
 from langchain_core.documents import Document
 from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough

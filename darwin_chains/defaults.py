@@ -116,7 +116,7 @@ def mutator(spec: str | None = None, policy: Policy | None = None) -> Mutator | 
 
         return TemplateMutator()
     if spec == "llm":
-        from .embeddings import Embedder
+        from .embedded.embedder import Embedder
         from .mutators import LLMMutator
 
         if policy is None:

@@ -112,6 +112,6 @@ def smollm2_policy(smollm2):
 
 @pytest.fixture(scope="session")
 def minilm():
-    from darwin_chains.embeddings import Embedder
+    from darwin_chains.embedded.embedder import Embedder
 
     return Embedder.minilm()

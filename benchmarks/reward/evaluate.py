@@ -110,7 +110,7 @@ def main() -> None:
     import numpy as np
 
     from darwin_chains import Prompt
-    from darwin_chains import reward_training as rt
+    from training import reward_training as rt
     from darwin_chains.rewards import MiniLMPreferenceReward, PreferenceReward
     from darwin_chains.rewards.preference import FEATURES, MINILM_FEATURES, MINILM_WEIGHTS, WEIGHTS, PreferenceHead
 

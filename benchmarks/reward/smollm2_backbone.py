@@ -75,7 +75,7 @@ def main() -> None:
     parser.add_argument("--cut", type=int, default=128, help="response tokens the backbone reads")
     args = parser.parse_args()
 
-    from darwin_chains import reward_training as rt
+    from training import reward_training as rt
     from darwin_chains.embedded import cache_dir
     from darwin_chains.rewards.preference import WEIGHTS, PreferenceHead
 

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Sampling
+from ..devices import default_device, default_dtype
 from ..errors import ConfigError, InputError, PolicyError
 from ..prompt import Prompt
 from ..protocols import Beam, Usage
@@ -328,26 +329,6 @@ def _encode(tokenizer: Any, template: str | None, messages: tuple) -> tuple[int,
     )
     ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
     return tuple(int(i) for i in ids)
-
-
-def default_device() -> str:
-    import torch
-
-    if torch.cuda.is_available():
-        return "cuda"
-    if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def default_dtype(device: str) -> Any:
-    import torch
-
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device.startswith("mps"):
-        return torch.float16
-    return torch.float32
 
 
 @lru_cache(maxsize=4)

@@ -30,7 +30,7 @@ from ..config import Sampling
 from ..errors import ConfigError, InputError, PolicyError, require
 from ..prompt import Prompt
 from ..protocols import Beam, Usage
-from ..retry import RetryPolicy
+from .retry import RetryPolicy
 from . import chat_template
 
 log = logging.getLogger(__name__)

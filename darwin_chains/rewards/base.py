@@ -5,7 +5,7 @@ import asyncio
 from collections.abc import Sequence
 from typing import Any
 
-from ..embeddings import UsesEmbedder
+from ..embedded.embedder import UsesEmbedder
 from ..errors import ConfigError
 from ..prompt import Prompt
 from ..protocols import Reward, as_reward, ascore, component_name

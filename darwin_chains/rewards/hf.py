@@ -43,7 +43,7 @@ class HFRewardModel:
         import torch
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
-        from ..policies.hf import default_device, default_dtype
+        from ..devices import default_device, default_dtype
 
         device = device or default_device()
         model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype or default_dtype(device))

@@ -23,7 +23,9 @@ class ResponseEncoder:
     """Mean hidden state after `layer` decoder layers over the first `max_response_tokens` response tokens.
 
     The instruction is framed by the model's chat template, as the policy frames it, and cut from the left to
-    `max_prompt_tokens`. Runs in bf16 on cpu: the head was trained on bf16 features.
+    `max_prompt_tokens`. Runs in the dtype the CPU computes fastest (`devices.feature_dtype`): fp32 without
+    native bf16, bf16 with it. The head was trained on bf16 features and agrees as well on fp32 ones
+    (benchmarks/reward).
     """
 
     def __init__(self, path: str | Path | None = None, layer: int = LAYER, max_response_tokens: int = 256,
@@ -32,6 +34,7 @@ class ResponseEncoder:
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
 
+        from ..devices import feature_dtype
         from ..embedded import smollm2_dir
 
         path = Path(path) if path is not None else smollm2_dir()
@@ -44,7 +47,7 @@ class ResponseEncoder:
         hf_logging.set_verbosity_error()
         hf_logging.disable_progress_bar()
         try:
-            self.model = AutoModel.from_pretrained(path, num_hidden_layers=layer, dtype=torch.bfloat16).eval()
+            self.model = AutoModel.from_pretrained(path, num_hidden_layers=layer, dtype=feature_dtype()).eval()
         finally:
             hf_logging.set_verbosity(verbosity)
             if bars:

@@ -11,7 +11,7 @@ instruction loses, and so does a looping one. Two backbones ship:
   SmolLM2 forward pass), weaker.
 
 The weights, their training settings and validation figures ship in `weights/`;
-`python -m darwin_chains.reward_training --backbone smollm2|minilm` rebuilds them (benchmarks/reward/RESULTS.md).
+`python -m training.reward_training --backbone smollm2|minilm` rebuilds them (benchmarks/reward/RESULTS.md).
 """
 from __future__ import annotations
 
@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from ..embeddings import UsesEmbedder
+from ..embedded.embedder import UsesEmbedder
 from ..errors import ConfigError
 from ..prompt import Prompt
 from .hidden_states import ResponseEncoder, shared_encoder

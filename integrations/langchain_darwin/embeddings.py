@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from darwin_chains.embeddings import UsesEmbedder
+from darwin_chains.embedded.embedder import UsesEmbedder
 from langchain_core.embeddings import Embeddings
 
 
@@ -21,7 +21,7 @@ class MiniLMEmbeddings(UsesEmbedder, Embeddings):
         'Cats purr.'
 
     Args:
-        embedder: a `darwin_chains.embeddings.Embedder`; None loads the packaged MiniLM on first use (once per
+        embedder: a `darwin_chains.embedded.embedder.Embedder`; None loads the packaged MiniLM on first use (once per
             process).
     """
 

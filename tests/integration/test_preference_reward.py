@@ -14,7 +14,7 @@ from darwin_chains.rewards import MiniLMPreferenceReward, PreferenceReward
 from darwin_chains.rewards.hidden_states import shared_encoder
 from darwin_chains.rewards.preference import MINILM_WEIGHTS, STYLE, WEIGHTS, PreferenceHead
 
-FIXTURES = Path(__file__).parent / "fixtures"
+FIXTURES = Path(__file__).parents[1] / "fixtures"
 EMAIL = Prompt.of("Give three tips for writing a clear email.")
 
 
@@ -159,7 +159,7 @@ def _rows() -> list[dict]:
 
 
 def test_minilm_training_on_a_tiny_subset_is_reproducible_with_the_seed(minilm, tmp_path):
-    from darwin_chains import reward_training as rt
+    from training import reward_training as rt
 
     settings = rt.Settings(seed=3, backbone="minilm", validation_share=0.0, prefix_tokens=(), l2=0.01, epochs=50)
     table = rt.MiniLMTable()
@@ -173,7 +173,7 @@ def test_minilm_training_on_a_tiny_subset_is_reproducible_with_the_seed(minilm, 
 
 
 def test_smollm2_training_on_a_tiny_subset_is_reproducible_and_the_head_scores(encoder, tmp_path):
-    from darwin_chains import reward_training as rt
+    from training import reward_training as rt
 
     rows = _rows()[:24]
     settings = rt.Settings(seed=3, validation_share=0.0, prefix_tokens=(40,), l2=0.1, epochs=50)

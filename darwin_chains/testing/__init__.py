@@ -8,10 +8,10 @@ from __future__ import annotations
 import random
 from collections.abc import Sequence
 
-from .config import Sampling
-from .errors import InputError
-from .prompt import Prompt
-from .protocols import Beam, Usage
+from ..config import Sampling
+from ..errors import InputError
+from ..prompt import Prompt
+from ..protocols import Beam, Usage
 
 WORDS = ("the", "cat", "sat", "on", "a", "mat", "and", "then", "it", "slept", "well", "today")
 

@@ -5,7 +5,7 @@ import textwrap
 from pathlib import Path
 from typing import Any
 
-from .errors import require
+from ..errors import require
 
 FAMILIES = {  # methods drawn as one line, in order of compute
     "Best-of-N": ["best-of-5", "best-of-10", "best-of-15"],

@@ -138,7 +138,7 @@ def test_tokenizer_without_chat_template_is_refused(tiny_llama):
 
 
 def test_device_and_dtype_defaults(tiny_policy):
-    from darwin_chains.policies.hf import default_dtype
+    from darwin_chains.devices import default_dtype
 
     assert tiny_policy.device.type == "cpu" and tiny_policy.model.dtype == torch.float32
     assert default_dtype("mps") == torch.float16

@@ -13,7 +13,7 @@ import pytest
 from darwin_chains import PolicyError, Search, SearchConfig
 from darwin_chains.mutators import TemplateMutator
 from darwin_chains.policies.openai import OpenAIPolicy
-from darwin_chains.retry import RetryPolicy
+from darwin_chains.policies.retry import RetryPolicy
 from darwin_chains.testing import KeywordReward
 
 from .conftest import SAMPLING

@@ -30,10 +30,10 @@ from dataclasses import dataclass
 from typing import Any
 
 from .archive import Archive, Entry, trace_reward
-from .config import SearchConfig
-from .errors import DarwinError, MutationError, PolicyError, RewardError
-from .prompt import Prompt, PromptLike
-from .protocols import (
+from ..config import SearchConfig
+from ..errors import DarwinError, MutationError, PolicyError, RewardError
+from ..prompt import Prompt, PromptLike
+from ..protocols import (
     Beam,
     Mutator,
     Policy,
@@ -46,7 +46,7 @@ from .protocols import (
     ascore,
     component_name,
 )
-from .trace import Candidate, Cycle, Period, SearchResult, Trace
+from ..trace import Candidate, Cycle, Period, SearchResult, Trace
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import shutil
 import tempfile
 from pathlib import Path
 
-from .errors import MissingDependencyError
+from ..errors import MissingDependencyError
 
 log = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ import pytest
 
 from darwin_chains import Search, SearchConfig, TemplateMutator, defaults
 from darwin_chains.embedded import smollm2_dir
-from tests.test_search import without_timings
+from tests.unit.test_search import without_timings
 
 pytestmark = pytest.mark.integration
 

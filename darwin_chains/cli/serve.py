@@ -20,11 +20,11 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from .config import SearchConfig
-from .errors import ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError, require
-from .prompt import Prompt
-from .search import Search
-from .trace import SearchResult
+from ..config import SearchConfig
+from ..errors import ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError, require
+from ..prompt import Prompt
+from ..search import Search
+from ..trace import SearchResult
 
 #: OpenAI request fields that are mapped onto the search (the rest of `SearchConfig` goes in `darwin`).
 MAPPED = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "temperature": "temperature",

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from .errors import ConfigError, DarwinError, PolicyError
+from ..errors import ConfigError, DarwinError, PolicyError
 
 T = TypeVar("T")
 

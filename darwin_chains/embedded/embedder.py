@@ -83,6 +83,6 @@ class UsesEmbedder:
 
 @lru_cache(maxsize=1)
 def _minilm() -> Embedder:
-    from .embedded import minilm_dir
+    from . import minilm_dir
 
     return Embedder.from_pretrained(minilm_dir())

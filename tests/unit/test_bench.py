@@ -11,7 +11,7 @@ import time
 import pytest
 
 from darwin_chains import ConfigError, InputError, SearchConfig
-from darwin_chains.bench import METHODS, Bench, load_prompts, markdown, read_rows, showcase, summarize
+from darwin_chains.cli.bench import METHODS, Bench, load_prompts, markdown, read_rows, showcase, summarize
 from darwin_chains.testing import FakePolicy, KeywordReward
 
 
@@ -113,7 +113,7 @@ def test_shared_prompt_sets_load():
 
 
 def test_plots_are_drawn_from_results(tmp_path, prompt_file):
-    from darwin_chains import plots
+    from darwin_chains.cli import plots
 
     bench = make_bench(tmp_path)
     asyncio.run(bench.run(load_prompts([str(prompt_file)])))

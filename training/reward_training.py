@@ -18,8 +18,8 @@ Instructions are split into train and validation with the seed; only the validat
 regularisation. Backbone features are cached on disk (SmolLM2: 20 minutes for the 11,310 answers on 2 CPU cores,
 once), so a rerun takes a minute or two.
 
-    python -m darwin_chains.reward_training --seed 0                      # -> rewards/weights/preference.json
-    python -m darwin_chains.reward_training --seed 0 --backbone minilm    # -> rewards/weights/preference-minilm.json
+    python -m training.reward_training --seed 0                      # -> rewards/weights/preference.json
+    python -m training.reward_training --seed 0 --backbone minilm    # -> rewards/weights/preference-minilm.json
 """
 from __future__ import annotations
 
@@ -38,8 +38,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .embedded import cache_dir
-from .errors import require
+from darwin_chains.embedded import cache_dir
+from darwin_chains.errors import require
 
 log = logging.getLogger(__name__)
 
@@ -172,7 +172,7 @@ class PrefixCutter:
     def __init__(self):
         from transformers import AutoTokenizer
 
-        from .embedded import smollm2_dir
+        from darwin_chains.embedded import smollm2_dir
 
         self.tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
 
@@ -214,7 +214,7 @@ class EmbeddingCache:
         if not todo:
             return
         if embedder is None:
-            from .embeddings import Embedder
+            from darwin_chains.embedded.embedder import Embedder
 
             embedder = Embedder.minilm()
         start = time.time()
@@ -288,12 +288,12 @@ class MiniLMTable(Table):
         self.cache.fill(sorted(self._texts))
 
     def feature_names(self) -> tuple[str, ...]:
-        from .rewards.preference import MINILM_FEATURES
+        from darwin_chains.rewards.preference import MINILM_FEATURES
 
         return MINILM_FEATURES
 
     def features(self, instruction: str, texts: Sequence[str]) -> np.ndarray:
-        from .rewards.preference import minilm_features
+        from darwin_chains.rewards.preference import minilm_features
 
         return minilm_features(self.cache.get([instruction])[0], self.cache.get(texts), texts)
 
@@ -302,7 +302,7 @@ class _PrefixMeans:
     """`encode(keys)` for EmbeddingCache: SmolLM2 response means of "instruction SEP answer" keys at every cut."""
 
     def __init__(self):
-        from .rewards.hidden_states import ResponseEncoder
+        from darwin_chains.rewards.hidden_states import ResponseEncoder
 
         self.encoder = ResponseEncoder(max_response_tokens=WHOLE)
 
@@ -349,7 +349,7 @@ class HiddenStateTable(Table):
             self.instructions.fill(instructions, embedder=_InstructionMeans(means.encoder))
 
     def feature_names(self) -> tuple[str, ...]:
-        from .rewards.preference import FEATURES
+        from darwin_chains.rewards.preference import FEATURES
 
         return FEATURES
 
@@ -359,7 +359,7 @@ class HiddenStateTable(Table):
         return super().row(instruction, text)
 
     def features(self, instruction: str, texts: Sequence[str]) -> np.ndarray:
-        from .rewards.preference import features
+        from darwin_chains.rewards.preference import features
 
         sources = [self.origin.get((instruction, t), (t, WHOLE)) for t in texts]
         means = self.cache.get([f"{instruction}{SEP}{answer}" for answer, _ in sources]).reshape(len(texts), len(CUTS), -1)
@@ -395,7 +395,7 @@ def fit(x: np.ndarray, pairs: np.ndarray, l2: float, max_iter: int = 300, featur
         weights: np.ndarray | None = None):
     """Linear Bradley-Terry weights on standardised features: minimise the (weighted) mean of
     softplus(-(s_better - s_worse)) plus l2/2 |w|^2 with L-BFGS (deterministic: no sampling, zero start)."""
-    from .rewards.preference import PreferenceHead
+    from darwin_chains.rewards.preference import PreferenceHead
 
     minimize = require("scipy.optimize", extra="train").minimize
 
@@ -427,7 +427,7 @@ def yardstick():
     """The project's shared pair builder (../shared/tools/preference_pairs.py), so figures mean the same thing."""
     import importlib.util
 
-    from .errors import ConfigError
+    from darwin_chains.errors import ConfigError
 
     path = ROOT.parent / "shared" / "tools" / "preference_pairs.py"
     spec = importlib.util.spec_from_file_location("preference_pairs", path)
@@ -548,7 +548,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--l2", type=float, default=None, help="skip the validation search and use this L2")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from .rewards.preference import MINILM_WEIGHTS, WEIGHTS
+    from darwin_chains.rewards.preference import MINILM_WEIGHTS, WEIGHTS
 
     out = args.out or {"smollm2": WEIGHTS, "minilm": MINILM_WEIGHTS}[args.backbone]
     head, report = train(Settings.recipe(args.backbone, seed=args.seed, data=str(args.data), l2=args.l2))

@@ -26,13 +26,13 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from .config import SearchConfig
-from .embeddings import UsesEmbedder
-from .errors import ConfigError, InputError
-from .prompt import Prompt
-from .protocols import ascore, component_name
-from .search import Search
-from .trace import SearchResult
+from ..config import SearchConfig
+from ..embedded.embedder import UsesEmbedder
+from ..errors import ConfigError, InputError
+from ..prompt import Prompt
+from ..protocols import ascore, component_name
+from ..search import Search
+from ..trace import SearchResult
 
 log = logging.getLogger(__name__)
 
@@ -215,7 +215,7 @@ def _machine() -> dict[str, Any]:
     import torch
     import transformers
 
-    from . import __version__
+    from .. import __version__
 
     return {"darwin_chains": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "cpus": os.cpu_count(),

@@ -16,8 +16,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from .config import METHODS, SearchConfig
-from .errors import DarwinError
+from ..config import METHODS, SearchConfig
+from ..errors import DarwinError
 
 log = logging.getLogger("darwin_chains")
 
@@ -115,14 +115,14 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 def _align(args: argparse.Namespace) -> int:
-    from . import defaults
-    from .search import Search
+    from .. import defaults
+    from ..search import Search
 
     config = config_from_args(args)  # a bad setting fails here, before any model loads
     instruction = sys.stdin.read() if args.instruction == "-" else args.instruction
     messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
         {"role": "user", "content": instruction}]
-    from .prompt import Prompt
+    from ..prompt import Prompt
 
     prompt = Prompt.of(messages)  # an empty instruction fails here too
     defaults.check(args.reward, args.mutator)
@@ -143,7 +143,8 @@ def _bench(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
 
-    from . import bench, defaults
+    from .. import defaults
+    from . import bench
 
     config = config_from_args(args)
     prompts = bench.load_prompts(args.prompts, Path(args.data_dir) if args.data_dir else None)
@@ -192,8 +193,9 @@ def _bench(args: argparse.Namespace) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from . import defaults, serve
-    from .search import Search
+    from .. import defaults
+    from . import serve
+    from ..search import Search
 
     config = config_from_args(args)  # the defaults every request may change
     defaults.check(args.reward, args.mutator)

@@ -15,7 +15,7 @@ import openai
 import pytest
 
 from darwin_chains import Search, SearchConfig, defaults
-from darwin_chains.serve import create_app
+from darwin_chains.cli.serve import create_app
 from darwin_chains.testing import FakePolicy, KeywordReward
 
 from .conftest import free_port, wait_ready

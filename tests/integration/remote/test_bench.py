@@ -11,7 +11,7 @@ import asyncio
 import pytest
 
 from darwin_chains import Prompt, SearchConfig
-from darwin_chains.bench import Bench, BenchPrompt, read_rows
+from darwin_chains.cli.bench import Bench, BenchPrompt, read_rows
 from darwin_chains.policies.openai import OpenAIPolicy
 from darwin_chains.rewards import RelevanceReward
 
