@@ -20,4 +20,4 @@ test-fast: setup
 	$(BIN)/python -m pytest -q -m "not integration"
 
 bench: setup
-	$(BIN)/python benchmarks/speed.py
+	$(BIN)/python benchmarks/speed/speed.py

@@ -1,10 +1,19 @@
-"""One frozen, validated configuration per search, so a bad setting fails before any model loads."""
+"""One frozen, validated configuration per search, so a bad setting fails before any model loads.
+
+Each knob is declared once, here, with its one-line doc, the paper's symbol, its aliases and its extra CLI flags.
+`knobs()` lists them for every face (the CLI's flags, the LangChain and LlamaIndex fields, `serve`'s request
+mapping), so adding a knob is one edit and every face accepts the same names.
+"""
 from __future__ import annotations
 
 import dataclasses
+import difflib
 import math
+import types
+import typing
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any, Literal, Optional
 
 from .errors import ConfigError
 
@@ -12,13 +21,20 @@ Method = Literal["darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-
 METHODS: tuple[str, ...] = ("darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace")
 
 
+def _knob(default: Any, doc: str, *, symbol: str | None = None, aliases: tuple[str, ...] = (),
+          flags: tuple[str, ...] = ()) -> Any:
+    """A dataclass field that carries what every face shows about it (flags: CLI flags besides `--field-name`)."""
+    return dataclasses.field(default=default, metadata={"knob": {"doc": doc, "symbol": symbol, "aliases": aliases,
+                                                                 "flags": flags}})
+
+
 @dataclass(frozen=True)
 class Sampling:
     """How the policy draws tokens. `temperature=0` decodes greedily; `top_k=0` and `top_p=1` switch those off."""
 
-    temperature: float = 0.7
-    top_k: int = 0
-    top_p: float = 0.9
+    temperature: float = _knob(0.7, "Sampling temperature (0 decodes greedily).")
+    top_k: int = _knob(0, "Sampling top-k (0: off; not the replacement's keep_top).")
+    top_p: float = _knob(0.9, "Nucleus sampling mass (1: off).")
 
     def __post_init__(self) -> None:
         if not (self.temperature >= 0 and math.isfinite(self.temperature)):
@@ -36,32 +52,36 @@ class SearchConfig:
     Example:
         >>> SearchConfig(mutants=5, replacement_period=40, keep_top=3).beams
         5
+        >>> SearchConfig().replace(max_tokens=64, temperature=0.3).max_new_tokens   # aliases, sampling flat
+        64
     """
 
-    method: Method = "darwin"
-    #: Instruction variants per mutation cycle (n; the paper's 5).
-    mutants: int = 5
-    #: Beams decoded per variant (nb; the paper's best AlpacaEval run used 2).
-    beams_per_mutant: int = 1
-    #: Tokens decoded between two rounds of scoring and replacement (m; 40 by default, 80 was best in the paper).
-    replacement_period: int = 40
-    #: Beams that survive each replacement round (the paper's top-k; not the sampling `top_k`).
-    keep_top: int = 3
-    #: Mutation cycles, each with a fresh set of variants of an archived instruction.
-    mutation_cycles: int = 1
-    #: Winners of a cycle that may enter the archive in place of their parent (2 in the reference code).
-    archive_size: int = 2
-    #: Throw-away tokens decoded before scoring a partial response (l; 0 switches look-ahead off).
-    look_ahead: int = 0
-    max_new_tokens: int = 256
-    sampling: Sampling = dataclasses.field(default_factory=Sampling)
-    seed: int | None = 0
-    #: Decode one plain sample of the original instruction as a candidate too, as the reference code does.
-    seed_sample: bool = True
-    #: Stop as soon as a finished answer scores at least this much (DSPy's `Refine` threshold).
-    reward_threshold: float | None = None
-    #: Wall-clock budget in seconds; when it runs out the best answer so far is returned and marked.
-    time_budget: float | None = None
+    method: Method = _knob("darwin", "darwin, or a baseline: best-of-n, sample, mutation-best-of-n, sample-replace.")
+    mutants: int = _knob(5, "Instruction variants per mutation cycle; for the baselines, the number of samples N.",
+                         symbol="n")
+    beams_per_mutant: int = _knob(1, "Beams decoded per variant (the paper's best AlpacaEval run used 2).",
+                                  symbol="nb")
+    replacement_period: int = _knob(
+        40, "Tokens decoded between two rounds of scoring and replacement (80 was best in the paper).",
+        symbol="m", flags=("-m",))
+    keep_top: int = _knob(3, "Beams that survive each replacement round (the paper's top-k; not the sampling top_k).",
+                          symbol="k", flags=("-k",))
+    mutation_cycles: int = _knob(1, "Mutation cycles, each with fresh variants of an archived instruction.",
+                                 flags=("--cycles",))
+    archive_size: int = _knob(
+        2, "Winners of a cycle that may enter the archive in place of their parent (2 in the reference code).")
+    look_ahead: int = _knob(0, "Throw-away tokens decoded before scoring a partial response (0: off).", symbol="l")
+    max_new_tokens: int = _knob(256, "Longest answer, in tokens.", aliases=("max_tokens",))
+    #: Its fields are knobs of their own, given flat everywhere (temperature=0.3).
+    sampling: Sampling = dataclasses.field(default_factory=Sampling, metadata={"flat": Sampling})
+    seed: int | None = _knob(0, "Seed of the search; None draws a fresh one per call.")
+    seed_sample: bool = _knob(
+        True, "Also decode one plain sample of the original instruction, as the reference code does.")
+    reward_threshold: float | None = _knob(
+        None, "Stop as soon as a finished answer scores at least this much (DSPy's Refine threshold).")
+    time_budget: float | None = _knob(
+        None, "Wall-clock seconds; when they run out the best answer so far is returned and marked.",
+        aliases=("timeout",))
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -102,15 +122,137 @@ class SearchConfig:
         """Only Darwin evolves an archive over several cycles; the baselines run once."""
         return self.mutation_cycles if self.method == "darwin" else 1
 
+    def check_mutator(self, mutator: object) -> None:
+        """Fail before any model loads when this method mutates instructions and there is no mutator.
+
+        `mutator` is the component, or what names it: None and the spec "none" both mean no mutator.
+        """
+        if self.mutates and (mutator is None or (isinstance(mutator, str) and mutator.strip() == "none")):
+            raise ConfigError(f"method {self.method!r} mutates instructions; give a mutator, or choose a method "
+                              "that does not mutate (best-of-n, sample, sample-replace)")
+
     def replace(self, **changes: Any) -> SearchConfig:
-        """A copy with some fields changed; sampling fields may be given flat (temperature=0.3)."""
-        sampling = {k: changes.pop(k) for k in ("temperature", "top_k", "top_p") if k in changes}
-        if sampling:
-            changes["sampling"] = dataclasses.replace(changes.get("sampling", self.sampling), **sampling)
-        unknown = set(changes) - {f.name for f in dataclasses.fields(self)}
-        if unknown:
-            raise ConfigError(f"unknown search parameter(s): {', '.join(sorted(unknown))}")
-        return dataclasses.replace(self, **changes)
+        """A copy with some knobs changed, by name or alias; sampling knobs may be given flat (temperature=0.3)."""
+        sampling = changes.pop("sampling", self.sampling)
+        if isinstance(sampling, Mapping):
+            sampling = Sampling(**sampling)
+        changes = resolve(changes)
+        flat = {k: changes.pop(k) for k in _SAMPLING if k in changes}
+        return dataclasses.replace(self, sampling=dataclasses.replace(sampling, **flat), **changes)
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Knob:
+    """One search parameter as every face shows it: a CLI flag, a LangChain or LlamaIndex field, a `serve` key."""
+
+    name: str
+    #: int, float, bool or str; `optional` says whether None is allowed too.
+    type: type
+    optional: bool
+    default: Any
+    doc: str
+    #: The paper's symbol (n, nb, m, k, l), if it has one.
+    symbol: str | None
+    aliases: tuple[str, ...]
+    #: Every CLI flag, `--field-name` first, then the extra flags and one per alias (a bool's `--no-` forms too).
+    flags: tuple[str, ...]
+    choices: tuple[str, ...] | None = None
+
+    @property
+    def names(self) -> tuple[str, ...]:
+        """The name, then the aliases: every face accepts each of them."""
+        return (self.name, *self.aliases)
+
+    @property
+    def annotation(self) -> Any:
+        return Optional[self.type] if self.optional else self.type
+
+    @property
+    def help(self) -> str:
+        """The doc, with the paper's symbol."""
+        return f"{self.doc.rstrip('.')}; {self.symbol} in the paper." if self.symbol else self.doc
+
+    def of(self, config: SearchConfig) -> Any:
+        """This knob's value in `config`."""
+        return getattr(config.sampling if self.name in _SAMPLING else config, self.name)
+
+
+def knobs() -> tuple[Knob, ...]:
+    """Every knob of `SearchConfig`, sampling given flat, in declaration order."""
+    return _KNOBS
+
+
+def pydantic_fields() -> dict[str, tuple[Any, Any]]:
+    """The knobs as pydantic fields for `pydantic.create_model`, each alias accepted: the adapters' search fields."""
+    from pydantic import AliasChoices, Field  # imported here: only the pydantic faces need it
+
+    return {k.name: (k.annotation, Field(default=k.default, description=k.help,
+                                         validation_alias=AliasChoices(*k.names))) for k in _KNOBS}
+
+
+def resolve(values: Mapping[str, Any]) -> dict[str, Any]:
+    """Flat search parameters keyed by knob name: aliases translated, unknown or repeated names refused."""
+    out: dict[str, Any] = {}
+    given: dict[str, str] = {}
+    unknown = []
+    for key, value in values.items():
+        name = _NAMES.get(key)
+        if name is None:
+            unknown.append(key)
+        elif name in out:
+            raise ConfigError(f"{name} is given twice (as {given[name]} and {key}); give it once")
+        else:
+            out[name], given[name] = value, key
+    if unknown:
+        raise ConfigError(f"unknown search parameter(s): {', '.join(_suggest(k) for k in unknown)}; the search "
+                          f"parameters are {', '.join(k.name for k in _KNOBS)}")
+    return out
+
+
+def close_knob(name: str) -> str | None:
+    """The knob name or alias `name` is most likely a misspelling of, if any."""
+    match = difflib.get_close_matches(name, list(_NAMES), n=1, cutoff=0.8)
+    return match[0] if match else None
+
+
+def _suggest(name: str) -> str:
+    close = difflib.get_close_matches(name, list(_NAMES), n=3, cutoff=0.6)
+    return f"{name} (did you mean {' or '.join(close)}?)" if close else name
+
+
+def _knobs_of(cls: type) -> list[Knob]:
+    """Reads the knobs off a dataclass; a field without metadata fails here, at import, not in some face later."""
+    hints = typing.get_type_hints(cls)
+    out = []
+    for f in dataclasses.fields(cls):
+        if "flat" in f.metadata:
+            out += _knobs_of(f.metadata["flat"])
+            continue
+        if "knob" not in f.metadata:
+            raise TypeError(f"{cls.__name__}.{f.name} has no knob metadata; declare it with _knob(default, doc, ...) "
+                            f"in darwin_chains/config.py so every face (CLI, LangChain, LlamaIndex, serve) gets it")
+        meta, (kind, optional, choices) = f.metadata["knob"], _plain(hints[f.name])
+        own = "--" + f.name.replace("_", "-")
+        alias_flags = tuple("--" + a.replace("_", "-") for a in meta["aliases"])
+        out.append(Knob(f.name, kind, optional, f.default, meta["doc"], meta["symbol"], tuple(meta["aliases"]),
+                        (own, *meta["flags"], *alias_flags), choices))
+    return out
+
+
+def _plain(hint: Any) -> tuple[type, bool, tuple[str, ...] | None]:
+    """(int | None) -> (int, True, None); Literal["a", "b"] -> (str, False, ("a", "b"))."""
+    args = typing.get_args(hint)
+    if typing.get_origin(hint) is Literal:
+        return str, False, tuple(args)
+    if typing.get_origin(hint) in (typing.Union, types.UnionType) and type(None) in args:
+        (inner,) = [a for a in args if a is not type(None)]
+        return inner, True, None
+    return hint, False, None
+
+
+_KNOBS: tuple[Knob, ...] = tuple(_knobs_of(SearchConfig))
+_SAMPLING = frozenset(f.name for f in dataclasses.fields(Sampling))
+_NAMES: dict[str, str] = {alias: k.name for k in _KNOBS for alias in k.names}

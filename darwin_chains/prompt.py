@@ -89,3 +89,13 @@ def _message(m: Any, index: int) -> Message:
 
 
 PromptLike = Union[str, Sequence[Any], Prompt]
+
+
+def require_text(kinds: Sequence[str], where: str) -> None:
+    """Refuse content parts that are not text (images, audio): a search decodes and scores text only.
+
+    `kinds` are the parts' types, as OpenAI, LangChain and LlamaIndex name them ("text", "image", ...).
+    """
+    other = [str(k) for k in kinds if k != "text"]
+    if other:
+        raise InputError(f"Darwin is text-only; {where} holds {', '.join(other)} content")

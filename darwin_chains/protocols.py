@@ -1,8 +1,13 @@
-"""The three swappable components: Policy, Mutator and Reward.
+"""The three swappable components: Policy, Mutator and Reward, and the optional capabilities they may declare.
 
-Each is a small `typing.Protocol` with a sync and an async form. The search never asks which implementation it
-has; it reads a policy's declared capabilities instead. Plain callables are valid rewards and mutators (see
-`as_reward` and `as_mutator`), and a component without an async method runs its sync one in a worker thread.
+Each is a small `typing.Protocol`. The optional forms are protocols too (`AsyncPolicy`, `AsyncReward`,
+`AsyncMutator`, `Asking`), so a component says what it can do by having the methods, and callers ask with
+`isinstance`. Plain callables are valid rewards and mutators (see `as_reward` and `as_mutator`), and a component
+without an async method runs its sync one in a worker thread.
+
+What a call found out travels back in its result, never in attributes of a shared component: `Usage.notes` for
+what a policy learnt about its backend, `Reported.rejected` for what a mutator refused, `Reported.replies` for what
+a judge said. Concurrent searches over one component therefore keep their own.
 """
 from __future__ import annotations
 
@@ -34,27 +39,50 @@ class Beam:
 
 @dataclass
 class Usage:
-    """Tokens a policy call read (prompt and adopted responses it had to encode) and wrote."""
+    """Tokens a policy call read (prompt and adopted responses it had to encode) and wrote, and what it found out.
+
+    `notes` are facts about the backend that the trace should show, in words (the server cannot continue a
+    response, it ignores `n`, ...); the search adds them to the trace of the search that made the call.
+    """
 
     input_tokens: int = 0
     output_tokens: int = 0
     requests: int = 0
     retries: int = 0
+    notes: list[str] = field(default_factory=list)
 
     def __iadd__(self, other: Usage) -> Usage:
         self.input_tokens += other.input_tokens
         self.output_tokens += other.output_tokens
         self.requests += other.requests
         self.retries += other.retries
+        self.notes.extend(n for n in other.notes if n not in self.notes)
         return self
 
 
 class Reported(list):
-    """A component's list result (variants, scores) that also reports the tokens it spent, e.g. an LLM mutator."""
+    """A component's list result (beams, variants, scores) with what the call spent and found out.
 
-    def __init__(self, items=(), usage: Usage | None = None):
+    `rejected` holds (candidate, why) for what a mutator refused; `replies` the raw text a judge's scores were
+    read from. Both end up in the trace of the search that asked.
+    """
+
+    def __init__(self, items=(), usage: Usage | None = None, *, rejected: Sequence[tuple[str, str]] = (),
+                 replies: Sequence[str] = ()):
         super().__init__(items)
         self.usage = usage or Usage()
+        self.rejected = list(rejected)
+        self.replies = list(replies)
+
+
+@dataclass
+class Reply:
+    """One answer to a one-off question (`Asking.ask`): its text, why it ended, and top log-probabilities per
+    token where the backend sent them."""
+
+    text: str
+    finish_reason: str | None
+    top_logprobs: list[dict[str, float]] | None = None
 
 
 @runtime_checkable
@@ -71,7 +99,9 @@ class Policy(Protocol):
     max_context: int | None
 
     def start(self, prompts: Sequence[Prompt], max_new_tokens: int) -> list[Beam]:
-        """New empty beams, one per prompt. Raises InputError when a prompt cannot fit the context window."""
+        """New empty beams, one per prompt. Raises InputError when a prompt cannot fit the context window.
+
+        A `Reported` list may carry `usage.notes`: what the policy found out about its backend on the way."""
         ...
 
     def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
@@ -95,6 +125,36 @@ class Mutator(Protocol):
     """Rewrites an instruction into `n` variants with the same intent (exactly `n`; fall back to the original)."""
 
     def mutate(self, instruction: str, n: int, seed: int) -> list[str]: ...
+
+
+@runtime_checkable
+class AsyncPolicy(Protocol):
+    """A policy whose `extend` has an awaitable form; without one it runs in a worker thread."""
+
+    async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage: ...
+
+
+@runtime_checkable
+class AsyncReward(Protocol):
+    async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]: ...
+
+
+@runtime_checkable
+class AsyncMutator(Protocol):
+    async def amutate(self, instruction: str, n: int, seed: int) -> list[str]: ...
+
+
+@runtime_checkable
+class Asking(Protocol):
+    """A policy that answers a one-off question directly, continuing `prefix` where it can and returning top
+    log-probabilities: what an LLM judge wants (e.g. `OpenAIPolicy`). Other policies are asked through
+    `start`/`extend`."""
+
+    def ask(self, messages: Sequence[dict], *, prefix: str = "", max_tokens: int = 8, top_logprobs: int = 0,
+            seed: int = 0) -> tuple[Reply, Usage]: ...
+
+    async def aask(self, messages: Sequence[dict], *, prefix: str = "", max_tokens: int = 8, top_logprobs: int = 0,
+                   seed: int = 0) -> tuple[Reply, Usage]: ...
 
 
 class CallableReward:
@@ -126,7 +186,7 @@ class CallableMutator:
 
 def as_reward(obj: Any) -> Reward:
     """Accept a Reward, or a callable `(instruction, response) -> float`."""
-    if hasattr(obj, "score"):
+    if isinstance(obj, Reward):
         return obj
     if callable(obj):
         return CallableReward(obj)
@@ -135,7 +195,7 @@ def as_reward(obj: Any) -> Reward:
 
 def as_mutator(obj: Any) -> Mutator:
     """Accept a Mutator, or a callable `(instruction, n) -> list[str]`."""
-    if hasattr(obj, "mutate"):
+    if isinstance(obj, Mutator):
         return obj
     if callable(obj):
         return CallableMutator(obj)
@@ -148,18 +208,23 @@ def component_name(obj: Any) -> str:
 
 
 async def ascore(reward: Reward, prompt: Prompt, responses: Sequence[str]) -> list[float]:
-    if hasattr(reward, "ascore"):
+    if isinstance(reward, AsyncReward):
         return await reward.ascore(prompt, responses)
     return await asyncio.to_thread(reward.score, prompt, responses)
 
 
 async def amutate(mutator: Mutator, instruction: str, n: int, seed: int) -> list[str]:
-    if hasattr(mutator, "amutate"):
+    if isinstance(mutator, AsyncMutator):
         return await mutator.amutate(instruction, n, seed)
     return await asyncio.to_thread(mutator.mutate, instruction, n, seed)
 
 
 async def aextend(policy: Policy, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
-    if hasattr(policy, "aextend"):
+    if isinstance(policy, AsyncPolicy):
         return await policy.aextend(beams, max_new_tokens, sampling, seed)
     return await asyncio.to_thread(policy.extend, beams, max_new_tokens, sampling, seed)
+
+
+async def astart(policy: Policy, prompts: Sequence[Prompt], max_new_tokens: int) -> list[Beam]:
+    """`start` in a worker thread: a remote policy may ask its server what it supports on first use."""
+    return await asyncio.to_thread(policy.start, prompts, max_new_tokens)

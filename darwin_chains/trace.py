@@ -74,6 +74,8 @@ class Trace:
     reward_calls: int = 0  # responses sent to the reward
     reward_cache_hits: int = 0  # identical (instruction, response) pairs answered from the cache
     mutation_fallbacks: int = 0  # variants replaced by the original instruction
+    mutation_rejections: list[tuple[str, str]] = field(default_factory=list)  # (rewrite, why) an LLM mutator refused
+    reward_replies: list[str] = field(default_factory=list)  # what an LLM judge answered, per response it scored
     seconds: float = 0.0
     stopped: str | None = None  # why the search ended early: "time_budget" or "reward_threshold"
     notes: list[str] = field(default_factory=list)  # choices the search made, in words
@@ -110,6 +112,24 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "reward": self.reward, "finished": self.finished, "trace": self.trace.to_dict()}
+
+    def metadata(self) -> dict[str, Any]:
+        """The result as response metadata, the one view LangChain, LlamaIndex and `serve` build theirs from.
+
+        `usage` counts every token the whole search read and wrote (every beam, look-ahead, mutator and judge
+        token), not only the answer's.
+        """
+        trace = self.trace
+        return {
+            "reward": self.reward,
+            "finished": self.finished,
+            "trace": trace.summary(),
+            "policy_requests": trace.policy_requests,
+            "policy_retries": trace.policy_retries,
+            "notes": list(trace.notes),
+            "usage": {"input_tokens": trace.tokens_encoded, "output_tokens": trace.tokens_generated,
+                      "total_tokens": trace.tokens_encoded + trace.tokens_generated},
+        }
 
     def to_json(self, **kwargs: Any) -> str:
         return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)

@@ -96,15 +96,15 @@ def tiny_reward_model(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
-def smollm2() -> Path:
+def smollm2_dir() -> Path:
     """The embedded SmolLM2-135M-Instruct, converted from its GGUF once and cached."""
-    from darwin_chains.embedded import smollm2_dir
+    from darwin_chains import embedded
 
-    return smollm2_dir()
+    return embedded.smollm2_dir()
 
 
 @pytest.fixture(scope="session")
-def smollm2_policy(smollm2):
+def smollm2_policy(smollm2_dir):
     from darwin_chains import defaults
 
     return defaults.policy("embedded")

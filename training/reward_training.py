@@ -15,17 +15,23 @@ answer to the instruction against an answer to another instruction teach the hea
 `Settings.recipe(backbone)` holds what each shipped head was trained with.
 
 Instructions are split into train and validation with the seed; only the validation split is used to pick the
-regularisation. Backbone features are cached on disk (SmolLM2: 20 minutes for the 11,310 answers on 2 CPU cores,
-once), so a rerun takes a minute or two.
+regularisation. Backbone features are cached on disk, per dtype (SmolLM2: 20 minutes for the 11,310 answers on 2
+CPU cores, once), so a rerun takes a minute or two.
 
-    python -m training.reward_training --seed 0                      # -> rewards/weights/preference.json
-    python -m training.reward_training --seed 0 --backbone minilm    # -> rewards/weights/preference-minilm.json
+This folder is not part of the installed package: it reads the judgments (--prefs) and the project's pair builder
+(--pairs-tool) from paths it is given, by default the checkout's sibling folder ../shared. Run it from the
+repository root of a checkout:
+
+    python -m training.reward_training --seed 0 --out darwin_chains/rewards/weights/preference.json
+    python -m training.reward_training --seed 0 --backbone minilm \
+        --out darwin_chains/rewards/weights/preference-minilm.json
 """
 from __future__ import annotations
 
 import argparse
 import gzip
 import hashlib
+import importlib.util
 import itertools
 import json
 import logging
@@ -34,6 +40,7 @@ import time
 from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
@@ -43,8 +50,10 @@ from darwin_chains.errors import require
 
 log = logging.getLogger(__name__)
 
-ROOT = Path(__file__).resolve().parent.parent
-DEFAULT_DATA = ROOT.parent / "shared" / "data" / "alpaca_eval_prefs_dev.jsonl.gz"
+REPO = Path(__file__).resolve().parent.parent  # the checkout this folder sits in
+SHARED = REPO.parent / "shared"  # the project's shared data and tools, beside the checkout
+DEFAULT_DATA = SHARED / "data" / "alpaca_eval_prefs_dev.jsonl.gz"
+DEFAULT_PAIRS_TOOL = SHARED / "tools" / "preference_pairs.py"
 PREFIX_TOKENS = (40, 80, 160)
 CUTS = (40, 80, 128, 160, 256)  # SmolLM2 backbone: prefix means cached per answer; 256 = what the reward reads
 WHOLE = 256
@@ -75,7 +84,7 @@ class Settings:
         return cls(backbone=backbone, **{**RECIPES[backbone], **overrides})
 
 
-#: What validation chose per backbone (benchmarks/reward/RESULTS.md). The SmolLM2 head ranks prefixes as well
+#: What validation chose per backbone (benchmarks/reward/README.md). The SmolLM2 head ranks prefixes as well
 #: without prefix pairs, and needs the off-topic pairs weighted up to learn that topic comes first.
 RECIPES: dict[str, dict] = {
     "smollm2": {"prefix_tokens": (), "constructed_weight": 3.0, "degenerate_per_instruction": 4, "l2_grid": (0.3, 1.0)},
@@ -325,11 +334,26 @@ class _InstructionMeans:
         return torch.from_numpy(np.stack([self.encoder.instruction(i) for i in instructions]))
 
 
+def encoder_dtype() -> str:
+    """The dtype the SmolLM2 encoder runs in on this machine (`devices.feature_dtype`), short: bf16, fp32, fp16."""
+    from darwin_chains.devices import feature_dtype
+
+    name = str(feature_dtype()).removeprefix("torch.")
+    return {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}.get(name, name)
+
+
+def hidden_state_cache() -> Path:
+    """Where the SmolLM2 features are cached: one folder per dtype the encoder runs in here (bf16 where the CPU has
+    it natively, fp32 elsewhere), so features of two dtypes never mix in one table. bf16 keeps the original name."""
+    suffix = "" if encoder_dtype() == "bf16" else f"-{encoder_dtype()}"
+    return cache_dir() / "reward-training" / f"smollm2-L15-cuts{suffix}"
+
+
 class HiddenStateTable(Table):
     """SmolLM2 prefix means by (instruction, answer): one cached forward pass serves the answer and its prefixes."""
 
     def __init__(self, cache: EmbeddingCache | None = None, cutter: PrefixCutter | None = None):
-        super().__init__(cache or EmbeddingCache(cache_dir() / "reward-training" / "smollm2-L15-cuts"), cutter)
+        super().__init__(cache or EmbeddingCache(hidden_state_cache()), cutter)
         self.instructions = EmbeddingCache(self.cache.directory / "instructions")
         self._keys: set[str] = set()
         self.origin: dict[tuple[str, str], tuple[str, int]] = {}  # (instruction, text) -> (answer, cut)
@@ -370,7 +394,7 @@ class HiddenStateTable(Table):
 TABLES = {"smollm2": HiddenStateTable, "minilm": MiniLMTable}
 BACKBONES = {
     "smollm2": f"SmolLM2-135M-Instruct, mean residual stream after 15 of 30 layers over the first {WHOLE} response "
-               "tokens, read after the chat-templated instruction (bf16)",
+               "tokens, read after the chat-templated instruction",
     "minilm": "all-MiniLM-L6-v2 (max 256 wordpieces, mean-pooled, normalised)",
 }
 
@@ -423,32 +447,36 @@ def fit(x: np.ndarray, pairs: np.ndarray, l2: float, max_iter: int = 300, featur
 
 # --- validation on the shared yardstick ---------------------------------------------------------------------------
 
-def yardstick():
-    """The project's shared pair builder (../shared/tools/preference_pairs.py), so figures mean the same thing."""
-    import importlib.util
+def yardstick(path: str | Path = DEFAULT_PAIRS_TOOL):
+    """The project's shared pair builder (shared/tools/preference_pairs.py), so figures mean the same thing."""
+    return _load_pairs_tool(Path(path).resolve())
 
+
+@lru_cache(maxsize=4)
+def _load_pairs_tool(path: Path):
     from darwin_chains.errors import ConfigError
 
-    path = ROOT.parent / "shared" / "tools" / "preference_pairs.py"
     spec = importlib.util.spec_from_file_location("preference_pairs", path)
     if spec is None or not path.exists():
-        raise ConfigError(f"the preference pair builder is missing: {path}")
+        raise ConfigError(f"the preference pair builder is missing: {path} (pass --pairs-tool PATH)")
     module = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(module)
     return module
 
 
-def validation_pairs(data: str | Path, instructions: set[str]) -> list[dict]:
-    return [p for p in yardstick().pairs(str(data)) if p["instruction"] in instructions]
+def validation_pairs(data: str | Path, instructions: set[str],
+                     pairs_tool: str | Path = DEFAULT_PAIRS_TOOL) -> list[dict]:
+    return [p for p in yardstick(pairs_tool).pairs(str(data)) if p["instruction"] in instructions]
 
 
 def agreement_table(score, pairs: Sequence[dict], cutter: PrefixCutter | None = None,
-                    prefix_tokens: Sequence[int] = ()) -> dict[str, float | int]:
+                    prefix_tokens: Sequence[int] = (), pairs_tool: str | Path = DEFAULT_PAIRS_TOOL
+                    ) -> dict[str, float | int]:
     """Agreement with the judge on all pairs and length-matched pairs, whole and cut to prefixes.
 
     `score(instruction, [texts]) -> scores`. Ties count as disagreement (the pairs' order is random).
     """
-    ys = yardstick()
+    ys = yardstick(pairs_tool)
     matched = ys.length_matched(pairs)
     out: dict[str, float | int] = {"pairs": len(pairs), "length_matched_pairs": len(matched)}
     for label, n in [("whole", None), *[(f"prefix{n}", n) for n in prefix_tokens]]:
@@ -477,7 +505,7 @@ def head_scorer(head, table: Table):
 # --- the whole run ------------------------------------------------------------------------------------------------
 
 def train(settings: Settings, table: Table | None = None, rows: list[dict] | None = None,
-          evaluate: bool = True):
+          evaluate: bool = True, pairs_tool: str | Path = DEFAULT_PAIRS_TOOL):
     """Fit the head on the train instructions; pick L2 on the validation instructions; return (head, report)."""
     started = time.time()
     rows = rows if rows is not None else load_rows(settings.data)
@@ -488,7 +516,7 @@ def train(settings: Settings, table: Table | None = None, rows: list[dict] | Non
     # Constructed pairs teach what the judged answers never show: topic first, and no loops.
     constructed = off_topic_pairs(train_rows, settings.off_topic_per_instruction, settings.seed)
     constructed += degenerate_pairs(train_rows, settings.degenerate_per_instruction, settings.seed)
-    val = validation_pairs(settings.data, val_set) if evaluate else []
+    val = validation_pairs(settings.data, val_set, pairs_tool) if evaluate else []
     val_rows = [r for r in rows if r["instruction"] in val_set]
     # The checks' constructed pairs have a seed of their own, so they differ from the training ones.
     on_topic = off_topic_pairs(val_rows, 4, seed=99) if val else []
@@ -517,7 +545,8 @@ def train(settings: Settings, table: Table | None = None, rows: list[dict] | Non
     best, tried = None, {}
     for l2 in grid:
         head = fit(x, pairs, l2, settings.epochs, table.feature_names(), weights)
-        figure = agreement_table(head_scorer(head, table), val)["whole_length_matched"] if val else 0.0
+        figure = (agreement_table(head_scorer(head, table), val, pairs_tool=pairs_tool)["whole_length_matched"]
+                  if val else 0.0)
         tried[f"{l2:g}"] = figure
         log.info("l2=%g: validation length-matched agreement %.3f", l2, figure)
         if best is None or figure > best[0]:
@@ -525,13 +554,14 @@ def train(settings: Settings, table: Table | None = None, rows: list[dict] | Non
     _, l2, head = best
     report = {}
     if val:
-        report = agreement_table(head_scorer(head, table), val, cutter, PREFIX_TOKENS)
+        report = agreement_table(head_scorer(head, table), val, cutter, PREFIX_TOKENS, pairs_tool)
         report["on_topic_over_off_topic"] = first_wins(head, table, on_topic)
         report["fluent_over_looping"] = first_wins(head, table, loops)
     head.meta = {
         "training": {**asdict(settings), "data": Path(settings.data).name, "l2": l2, "l2_tried": tried,
                      "train_instructions": len(train_set), "validation_instructions": len(val_set),
                      "training_pairs": int(len(pairs)), "backbone": BACKBONES[settings.backbone],
+                     **({"feature_dtype": encoder_dtype()} if settings.backbone == "smollm2" else {}),
                      "length_weight_per_log_word": round(head.length_weight, 4),
                      "seconds": round(time.time() - started, 1)},
         "validation": report,
@@ -543,17 +573,21 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--backbone", choices=sorted(TABLES), default="smollm2")
-    parser.add_argument("--out", type=Path, default=None, help="default: the packaged weights of that backbone")
-    parser.add_argument("--data", type=Path, default=DEFAULT_DATA)
+    parser.add_argument("--out", type=Path, required=True,
+                        help="where to write the head's JSON (the packaged ones: darwin_chains/rewards/weights/)")
+    parser.add_argument("--prefs", "--data", dest="prefs", type=Path, default=DEFAULT_DATA,
+                        help="AlpacaEval judgments, .jsonl.gz (default: ../shared/data/alpaca_eval_prefs_dev.jsonl.gz "
+                             "beside this checkout)")
+    parser.add_argument("--pairs-tool", type=Path, default=DEFAULT_PAIRS_TOOL,
+                        help="the project's pair builder (default: ../shared/tools/preference_pairs.py beside this "
+                             "checkout)")
     parser.add_argument("--l2", type=float, default=None, help="skip the validation search and use this L2")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    from darwin_chains.rewards.preference import MINILM_WEIGHTS, WEIGHTS
-
-    out = args.out or {"smollm2": WEIGHTS, "minilm": MINILM_WEIGHTS}[args.backbone]
-    head, report = train(Settings.recipe(args.backbone, seed=args.seed, data=str(args.data), l2=args.l2))
-    head.save(out)
-    print(json.dumps({"out": str(out), "validation": report, "l2": head.meta["training"]["l2"],
+    head, report = train(Settings.recipe(args.backbone, seed=args.seed, data=str(args.prefs), l2=args.l2),
+                         pairs_tool=args.pairs_tool)
+    head.save(args.out)
+    print(json.dumps({"out": str(args.out), "validation": report, "l2": head.meta["training"]["l2"],
                       "length_weight": head.length_weight}, indent=1))
 
 

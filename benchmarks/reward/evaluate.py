@@ -1,12 +1,15 @@
 """How often rewards agree with GPT-4 Turbo on held-out AlpacaEval instructions, and what the preference rewards cost.
 
 Uses the validation instructions of the shipped preference heads (same seed and share as their training) and the
-project's pair builder (../shared/tools/preference_pairs.py). Compares: "longer wins", MiniLM cosine
-(instruction vs response), the shipped SmolLM2 preference head (the default; also with its length weight zeroed),
-the MiniLM preference head, and SmolLM2-135M-Instruct as a 1-9 judge on a subsample of length-matched pairs. Also
-times loading and scoring. Rewards not named in --rewards keep their figures from the last run.
+project's pair builder (--pairs-tool, by default ../shared/tools/preference_pairs.py beside the checkout).
+Compares: "longer wins", MiniLM cosine (instruction vs response), the shipped SmolLM2 preference head (the default;
+also with its length weight zeroed), the MiniLM preference head, and SmolLM2-135M-Instruct as a 1-9 judge on a
+subsample of length-matched pairs. Also times loading and scoring. The SmolLM2 features are computed in the dtype
+the encoder runs in on this machine (`devices.feature_dtype`), so the default output is
+runs/heads-<dtype>/results.json; rewards not named in --rewards keep their figures from the last run in that file.
+Run from the repository root:
 
-    python benchmarks/reward/evaluate.py                                   # writes benchmarks/reward/results.json
+    python benchmarks/reward/evaluate.py                 # writes benchmarks/reward/runs/heads-<dtype>/results.json
     python benchmarks/reward/evaluate.py --rewards preference --judge-pairs 0
 """
 from __future__ import annotations
@@ -22,7 +25,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
-OUT = Path(__file__).resolve().parent / "results.json"
+RUNS = Path(__file__).resolve().parent / "runs"
 
 JUDGE_PROMPT = (
     "Rate how well the response answers the instruction, on a scale from 1 (useless) to 9 (excellent). "
@@ -105,20 +108,32 @@ def main() -> None:
     parser.add_argument("--rewards", nargs="+", choices=REWARDS, default=list(REWARDS))
     parser.add_argument("--judge-pairs", type=int, default=150)
     parser.add_argument("--no-timing", action="store_true")
+    parser.add_argument("--prefs", type=Path, default=None,
+                        help="AlpacaEval judgments (default: ../shared/data/alpaca_eval_prefs_dev.jsonl.gz)")
+    parser.add_argument("--pairs-tool", type=Path, default=None,
+                        help="the pair builder (default: ../shared/tools/preference_pairs.py)")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/reward/runs/heads-<dtype>/results.json")
     args = parser.parse_args()
 
     import numpy as np
+    import torch
 
     from darwin_chains import Prompt
-    from training import reward_training as rt
+    from darwin_chains.cli.record import machine_record
     from darwin_chains.rewards import MiniLMPreferenceReward, PreferenceReward
     from darwin_chains.rewards.preference import FEATURES, MINILM_FEATURES, MINILM_WEIGHTS, WEIGHTS, PreferenceHead
+    from training import reward_training as rt
 
+    dtype = rt.encoder_dtype()
+    out = args.out or RUNS / f"heads-{dtype}" / "results.json"
+    prefs, tool = args.prefs or rt.DEFAULT_DATA, args.pairs_tool or rt.DEFAULT_PAIRS_TOOL
+    ys = rt.yardstick(tool)
     head = PreferenceHead.load(WEIGHTS, FEATURES)
     settings = head.meta["training"]
-    rows = rt.load_rows(rt.DEFAULT_DATA)
+    rows = rt.load_rows(prefs)
     _, val_set = rt.split_instructions([r["instruction"] for r in rows], settings["seed"], settings["validation_share"])
-    val = rt.validation_pairs(rt.DEFAULT_DATA, val_set)
+    val = rt.validation_pairs(prefs, val_set, tool)
     cutter = rt.PrefixCutter()
     tables = {}
 
@@ -150,16 +165,16 @@ def main() -> None:
             return rt.head_scorer(zeroed, table("smollm2"))
         return rt.head_scorer(head, table("smollm2"))
 
-    report = json.loads(OUT.read_text()) if OUT.exists() else {"rewards": {}}
-    report.update({"validation_instructions": len(val_set), "seed": settings["seed"],
+    report = json.loads(out.read_text()) if out.exists() else {"rewards": {}}
+    report.update({"validation_instructions": len(val_set), "seed": settings["seed"], "encoder_dtype": dtype,
+                   "torch_threads": torch.get_num_threads(),
                    "preference_on_topic_over_off_topic": head.meta["validation"].get("on_topic_over_off_topic"),
                    "length_weight_per_log_word": round(head.length_weight, 4)})
     for name in args.rewards:
-        report["rewards"][name] = rt.agreement_table(scorer(name), val, cutter, rt.PREFIX_TOKENS)
+        report["rewards"][name] = rt.agreement_table(scorer(name), val, cutter, rt.PREFIX_TOKENS, tool)
         print(name, report["rewards"][name], flush=True)
 
     if args.judge_pairs:
-        ys = rt.yardstick()
         matched = ys.length_matched(val)
         sample = random.Random(0).sample(matched, min(args.judge_pairs, len(matched)))
         start = time.time()
@@ -189,7 +204,9 @@ def main() -> None:
                                     ("preference-minilm", MiniLMPreferenceReward, "embedder")]:
             report["timing"][name] = timings(cls, backbone, Prompt, long_texts)
             print(name, report["timing"][name], flush=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    report["machine"] = machine_record()
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

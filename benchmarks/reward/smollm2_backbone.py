@@ -9,7 +9,9 @@ instructions with the project's pair builder, whole and on 40- and 80-token pref
     python benchmarks/reward/smollm2_backbone.py --train-instructions 160  # the subset measured first
 
 Features are cached in ~/.cache/darwin-chains/reward-training/smollm2-*/ (about 45 minutes for the whole split
-and the validation prefixes on 2 CPU cores, in bf16). Writes benchmarks/reward/smollm2_backbone.json.
+and the validation prefixes on 2 CPU cores, in bf16). Writes benchmarks/reward/runs/backbone-cut<N>/
+smollm2_backbone.json. Run from the repository root; the judgments and the pair builder are read from --prefs and
+--pairs-tool (default: ../shared beside the checkout).
 """
 from __future__ import annotations
 
@@ -24,7 +26,7 @@ import numpy as np
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
-OUT = Path(__file__).resolve().parent / "smollm2_backbone.json"
+RUNS = Path(__file__).resolve().parent / "runs"
 SEP = "\x00"  # a cache key is instruction SEP response
 
 
@@ -73,14 +75,19 @@ def main() -> None:
     parser.add_argument("--train-instructions", type=int, default=None, help="a seeded subset of the train split")
     parser.add_argument("--layer", type=int, default=15, help="the middle layer (SmolLM2-135M has 30)")
     parser.add_argument("--cut", type=int, default=128, help="response tokens the backbone reads")
+    parser.add_argument("--prefs", type=Path, default=None,
+                        help="default: ../shared/data/alpaca_eval_prefs_dev.jsonl.gz")
+    parser.add_argument("--pairs-tool", type=Path, default=None, help="default: ../shared/tools/preference_pairs.py")
     args = parser.parse_args()
 
-    from training import reward_training as rt
+    from darwin_chains.cli.record import machine_record
     from darwin_chains.embedded import cache_dir
     from darwin_chains.rewards.preference import WEIGHTS, PreferenceHead
+    from training import reward_training as rt
 
+    prefs, tool = args.prefs or rt.DEFAULT_DATA, args.pairs_tool or rt.DEFAULT_PAIRS_TOOL
     settings = PreferenceHead.load(WEIGHTS).meta["training"]
-    rows = rt.load_rows(rt.DEFAULT_DATA)
+    rows = rt.load_rows(prefs)
     train_set, val_set = rt.split_instructions([r["instruction"] for r in rows], settings["seed"],
                                                settings["validation_share"])
     train_list = sorted(train_set)
@@ -88,7 +95,7 @@ def main() -> None:
     train_set = set(train_list[: args.train_instructions or len(train_list)])
     train_rows = [r for r in rows if r["instruction"] in train_set]
     pairs = rt.training_pairs(train_rows, settings["min_gap"])
-    val = rt.validation_pairs(rt.DEFAULT_DATA, val_set)
+    val = rt.validation_pairs(prefs, val_set, tool)
     cutter = rt.PrefixCutter()
     prefixes = (40, 80)
 
@@ -121,12 +128,15 @@ def main() -> None:
                 z = (features([f"{instruction}{SEP}{t}" for t in texts]) - head.mean) / head.scale
                 return (z @ head.weights).tolist()
 
-            table = rt.agreement_table(score, val, cutter, prefixes)
+            table = rt.agreement_table(score, val, cutter, prefixes, tool)
             row = {"features": name, "l2": l2, "length_weight": round(float(head.weights[-1] / head.scale[-1]), 4),
                    **table}
             report["heads"].append(row)
             print(json.dumps(row), flush=True)
-    OUT.write_text(json.dumps(report, indent=2) + "\n")
+    report["machine"] = machine_record()
+    out = RUNS / f"backbone-cut{args.cut}" / "smollm2_backbone.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(report, indent=2) + "\n")
 
 
 if __name__ == "__main__":

@@ -1,4 +1,4 @@
-"""`darwin-chains`: align an answer from the command line.
+"""`darwin-chains`: the parser and `main`; each command lives in its own module (align, bench, serve).
 
     darwin-chains align "Give three tips for writing a clear email."
     darwin-chains align --method best-of-n --mutants 5 --json "..."
@@ -11,51 +11,58 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import math
 import sys
 from collections.abc import Sequence
 from typing import Any
 
-from ..config import METHODS, SearchConfig
+from .. import defaults
+from ..config import Knob, SearchConfig, knobs
 from ..errors import DarwinError
+from . import align
 
 log = logging.getLogger("darwin_chains")
 
 
 def _search_args(parser: argparse.ArgumentParser) -> None:
-    d = SearchConfig()
-    g = parser.add_argument_group("search")
-    g.add_argument("--method", choices=METHODS, default=d.method)
-    g.add_argument("--mutants", type=int, default=d.mutants,
-                   help="variants per cycle (n); for the baselines, the number of samples N")
-    g.add_argument("--beams-per-mutant", type=int, default=d.beams_per_mutant, help="beams per variant (nb)")
-    g.add_argument("--replacement-period", "-m", type=int, default=d.replacement_period,
-                   help="tokens between replacements (m)")
-    g.add_argument("--keep-top", "-k", type=int, default=d.keep_top, help="beams kept at each replacement (top-k)")
-    g.add_argument("--cycles", type=int, default=d.mutation_cycles, dest="mutation_cycles", help="mutation cycles")
-    g.add_argument("--archive-size", type=int, default=d.archive_size, help="winners archived per cycle")
-    g.add_argument("--look-ahead", type=int, default=d.look_ahead, help="throw-away tokens before scoring (l)")
-    g.add_argument("--max-new-tokens", type=int, default=d.max_new_tokens)
-    g.add_argument("--temperature", type=float, default=d.sampling.temperature)
-    g.add_argument("--top-k", type=int, default=d.sampling.top_k, help="sampling top-k (0: off)")
-    g.add_argument("--top-p", type=float, default=d.sampling.top_p)
-    g.add_argument("--seed", type=int, default=d.seed)
-    g.add_argument("--no-seed-sample", dest="seed_sample", action="store_false",
-                   help="do not count a plain sample of the original instruction")
-    g.add_argument("--reward-threshold", type=float, default=None, help="stop once an answer scores this much")
-    g.add_argument("--time-budget", type=float, default=None, help="seconds; then return the best answer so far")
+    """One flag per knob of `SearchConfig` (plus its extra flags and aliases), and the three component specs."""
+    g = parser.add_argument_group("search", "every knob of the search; each alias is a flag too")
+    for knob in knobs():
+        if knob.type is bool:  # --seed-sample / --no-seed-sample
+            g.add_argument(*knob.flags, dest=knob.name, action=argparse.BooleanOptionalAction, default=knob.default,
+                           help=_escape(knob.help))
+        else:
+            g.add_argument(*knob.flags, dest=knob.name, type=_parse(knob), choices=knob.choices, default=knob.default,
+                           metavar=None if knob.choices else _METAVARS[knob.type],
+                           help=f"{_escape(knob.help)} (default: %(default)s)")
     c = parser.add_argument_group("components")
-    c.add_argument("--policy", default=None, help="embedded (default), a model directory, or openai:MODEL@BASE_URL")
-    c.add_argument("--reward", default="default",
-                   help="default, preference, preference-minilm, relevance, relevance+distinct, judge or hf:PATH")
-    c.add_argument("--mutator", default="template", help="template (default), llm or none")
+    c.add_argument("--policy", default=None, help=_escape(
+        f"{defaults.describe('policy')} (default: ${defaults.POLICY_ENV}, else embedded)"))
+    c.add_argument("--reward", default="default", help=_escape(defaults.describe("reward")))
+    c.add_argument("--mutator", default="template", help=_escape(defaults.describe("mutator")))
 
 
 def config_from_args(args: argparse.Namespace) -> SearchConfig:
-    fields = ("method", "mutants", "beams_per_mutant", "replacement_period", "keep_top", "mutation_cycles",
-              "archive_size", "look_ahead", "max_new_tokens", "seed", "seed_sample", "reward_threshold",
-              "time_budget", "temperature", "top_k", "top_p")
-    return SearchConfig().replace(**{f: getattr(args, f) for f in fields})
+    """The search the parsed flags describe; a bad value is a ConfigError naming it."""
+    return SearchConfig().replace(**{knob.name: getattr(args, knob.name) for knob in knobs()})
+
+
+_METAVARS = {int: "N", float: "X", str: "TEXT"}
+
+
+def _parse(knob: Knob):
+    """The flag's value parser; a knob that may be None also takes the word `none`."""
+    if not knob.optional:
+        return knob.type
+
+    def parse(text: str) -> Any:
+        return None if text.strip().lower() == "none" else knob.type(text)
+
+    parse.__name__ = f"{knob.type.__name__} (or none)"  # argparse names it in "invalid ... value"
+    return parse
+
+
+def _escape(text: str) -> str:
+    return text.replace("%", "%%")
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -73,7 +80,8 @@ def _parser() -> argparse.ArgumentParser:
     bench = sub.add_parser("bench", help="compare methods on the same prompts, policy, reward and seeds")
     bench.add_argument("--prompts", nargs="+", default=["mt-bench:20", "alpaca:20"],
                        help="mt-bench[:N], alpaca[:N] (from --data-dir) or JSONL files of instructions")
-    bench.add_argument("--data-dir", default=None, help="folder with the shared prompt files (default ../shared/data)")
+    bench.add_argument("--data-dir", default=None,
+                       help="folder with the mt-bench and alpaca prompt files (or set DARWIN_CHAINS_DATA)")
     bench.add_argument("--methods", nargs="+", default=None, help="subset of the bench methods (default: all)")
     bench.add_argument("--judge", nargs="+", default=["reference", "relevance+distinct"],
                        help="held-out judges: reward specs, or 'reference' (similarity to a reference answer)")
@@ -97,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="darwin-chains: %(levelname)s: %(message)s")
     try:
-        return {"bench": _bench, "serve": _serve}.get(args.command, _align)(args)
+        return {"align": align.command, "bench": _bench, "serve": _serve}[args.command](args)
     except KeyboardInterrupt:
         print("darwin-chains: interrupted", file=sys.stderr)
         return 130
@@ -114,31 +122,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 1
 
 
-def _align(args: argparse.Namespace) -> int:
-    from .. import defaults
-    from ..search import Search
-
-    config = config_from_args(args)  # a bad setting fails here, before any model loads
-    instruction = sys.stdin.read() if args.instruction == "-" else args.instruction
-    messages = ([{"role": "system", "content": args.system}] if args.system else []) + [
-        {"role": "user", "content": instruction}]
-    from ..prompt import Prompt
-
-    prompt = Prompt.of(messages)  # an empty instruction fails here too
-    defaults.check(args.reward, args.mutator)
-    _quiet_transformers()
-    policy = defaults.policy(args.policy)
-    search = Search(policy, defaults.reward(args.reward, policy),
-                    defaults.mutator(args.mutator, policy) if config.mutates else None, config)
-    with _Progress(config, args.progress) as progress:
-        result = search.run(prompt, drafts=args.draft, on_event=progress)
-    if args.json:
-        print(result.to_json(indent=2))
-    else:
-        print(result.answer)
-    return 0
-
-
 def _bench(args: argparse.Namespace) -> int:
     import asyncio
     from pathlib import Path
@@ -152,7 +135,7 @@ def _bench(args: argparse.Namespace) -> int:
         if spec != "reference":
             defaults.check(reward_spec=spec)
     defaults.check(args.reward, args.mutator)
-    _quiet_transformers()
+    quiet_transformers()
     policy = defaults.policy(args.policy)
     reward = defaults.reward(args.reward, policy)
     judges = {spec: bench.ReferenceSimilarity() if spec == "reference" else defaults.reward(spec, policy)
@@ -199,7 +182,7 @@ def _serve(args: argparse.Namespace) -> int:
 
     config = config_from_args(args)  # the defaults every request may change
     defaults.check(args.reward, args.mutator)
-    _quiet_transformers()
+    quiet_transformers()
     policy = defaults.policy(args.policy)
     search = Search(policy, defaults.reward(args.reward, policy), defaults.mutator(args.mutator, policy), config)
     print(f"darwin-chains: serving {policy.name} at http://{args.host}:{args.port}/v1", file=sys.stderr)
@@ -207,42 +190,11 @@ def _serve(args: argparse.Namespace) -> int:
     return 0
 
 
-def _quiet_transformers() -> None:
+def quiet_transformers() -> None:
     """Loading bars from transformers would bury ours; library warnings still reach the log."""
     from transformers.utils import logging as hf_logging
 
     hf_logging.disable_progress_bar()
-
-
-class _Progress:
-    """A tqdm bar over the search's periods, on stderr."""
-
-    def __init__(self, config: SearchConfig, mode: str):
-        self.enabled = mode == "on" or (mode == "auto" and sys.stderr.isatty())
-        self.per_cycle = math.ceil(config.max_new_tokens / config.replacement_period) if config.replaces else 1
-        self.total = self.per_cycle * config.cycles
-        self.bar: Any = None
-
-    def __enter__(self) -> _Progress:
-        if self.enabled:
-            from tqdm import tqdm
-
-            self.bar = tqdm(total=self.total, desc="darwin", unit="period", file=sys.stderr, leave=False)
-        return self
-
-    def __call__(self, kind: str, data: dict) -> None:
-        if self.bar is None:
-            return
-        if kind == "period_scored":
-            self.bar.update(1)
-            self.bar.set_postfix(cycle=data["cycle"], best=f"{max(data['rewards']):.3f}")
-        elif kind == "archive_updated":  # beams that end early leave a cycle with fewer periods
-            self.bar.n = self.per_cycle * (data["cycle"] + 1)
-            self.bar.refresh()
-
-    def __exit__(self, *exc: Any) -> None:
-        if self.bar is not None:
-            self.bar.close()
 
 
 if __name__ == "__main__":

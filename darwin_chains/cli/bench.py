@@ -9,7 +9,7 @@ Each finished (prompt, method) is appended to the output file at once: a crash o
 work, and running the same command again skips what is already there.
 
 Darwin with 1 and 2 cycles are read off the 3-cycle run: with the same seed its first cycles are exactly those
-runs (tests/test_search.py checks this), so their tokens, reward calls and seconds are the first cycles' own.
+runs (tests/unit/test_search.py checks this), so their tokens, reward calls and seconds are the first cycles' own.
 """
 from __future__ import annotations
 
@@ -17,9 +17,7 @@ import asyncio
 import json
 import logging
 import os
-import platform
 import statistics
-import subprocess
 import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -33,6 +31,7 @@ from ..prompt import Prompt
 from ..protocols import ascore, component_name
 from ..search import Search
 from ..trace import SearchResult
+from .record import git_commit, machine
 
 log = logging.getLogger(__name__)
 
@@ -56,21 +55,34 @@ class BenchPrompt:
     reference: str | None = None
 
 
-def load_prompts(specs: Sequence[str], data_dir: Path | None = None) -> list[BenchPrompt]:
-    """`mt-bench[:N]` (first turns), `alpaca[:N]` (AlpacaEval dev), or a JSONL file of instructions.
+#: shorthand -> (file in the data folder, source name)
+PROMPT_SETS = {"mt-bench": ("mt_bench_questions.jsonl", "mt-bench"), "alpaca": ("alpaca_eval_dev.jsonl", "alpaca")}
+
+
+def data_folder(data_dir: str | Path | None = None) -> Path:
+    """The folder of the shared prompt files: `data_dir`, else $DARWIN_CHAINS_DATA. There is no default: the
+    package reads no path it was not given."""
+    chosen = data_dir or os.environ.get("DARWIN_CHAINS_DATA")
+    if not chosen:
+        raise ConfigError("mt-bench and alpaca prompts are read from a data folder: pass --data-dir FOLDER "
+                          "(with mt_bench_questions.jsonl and alpaca_eval_dev.jsonl) or set DARWIN_CHAINS_DATA")
+    return Path(chosen)
+
+
+def load_prompts(specs: Sequence[str], data_dir: str | Path | None = None) -> list[BenchPrompt]:
+    """`mt-bench[:N]` (first turns), `alpaca[:N]` (AlpacaEval dev), both from `data_folder(data_dir)`, or a JSONL
+    file of instructions.
 
     A file's rows need an instruction under `instruction`, `prompt` or `turns[0]`; `id` and `reference` (or
     `reference_output`) are optional.
     """
-    data_dir = data_dir or Path(os.environ.get("DARWIN_CHAINS_DATA", Path.cwd().parent / "shared" / "data"))
     prompts: list[BenchPrompt] = []
     for spec in specs:
         name, _, count = spec.partition(":")
         limit = int(count) if count else None
-        if name == "mt-bench":
-            path, source = data_dir / "mt_bench_questions.jsonl", "mt-bench"
-        elif name == "alpaca":
-            path, source = data_dir / "alpaca_eval_dev.jsonl", "alpaca"
+        if name in PROMPT_SETS:
+            file, source = PROMPT_SETS[name]
+            path = data_folder(data_dir) / file
         else:
             path, source = Path(spec), Path(spec).stem
             limit = None
@@ -126,7 +138,7 @@ class Bench:
                                   f"(see {self.settings_file}); use a new --out or the same settings")
             return
         record = {**current, "methods": {m: METHODS[m] for m in self.methods}, "judges": sorted(self.judges),
-                  "commit": _commit(), "machine": _machine()}
+                  "commit": git_commit(), "machine": machine()}
         self.settings_file.write_text(json.dumps(record, indent=2) + "\n")
 
     def done(self) -> set[tuple[str, str]]:
@@ -197,30 +209,6 @@ class Bench:
         return {"prompt_id": prompt.id, "source": prompt.source, "method": method, "reward": reward,
                 "judges": judged, **cost, "answer_chars": len(answer), "answer_words": len(answer.split()),
                 "answer": answer}
-
-
-def _commit() -> str | None:
-    """The darwin-chains commit the results came from, marked `-dirty` with uncommitted changes; None outside git."""
-    here = Path(__file__).parent
-    try:
-        sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=here, capture_output=True, text=True, check=True)
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=here,
-                               capture_output=True, text=True, check=True)
-    except (OSError, subprocess.CalledProcessError):
-        return None
-    return sha.stdout.strip() + ("-dirty" if dirty.stdout.strip() else "")
-
-
-def _machine() -> dict[str, Any]:
-    import torch
-    import transformers
-
-    from .. import __version__
-
-    return {"darwin_chains": __version__, "python": platform.python_version(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "cpus": os.cpu_count(),
-            "torch_threads": torch.get_num_threads(), "platform": platform.platform(),
-            "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
 
 
 def showcase(traces: Sequence[dict]) -> dict:

@@ -20,13 +20,13 @@ import uuid
 from collections.abc import Mapping
 from typing import Any
 
-from ..config import SearchConfig
+from ..config import SearchConfig, knobs, resolve
 from ..errors import ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError, require
 from ..prompt import Prompt
 from ..search import Search
 from ..trace import SearchResult
 
-#: OpenAI request fields that are mapped onto the search (the rest of `SearchConfig` goes in `darwin`).
+#: OpenAI request fields that are mapped onto the search (every knob, by name or alias, goes in `darwin`).
 MAPPED = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "temperature": "temperature",
           "top_p": "top_p", "seed": "seed"}
 #: OpenAI request fields accepted and ignored: they do not change what a search does.
@@ -82,7 +82,7 @@ def parse_request(body: Any, config: SearchConfig) -> tuple[Prompt, dict[str, An
                      and k not in ("messages", "darwin") and v is not None)
     if unknown:
         raise ConfigError(f"unsupported field(s) {', '.join(unknown)}; search parameters go in "
-                          f"\"darwin\": {{...}} (any of {', '.join(f.name for f in _fields())})")
+                          f"\"darwin\": {{...}} (any of {', '.join(k.name for k in knobs())})")
     if body.get("n") not in (None, 1):
         raise ConfigError(f"n must be 1 (a search returns its one best answer), got {body['n']!r}")
     messages = body.get("messages")
@@ -93,7 +93,7 @@ def parse_request(body: Any, config: SearchConfig) -> tuple[Prompt, dict[str, An
     darwin = body.get("darwin") or {}
     if not isinstance(darwin, Mapping):
         raise ConfigError("darwin must be an object of search parameters, e.g. {\"mutants\": 3}")
-    overrides.update(darwin)
+    overrides.update(resolve(darwin))  # aliases to names; an unknown name is refused with the close ones
     try:
         config.replace(**dict(overrides))  # validate now: a bad value is the client's error, reported as such
     except TypeError as exc:
@@ -103,7 +103,8 @@ def parse_request(body: Any, config: SearchConfig) -> tuple[Prompt, dict[str, An
 
 def completion(result: SearchResult, model: str) -> dict[str, Any]:
     """An OpenAI chat.completion object for a search result, with the reward and trace summary under `darwin`."""
-    trace = result.trace
+    darwin = result.metadata()
+    usage = darwin.pop("usage")
     return {
         "id": f"chatcmpl-darwin-{uuid.uuid4().hex[:24]}",
         "object": "chat.completion",
@@ -111,11 +112,9 @@ def completion(result: SearchResult, model: str) -> dict[str, Any]:
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
                      "finish_reason": "stop" if result.finished else "length", "logprobs": None}],
-        "usage": {"prompt_tokens": trace.tokens_encoded, "completion_tokens": trace.tokens_generated,
-                  "total_tokens": trace.tokens_encoded + trace.tokens_generated},
-        "darwin": {"reward": result.reward, "finished": result.finished, "trace": trace.summary(),
-                   "policy_requests": trace.policy_requests, "policy_retries": trace.policy_retries,
-                   "notes": trace.notes},
+        "usage": {"prompt_tokens": usage["input_tokens"], "completion_tokens": usage["output_tokens"],
+                  "total_tokens": usage["total_tokens"]},
+        "darwin": darwin,
     }
 
 
@@ -143,12 +142,6 @@ def _message(m: Any) -> dict[str, str]:
         content = "".join(p.get("text", "") for p in content)
     role = "system" if m.get("role") == "developer" else m.get("role")
     return {"role": role, "content": content}
-
-
-def _fields():
-    import dataclasses
-
-    return dataclasses.fields(SearchConfig)
 
 
 def _error(status: int, message: str, kind: str = "invalid_request_error") -> Any:

@@ -1,7 +1,8 @@
 """The LLM mutator: a policy rewrites the instruction; every rewrite is validated before a beam uses it.
 
 It parses whatever list shape comes back (numbered, bulleted, JSON) and rejects anything that is not a rewrite
-(an answer, a fragment, something off-topic) before falling back to the original instruction.
+(an answer, a fragment, something off-topic) before falling back to the original instruction. What it rejected,
+and why, comes back with the variants (`Reported.rejected`), so concurrent searches keep their own.
 """
 from __future__ import annotations
 
@@ -14,7 +15,7 @@ from typing import Any
 from ..config import Sampling
 from ..errors import ConfigError
 from ..policies import acomplete, complete
-from ..protocols import Policy, Reported
+from ..protocols import Policy, Reported, Usage
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +36,8 @@ class LLMMutator:
 
     Example:
         >>> mutator = LLMMutator(policy, embedder=Embedder.minilm())
-        >>> mutator.mutate("Give three tips for writing a clear email.", 5, seed=0)
+        >>> variants = mutator.mutate("Give three tips for writing a clear email.", 5, seed=0)
+        >>> variants.rejected   # [(candidate, why), ...]; the search keeps them in trace.mutation_rejections
     """
 
     name = "llm"
@@ -54,29 +56,28 @@ class LLMMutator:
         self.policy, self.embedder, self.prompt = policy, embedder, prompt
         self.min_similarity, self.max_length_ratio = min_similarity, max_length_ratio
         self.max_new_tokens, self.sampling = max_new_tokens, sampling
-        self.rejected: list[tuple[str, str]] = []  # (candidate, why), the last call's, for inspection
 
     def request(self, instruction: str, n: int) -> str:
         return self.prompt.replace("{n}", str(n)).replace("{instruction}", instruction)
 
-    def mutate(self, instruction: str, n: int, seed: int) -> list[str]:
+    def mutate(self, instruction: str, n: int, seed: int) -> Reported:
         text, usage = complete(self.policy, self.request(instruction, n), self.max_new_tokens, self.sampling, seed)
-        return Reported(self.select(instruction, parse_list(text), n), usage)
+        return self.select(instruction, parse_list(text), n, usage)
 
-    async def amutate(self, instruction: str, n: int, seed: int) -> list[str]:
+    async def amutate(self, instruction: str, n: int, seed: int) -> Reported:
         text, usage = await acomplete(self.policy, self.request(instruction, n), self.max_new_tokens, self.sampling,
                                       seed)
-        return Reported(self.select(instruction, parse_list(text), n), usage)
+        return self.select(instruction, parse_list(text), n, usage)
 
-    def select(self, instruction: str, candidates: list[str], n: int) -> list[str]:
-        """The first `n` valid rewrites, padded with the original instruction."""
-        self.rejected = []
+    def select(self, instruction: str, candidates: list[str], n: int, usage: Usage | None = None) -> Reported:
+        """The first `n` valid rewrites, padded with the original instruction, with the (candidate, why) rejected."""
         kept: list[str] = []
+        rejected: list[tuple[str, str]] = []
         seen = {_norm(instruction)}
         for c in candidates:
             why = self._problem(instruction, c, seen)
             if why:
-                self.rejected.append((c, why))
+                rejected.append((c, why))
             else:
                 kept.append(c)
                 seen.add(_norm(c))
@@ -85,11 +86,11 @@ class LLMMutator:
             for c, s in zip(list(kept), similarity):
                 if s < self.min_similarity:
                     kept.remove(c)
-                    self.rejected.append((c, f"similarity {s:.2f} < {self.min_similarity}: an answer, not a rewrite?"))
+                    rejected.append((c, f"similarity {s:.2f} < {self.min_similarity}: an answer, not a rewrite?"))
         if len(kept) < n:
             log.warning("LLM mutator kept %d of %d rewrites (%d rejected); the rest fall back to the original",
-                        len(kept), n, len(self.rejected))
-        return (kept + [instruction] * n)[:n]
+                        len(kept), n, len(rejected))
+        return Reported((kept + [instruction] * n)[:n], usage, rejected=rejected)
 
     def _problem(self, instruction: str, candidate: str, seen: set[str]) -> str | None:
         if not candidate.strip():

@@ -1,12 +1,10 @@
 """A local Hugging Face causal LM as a Darwin policy, with a KV cache that survives replacement.
 
 The paper's reference code re-encodes prompt and response every period, because replacement breaks the batched
-cache. Here every beam keeps its own cache (one key/value tensor pair per layer). Each period the live beams'
-caches are stacked into one left-padded batch, and the tokens a beam has not encoded yet are fed right-aligned in
-the same forward pass: one carried-over token for a beam that survived, the adopted response for a beam that was
-replaced. Attention masks hide the padding, explicit position ids keep RoPE right, and the batch is split back into
-per-beam caches when the period ends. A replaced beam keeps the cache of its *own* prompt and encodes only the
-response it adopted; a beam adopting from a beam with the same prompt copies that cache outright.
+cache. Here every beam keeps its own cache, and each period the live beams' caches are batched for one forward
+pass (batching.py): one carried-over token is fed for a beam that survived, the adopted response for a beam that
+was replaced. A replaced beam keeps the cache of its *own* prompt and encodes only the response it adopted; a beam
+adopting from a beam with the same prompt copies that cache outright.
 
 Token ids stay token ids: a response is decoded to text only for the reward, never re-encoded.
 """
@@ -16,7 +14,6 @@ import asyncio
 import logging
 import threading
 from collections.abc import Sequence
-from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 from typing import Any
@@ -26,26 +23,10 @@ from ..devices import default_device, default_dtype
 from ..errors import ConfigError, InputError, PolicyError
 from ..prompt import Prompt
 from ..protocols import Beam, Usage
+from .batching import State, ragged_batch, split
+from .sampling import sample
 
 log = logging.getLogger(__name__)
-
-KV = tuple  # per layer: (keys, values), each [kv_heads, cached_tokens, head_dim]
-
-
-@dataclass
-class _State:
-    """Token ids of one beam and the cache that covers the first `cached` of them."""
-
-    prompt_ids: tuple[int, ...]
-    response_ids: list[int]
-    cache: tuple[KV, ...] | None = None
-    cached: int = 0
-    finished: bool = False
-
-    @property
-    def ids(self) -> list[int]:
-        return [*self.prompt_ids, *self.response_ids]
-
 
 class HFPolicy:
     """Darwin's policy over any `transformers` causal LM and its tokenizer's chat template.
@@ -118,21 +99,21 @@ class HFPolicy:
                     f"prompt has {len(ids):,} tokens and up to {max_new_tokens:,} new tokens were asked for, but "
                     f"{self.name}'s context window is {limit:,} tokens; shorten the conversation or lower max_new_tokens"
                 )
-            beams.append(Beam(prompt=prompt, state=_State(ids, [])))
+            beams.append(Beam(prompt=prompt, state=State(ids, [])))
         return beams
 
     def adopt(self, beam: Beam, donor: Beam) -> Beam:
         own, theirs = beam.state, donor.state
         if donor.finished:
-            state = _State(own.prompt_ids, list(theirs.response_ids), finished=True)
+            state = State(own.prompt_ids, list(theirs.response_ids), finished=True)
         elif own.prompt_ids == theirs.prompt_ids:
             # Same prompt, same context: the donor's cache is valid as it is. Caches are never written in place.
-            state = _State(own.prompt_ids, list(theirs.response_ids), theirs.cache, theirs.cached)
+            state = State(own.prompt_ids, list(theirs.response_ids), theirs.cache, theirs.cached)
         else:
             # Keep the cache of our own prompt; the adopted response is encoded in the next forward pass.
             keep = min(own.cached, len(own.prompt_ids))
             cache = tuple((k[:, :keep], v[:, :keep]) for k, v in own.cache) if own.cache and keep else None
-            state = _State(own.prompt_ids, list(theirs.response_ids), cache, keep if cache else 0)
+            state = State(own.prompt_ids, list(theirs.response_ids), cache, keep if cache else 0)
         return Beam(beam.prompt, donor.response, donor.tokens, donor.finished, state)
 
     def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
@@ -162,7 +143,7 @@ class HFPolicy:
 
     # -- decoding ------------------------------------------------------------------------------------------------
 
-    def _decode(self, states: list[_State], steps: int, sampling: Sampling, seed: int) -> Usage:
+    def _decode(self, states: list[State], steps: int, sampling: Sampling, seed: int) -> Usage:
         """Decode `steps` tokens for every state, marking the states that end (EOS or a full context window)."""
         import torch
 
@@ -176,19 +157,20 @@ class HFPolicy:
         # the longest adopted response would multiply the work.
         backlog = [s for s, n in zip(states, pending) if n > 1]
         if backlog:
-            cache, mask, input_ids, positions = self._ragged_batch(backlog, [s.ids[s.cached : -1] for s in backlog])
+            feed = [s.ids[s.cached : -1] for s in backlog]
+            cache, mask, input_ids, positions = ragged_batch(backlog, feed, self.pad_id, device)
             self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
                        logits_to_keep=1)
-            self._split(cache, mask, backlog)
+            split(cache, mask, backlog)
 
-        cache, mask, input_ids, positions = self._ragged_batch(states, [s.ids[-1:] for s in states])
+        cache, mask, input_ids, positions = ragged_batch(states, [s.ids[-1:] for s in states], self.pad_id, device)
         generator = torch.Generator(device="cuda" if device.type == "cuda" else "cpu").manual_seed(seed)
         alive = list(range(len(states)))  # batch row -> index into states
         next_position = positions[:, -1]
         for step in range(steps):
             out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=next_position[:, None],
                              cache=cache, use_cache=True, logits_to_keep=1)
-            tokens = _sample(out.logits[:, -1, :], sampling, generator)
+            tokens = sample(out.logits[:, -1, :], sampling, generator)
             usage.output_tokens += len(alive)
             ended = []
             for r, token in enumerate(tokens.tolist()):
@@ -213,107 +195,8 @@ class HFPolicy:
                 alive = [alive[r] for r in keep]
             mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
             input_ids, next_position = tokens[:, None], next_position + 1
-        self._split(cache, mask, [states[i] for i in alive])
+        split(cache, mask, [states[i] for i in alive])
         return usage
-
-    def _ragged_batch(self, states: list[_State], feed: list[list[int]]) -> tuple[Any, Any, Any, Any]:
-        """A batch that feeds `feed[i]` on top of state i's cache: caches left-padded, new tokens right-aligned.
-
-        Between a short cache and its new tokens lie padding columns; the attention mask hides them and explicit
-        position ids give every real token its true position.
-        """
-        import torch
-        from transformers import DynamicCache
-
-        device = self.device
-        rows, width = len(states), max(map(len, feed))
-        past = max(s.cached for s in states)
-        mask = torch.zeros(rows, past + width, dtype=torch.long, device=device)
-        input_ids = torch.full((rows, width), self.pad_id, dtype=torch.long, device=device)
-        positions = torch.zeros(rows, width, dtype=torch.long, device=device)
-        for r, (s, ids) in enumerate(zip(states, feed)):
-            mask[r, past - s.cached : past] = 1
-            mask[r, past + width - len(ids) :] = 1
-            input_ids[r, width - len(ids) :] = torch.tensor(ids, device=device)
-            positions[r, width - len(ids) :] = torch.arange(s.cached, s.cached + len(ids), device=device)
-        cache = DynamicCache(ddp_cache_data=_stack(states, past)) if past else DynamicCache()
-        return cache, mask, input_ids, positions
-
-    @staticmethod
-    def _split(cache: Any, mask: Any, states: list[_State]) -> None:
-        """Give each unfinished state its own unpadded cache back; the last sampled token stays pending."""
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        for r, state in enumerate(states):
-            if state.finished:
-                continue
-            columns = mask[r].nonzero().squeeze(1)
-            state.cache = tuple((k[r][:, columns], v[r][:, columns]) for k, v in layers)
-            state.cached = len(columns)
-            if state.cached != len(state.prompt_ids) + len(state.response_ids) - 1:
-                raise PolicyError("internal error: cache length does not match the beam's tokens")
-
-
-def _stack(states: list[_State], past: int) -> list[KV]:
-    """Per-layer batch tensors, each beam's cache left-padded to `past` tokens."""
-    import torch
-
-    reference = next(s.cache for s in states if s.cache is not None)
-    out = []
-    for layer, (k0, v0) in enumerate(reference):
-        keys = k0.new_zeros(len(states), k0.shape[0], past, k0.shape[2])
-        values = v0.new_zeros(len(states), v0.shape[0], past, v0.shape[2])
-        for r, s in enumerate(states):
-            if s.cached:
-                k, v = s.cache[layer]
-                keys[r, :, past - s.cached :] = k
-                values[r, :, past - s.cached :] = v
-        out.append((keys, values))
-    return out
-
-
-def _sample(logits: Any, sampling: Sampling, generator: Any, shortlist: int = 1024) -> Any:
-    """Temperature, top-k and top-p (nucleus) sampling, as transformers' warpers define them.
-
-    Sorting the whole vocabulary every step is a measurable share of CPU decoding, so the nucleus is sought among
-    the `shortlist` most likely tokens first; rows whose nucleus does not fit there use the whole vocabulary, so
-    the result is exact either way.
-    """
-    import torch
-
-    if sampling.temperature == 0:
-        return logits.argmax(-1)
-    scores = logits.float() / sampling.temperature
-    k = min(sampling.top_k or shortlist, scores.shape[-1])
-    values, index = scores.topk(k, dim=-1)
-    log_norm = scores.logsumexp(-1, keepdim=True) if not sampling.top_k else values.logsumexp(-1, keepdim=True)
-    probs = (values - log_norm).exp()
-    if sampling.top_p < 1:
-        before = probs.cumsum(-1) - probs  # mass of the more likely tokens
-        probs = probs.masked_fill(before >= sampling.top_p, 0.0)
-        covered = before[:, -1] + probs[:, -1] >= sampling.top_p
-    else:
-        covered = torch.full((len(scores),), bool(sampling.top_k) or k == scores.shape[-1], device=scores.device)
-    choice = index.gather(-1, _multinomial(probs, generator)).squeeze(-1)
-    if not bool(covered.all()):  # the nucleus is wider than the shortlist: sample those rows from everything
-        rows = (~covered).nonzero().squeeze(-1)
-        full = torch.softmax(scores[rows], dim=-1)
-        if sampling.top_p < 1:
-            ordered, order = full.sort(dim=-1, descending=True)
-            ordered = ordered.masked_fill(ordered.cumsum(-1) - ordered >= sampling.top_p, 0.0)
-            choice[rows] = order.gather(-1, _multinomial(ordered, generator)).squeeze(-1)
-        else:
-            choice[rows] = _multinomial(full, generator).squeeze(-1)
-    return choice
-
-
-def _multinomial(probs: Any, generator: Any) -> Any:
-    import torch
-
-    device = probs.device
-    if device != generator.device:
-        probs = probs.to(generator.device)
-    return torch.multinomial(probs, 1, generator=generator).to(device)
-
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     ids: set[int] = set()

@@ -70,7 +70,8 @@ def _distinct_trigrams(text: str) -> float:
 
 
 def relevance_and_distinct() -> WeightedReward:
-    """On topic and not looping: the best simple reward measured for the embedded model (benchmarks/reward_check.py)."""
+    """On topic and not looping: the best simple reward measured for the embedded model
+    (benchmarks/reward/reward_check.py)."""
     reward = WeightedReward([(RelevanceReward(), 1.0), (DistinctReward(), 1.0)])
     reward.name = "relevance+distinct"
     return reward

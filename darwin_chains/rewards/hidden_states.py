@@ -2,7 +2,7 @@
 
 A causal LM's hidden state at a response token already depends on the instruction before it, so the mean over the
 response's tokens says how the response relates to what was asked, not only what it is about. Layer 15 of 30 ranked
-GPT-4 Turbo's preferences better than the last layer (benchmarks/reward/smollm2_backbone.json), and stopping there
+GPT-4 Turbo's preferences better than the last layer (benchmarks/reward/runs/backbone-cut128/), and stopping there
 halves the cost: the model is loaded with its first 15 layers only. Because the model is causal, one forward pass
 gives the means of every prefix too (`encode(..., cuts=(40, 80))`), which is how training sees partial answers.
 """

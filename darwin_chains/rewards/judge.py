@@ -3,7 +3,7 @@
 Where the server returns log-probabilities, the score is the expected value over the score tokens the judge
 considered (smoother than one sampled digit, G-Eval style); otherwise it is the integer parsed from the reply. A
 reply with no score in it is an error that quotes the reply: a judge that silently returned a default would steer
-the search at random.
+the search at random. The replies come back with the scores (`Reported.replies`), so the trace shows them.
 """
 from __future__ import annotations
 
@@ -18,7 +18,7 @@ from ..config import Sampling
 from ..errors import ConfigError, PolicyError, RewardError
 from ..policies import acomplete, complete
 from ..prompt import Prompt
-from ..protocols import Policy, Reported, Usage, component_name
+from ..protocols import Asking, Policy, Reported, Usage, component_name
 
 DEFAULT_RUBRIC = (
     "Rate how well the response answers the instruction: helpful, correct, clear and to the point. Use a scale "
@@ -83,10 +83,11 @@ class JudgeReward:
 
     async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
         limit = asyncio.Semaphore(self.max_concurrency)
+        prefix = await asyncio.to_thread(self._prefix)  # a remote judge may ask its server first: off the loop
 
-        async def one(response: str) -> tuple[float, Usage]:
+        async def one(response: str) -> tuple[float, Usage, str]:
             async with limit:
-                return await self._ajudge(prompt, response)
+                return await self._ajudge(prompt, response, prefix)
 
         return self._reported(await asyncio.gather(*(one(r) for r in responses)))
 
@@ -96,32 +97,36 @@ class JudgeReward:
         """The judge's conversation for one response."""
         return [{"role": "user", "content": self.rubric.format(instruction=_original(prompt), response=response)}]
 
-    def _judge(self, prompt: Prompt, response: str) -> tuple[float, Usage]:
+    def _judge(self, prompt: Prompt, response: str) -> tuple[float, Usage, str]:
         messages = self.question(prompt, response)
         try:
-            if hasattr(self.judge, "ask"):
+            if isinstance(self.judge, Asking):
                 reply, usage = self.judge.ask(messages, prefix=self._prefix(), max_tokens=self.max_tokens,
                                               top_logprobs=self.top_logprobs)
-                return self.read(reply.text, reply.top_logprobs, self._prefix()), usage
+                return self.read(reply.text, reply.top_logprobs, self._prefix()), usage, reply.text
             text, usage = complete(self.judge, messages, self.max_tokens, _GREEDY)
         except PolicyError as exc:
             raise RewardError(f"{self.name}: {exc}") from exc
-        return self.read(text), usage
+        return self.read(text), usage, text
 
-    async def _ajudge(self, prompt: Prompt, response: str) -> tuple[float, Usage]:
+    async def _ajudge(self, prompt: Prompt, response: str, prefix: str) -> tuple[float, Usage, str]:
         messages = self.question(prompt, response)
         try:
-            if hasattr(self.judge, "aask"):
-                reply, usage = await self.judge.aask(messages, prefix=self._prefix(), max_tokens=self.max_tokens,
+            if isinstance(self.judge, Asking):
+                reply, usage = await self.judge.aask(messages, prefix=prefix, max_tokens=self.max_tokens,
                                                      top_logprobs=self.top_logprobs)
-                return self.read(reply.text, reply.top_logprobs, self._prefix()), usage
+                return self.read(reply.text, reply.top_logprobs, prefix), usage, reply.text
             text, usage = await acomplete(self.judge, messages, self.max_tokens, _GREEDY)
         except PolicyError as exc:
             raise RewardError(f"{self.name}: {exc}") from exc
-        return self.read(text), usage
+        return self.read(text), usage, text
 
     def _prefix(self) -> str:
-        return self.prefix if self.judge.supports_continuation else ""
+        try:
+            continues = self.judge.supports_continuation  # a remote judge may ask its server on first use
+        except PolicyError as exc:
+            raise RewardError(f"{self.name}: {exc}") from exc
+        return self.prefix if continues else ""
 
     def read(self, text: str, top_logprobs: list[dict[str, float]] | None = None, prefix: str = "") -> float:
         """The score in a reply (which continued `prefix`): the expected value over the score tokens' probabilities
@@ -130,11 +135,11 @@ class JudgeReward:
         return expected if expected is not None else parse_score(text, self.name, prefix)
 
     @staticmethod
-    def _reported(judged: list[tuple[float, Usage]]) -> Reported:
+    def _reported(judged: list[tuple[float, Usage, str]]) -> Reported:
         usage = Usage()
-        for _, u in judged:
+        for _, u, _ in judged:
             usage += u
-        return Reported([s for s, _ in judged], usage)
+        return Reported([s for s, _, _ in judged], usage, replies=[text for _, _, text in judged])
 
 
 def parse_score(text: str, judge: str = "judge", prefix: str = "") -> float:

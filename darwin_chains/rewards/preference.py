@@ -11,7 +11,7 @@ instruction loses, and so does a looping one. Two backbones ship:
   SmolLM2 forward pass), weaker.
 
 The weights, their training settings and validation figures ship in `weights/`;
-`python -m training.reward_training --backbone smollm2|minilm` rebuilds them (benchmarks/reward/RESULTS.md).
+`python -m training.reward_training --backbone smollm2|minilm` rebuilds them (benchmarks/reward/README.md).
 """
 from __future__ import annotations
 
@@ -205,7 +205,7 @@ class PreferenceReward(_LearnedReward):
 
 class MiniLMPreferenceReward(UsesEmbedder, _LearnedReward):
     """A lighter head over the packaged MiniLM's embeddings of instruction and response: no SmolLM2 pass, but
-    weaker on length-matched pairs (benchmarks/reward/RESULTS.md).
+    weaker on length-matched pairs (benchmarks/reward/README.md).
 
     Example:
         >>> MiniLMPreferenceReward().score(Prompt.of("Name a primary colour."), ["Red.", "Bananas."])

@@ -8,9 +8,11 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Union
+from typing import Any, Optional, Union
 
 from darwin_chains import InputError, Prompt, SearchResult
+from darwin_chains.prompt import require_text
+from darwin_chains.search.stream import Delta, Event, Final
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -109,32 +111,32 @@ def to_langchain(messages: Sequence[Mapping[str, str]]) -> list[BaseMessage]:
 def text_of(message: BaseMessage) -> str:
     """A message's text; images, audio and the like cannot reach a text policy, so they are an error."""
     if isinstance(message.content, list):
-        other = [b.get("type") for b in message.content if isinstance(b, dict) and b.get("type") != "text"]
-        if other:
-            raise InputError(f"Darwin is text-only; a {message.type} message holds {', '.join(map(str, other))} "
-                             "content")
+        require_text([b.get("type") for b in message.content if isinstance(b, dict)], f"a {message.type} message")
     return message.text
-
-
-def metadata(result: SearchResult, model_name: str, include_trace: bool = False) -> dict[str, Any]:
-    """The response_metadata of an answer: its reward against the original instruction and how it was found."""
-    darwin = result.trace.summary()
-    darwin["finished"] = result.finished
-    if include_trace:
-        darwin["trace"] = result.trace.to_dict()
-    return {"model_name": model_name, "reward": result.reward, "darwin": darwin}
-
-
-def usage(result: SearchResult) -> UsageMetadata:
-    """Tokens the whole search spent: every beam, look-ahead, mutator and judge token, not only the answer's."""
-    trace = result.trace
-    return UsageMetadata(input_tokens=trace.tokens_encoded, output_tokens=trace.tokens_generated,
-                         total_tokens=trace.tokens_encoded + trace.tokens_generated)
 
 
 def to_message(result: SearchResult, model_name: str, include_trace: bool = False, content: str | None = None,
                chunk: bool = False) -> AIMessage:
-    """The answer as an AIMessage (or the last AIMessageChunk of a stream, holding what was not yet sent)."""
+    """The answer as an AIMessage (or the last AIMessageChunk of a stream, holding what was not yet sent).
+
+    response_metadata holds the reward against the original instruction and, under "darwin", the trace summary
+    with how the search ended; usage_metadata counts every token the whole search read and wrote.
+    """
+    view = result.metadata()
+    usage, reward, summary = view.pop("usage"), view.pop("reward"), view.pop("trace")
+    darwin = {**summary, **view}
+    if include_trace:
+        darwin["trace"] = result.trace.to_dict()
     kwargs = {"content": result.answer if content is None else content,
-              "response_metadata": metadata(result, model_name, include_trace), "usage_metadata": usage(result)}
+              "response_metadata": {"model_name": model_name, "reward": reward, "darwin": darwin},
+              "usage_metadata": UsageMetadata(**usage)}
     return AIMessageChunk(**kwargs, chunk_position="last") if chunk else AIMessage(**kwargs)
+
+
+def to_chunk(event: Event, model_name: str, include_trace: bool = False) -> Optional[AIMessageChunk]:
+    """A stream's chunk for a search event: newly settled text, or the last chunk (the rest, and the metadata)."""
+    if isinstance(event, Delta):
+        return AIMessageChunk(content=event.text)
+    if isinstance(event, Final):
+        return to_message(event.result, model_name, include_trace, event.delta, chunk=True)
+    return None

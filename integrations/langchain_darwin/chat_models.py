@@ -7,10 +7,12 @@ import contextvars
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, Optional
 
+from darwin_chains import SearchResult
+from darwin_chains.search.stream import cut
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 from langchain_core.callbacks.manager import AsyncRunManager
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import AIMessageChunk, BaseMessage
+from langchain_core.messages import BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
 from langchain_core.runnables import RunnableConfig
 from langchain_core.runnables.config import ensure_config, patch_config, set_config_context
@@ -18,7 +20,7 @@ from pydantic import ConfigDict, Field
 
 from ._base import SEARCH_FIELDS, DarwinFields
 from ._convert import to_message, to_request
-from ._streaming import Commit, aprogress, astream_search, cut, progress, stream_search
+from ._streaming import achunks, aresult, chunks, progress
 
 
 class ChatDarwin(DarwinFields, BaseChatModel):
@@ -102,9 +104,7 @@ class ChatDarwin(DarwinFields, BaseChatModel):
         with _context(config) as context:
             result = context.run(search.run, request.prompt, drafts=request.drafts, on_event=progress(config),
                                  **overrides)
-        answer = cut(result.answer, stop or self.stop)
-        return ChatResult(generations=[ChatGeneration(message=to_message(result, self.policy_name,
-                                                                         self.include_trace, answer))])
+        return self._result(result, stop)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                          **kwargs: Any) -> ChatResult:
@@ -112,43 +112,35 @@ class ChatDarwin(DarwinFields, BaseChatModel):
         search = await asyncio.to_thread(self.search)  # the first call loads models: off the event loop
         config = _child_config(run_manager)
         with _context(config) as context:
-            async for _, result in astream_search(search, request.prompt, request.drafts, self.overrides(kwargs),
-                                                  on_progress=aprogress(config), context=context):
-                pass  # the last event is the result
-        answer = cut(result.answer, stop or self.stop)
-        return ChatResult(generations=[ChatGeneration(message=to_message(result, self.policy_name,
-                                                                         self.include_trace, answer))])
+            events = search.astream(request.prompt, drafts=request.drafts, context=context, **self.overrides(kwargs))
+            return self._result(await aresult(events, config), stop)
 
     def _stream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         request, search, overrides = to_request(messages), self.search(), self.overrides(kwargs)
         config = _child_config(run_manager)
-        commit = Commit(stop or self.stop)
         with _context(config) as context:
-            for kind, data in stream_search(search, request.prompt, request.drafts, overrides,
-                                            on_progress=progress(config), context=context):
-                if chunk := self._chunk(commit, kind, data):
-                    yield chunk
+            events = search.stream(request.prompt, drafts=request.drafts, stop=stop or self.stop, context=context,
+                                   **overrides)
+            for chunk in chunks(events, config, self.policy_name, self.include_trace):
+                yield ChatGenerationChunk(message=chunk)
 
     async def _astream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         request = to_request(messages)
         search = await asyncio.to_thread(self.search)
         config = _child_config(run_manager)
-        commit = Commit(stop or self.stop)
         with _context(config) as context:
-            async for kind, data in astream_search(search, request.prompt, request.drafts, self.overrides(kwargs),
-                                                   on_progress=aprogress(config), context=context):
-                if chunk := self._chunk(commit, kind, data):
-                    yield chunk
+            events = search.astream(request.prompt, drafts=request.drafts, stop=stop or self.stop, context=context,
+                                    **self.overrides(kwargs))
+            async for chunk in achunks(events, config, self.policy_name, self.include_trace):
+                yield ChatGenerationChunk(message=chunk)
 
-    def _chunk(self, commit: Commit, kind: str, data: Any) -> Optional[ChatGenerationChunk]:
-        """A chunk of newly settled text, or the last chunk: the rest of the answer, with all the metadata."""
-        if kind == "settled":
-            delta = commit.settled(data)
-            return ChatGenerationChunk(message=AIMessageChunk(content=delta)) if delta else None
-        message = to_message(data, self.policy_name, self.include_trace, commit.final(data.answer), chunk=True)
-        return ChatGenerationChunk(message=message)
+    def _result(self, result: SearchResult, stop: Optional[list[str]]) -> ChatResult:
+        """The answer, ended before the first stop sequence, with all the metadata."""
+        answer = cut(result.answer, stop or self.stop)
+        message = to_message(result, self.policy_name, self.include_trace, answer)
+        return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 def _child_config(run_manager: Any) -> Optional[RunnableConfig]:

@@ -12,7 +12,7 @@ from pydantic import ConfigDict
 
 from ._base import DarwinFields
 from ._convert import DarwinInput, to_message, to_request
-from ._streaming import Commit, aprogress, astream_search, progress, stream_search
+from ._streaming import achunks, aresult, chunks, progress
 
 
 class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
@@ -136,37 +136,22 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
         request = to_request(input)
         search = await asyncio.to_thread(self.search)  # the first call loads models: off the event loop
         config = patch_config(config, callbacks=run_manager.get_child())
-        async for _, result in astream_search(search, request.prompt, request.drafts, self.overrides(kwargs),
-                                              on_progress=aprogress(config)):
-            pass  # the last event is the result
-        return to_message(result, self.policy_name, self.include_trace)
+        events = search.astream(request.prompt, drafts=request.drafts, **self.overrides(kwargs))
+        return to_message(await aresult(events, config), self.policy_name, self.include_trace)
 
     def _transform(self, inputs: Iterator[DarwinInput], run_manager: Any, config: RunnableConfig,
                    **kwargs: Any) -> Iterator[AIMessageChunk]:
         request, search, overrides = to_request(_gather(inputs)), self.search(), self.overrides(kwargs)
-        commit = Commit()
-        events = stream_search(search, request.prompt, request.drafts, overrides,
-                               on_progress=progress(config))
-        for kind, data in events:
-            if kind == "settled":
-                if delta := commit.settled(data):
-                    yield AIMessageChunk(content=delta)
-            else:
-                yield to_message(data, self.policy_name, self.include_trace, commit.final(data.answer), chunk=True)
+        events = search.stream(request.prompt, drafts=request.drafts, **overrides)
+        yield from chunks(events, config, self.policy_name, self.include_trace)
 
     async def _atransform(self, inputs: AsyncIterator[DarwinInput], run_manager: Any, config: RunnableConfig,
                           **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
         request = to_request(await _agather(inputs))
         search = await asyncio.to_thread(self.search)
-        commit = Commit()
-        events = astream_search(search, request.prompt, request.drafts, self.overrides(kwargs),
-                                on_progress=aprogress(config))
-        async for kind, data in events:
-            if kind == "settled":
-                if delta := commit.settled(data):
-                    yield AIMessageChunk(content=delta)
-            else:
-                yield to_message(data, self.policy_name, self.include_trace, commit.final(data.answer), chunk=True)
+        events = search.astream(request.prompt, drafts=request.drafts, **self.overrides(kwargs))
+        async for chunk in achunks(events, config, self.policy_name, self.include_trace):
+            yield chunk
 
 
 def _gather(chunks: Iterator[Any]) -> Any:

@@ -7,7 +7,7 @@ import time
 import pytest
 
 from darwin_chains import Search, SearchConfig, TemplateMutator, defaults
-from darwin_chains.embedded import smollm2_dir
+from darwin_chains import embedded
 from tests.unit.test_search import without_timings
 
 pytestmark = pytest.mark.integration
@@ -16,18 +16,36 @@ INSTRUCTION = "Give three tips for writing a clear email."
 CONFIG = SearchConfig(max_new_tokens=48, replacement_period=16, seed=3)
 
 
-def test_converted_model_is_cached_and_reloads_fast(smollm2):
-    start = time.perf_counter()
-    assert smollm2_dir() == smollm2 and (smollm2 / "model.safetensors").exists()
-    from transformers import AutoModelForCausalLM
+def test_converted_model_is_cached_and_reloads_fast(smollm2_dir):
+    from transformers import AutoModelForCausalLM, LlamaForCausalLM  # noqa: F401 (imports are not what is timed)
 
-    AutoModelForCausalLM.from_pretrained(smollm2)
+    start = time.perf_counter()
+    assert embedded.smollm2_dir() == smollm2_dir and (smollm2_dir / "model.safetensors").exists()
+    AutoModelForCausalLM.from_pretrained(smollm2_dir)
     assert time.perf_counter() - start < 10  # seconds, not the ~20 s GGUF conversion
 
 
-def test_darwin_on_the_embedded_model_is_reproducible(smollm2_policy):
+class Spy:
+    """The default reward, recording the instruction of every prompt it is asked to score against."""
+
+    def __init__(self, inner):
+        self.inner, self.name, self.seen = inner, inner.name, []
+
+    def score(self, prompt, responses):
+        self.seen.append(prompt.instruction)
+        return self.inner.score(prompt, responses)
+
+
+@pytest.fixture(scope="module")
+def spied(smollm2_policy):
+    """One Darwin search on the embedded model, its reward spied on: several tests assert on this one run."""
+    reward = Spy(defaults.reward())
+    return Search(smollm2_policy, reward, TemplateMutator(), CONFIG).run(INSTRUCTION), reward.seen
+
+
+def test_darwin_on_the_embedded_model_is_reproducible(smollm2_policy, spied):
     search = Search(smollm2_policy, defaults.reward(), TemplateMutator(), CONFIG)
-    a, b = search.run(INSTRUCTION), search.run(INSTRUCTION)
+    a, b = spied[0], search.run(INSTRUCTION)
     assert a.answer == b.answer and a.reward == b.reward
     assert without_timings(a.trace.to_dict()) == without_timings(b.trace.to_dict())
     assert a.trace.cycles[0].periods and a.trace.tokens_generated > 0
@@ -35,24 +53,12 @@ def test_darwin_on_the_embedded_model_is_reproducible(smollm2_policy):
     assert without_timings(c.trace.to_dict()) != without_timings(a.trace.to_dict())
 
 
-def test_async_matches_sync_on_the_embedded_model(smollm2_policy):
+def test_async_matches_sync_on_the_embedded_model(smollm2_policy, spied):
     search = Search(smollm2_policy, defaults.reward(), TemplateMutator(), CONFIG)
-    assert asyncio.run(search.arun(INSTRUCTION)).answer == search.run(INSTRUCTION).answer
+    assert asyncio.run(search.arun(INSTRUCTION)).answer == spied[0].answer
 
 
-def test_replacement_happens_and_keeps_rewards_against_the_original(smollm2_policy):
-    seen = []
-
-    class Spy:
-        name = "spy"
-
-        def __init__(self, inner):
-            self.inner = inner
-
-        def score(self, prompt, responses):
-            seen.append(prompt.instruction)
-            return self.inner.score(prompt, responses)
-
-    result = Search(smollm2_policy, Spy(defaults.reward()), TemplateMutator(), CONFIG).run(INSTRUCTION)
+def test_replacement_happens_and_keeps_rewards_against_the_original(spied):
+    result, seen = spied
     assert set(seen) == {INSTRUCTION}
     assert any(p.replacements for p in result.trace.cycles[0].periods)

@@ -19,7 +19,7 @@ EMAIL = Prompt.of("Give three tips for writing a clear email.")
 
 
 @pytest.fixture(scope="module")
-def encoder(smollm2):
+def encoder(smollm2_dir):
     return shared_encoder()
 
 

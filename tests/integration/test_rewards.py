@@ -1,57 +1,14 @@
-"""Rewards on real models: a tiny sequence classifier saved in the test, and the packaged MiniLM."""
+"""Rewards on the packaged MiniLM: relevance, and the default relevance + distinct."""
 from __future__ import annotations
 
 import asyncio
 
 import pytest
 
-from darwin_chains import Prompt, RelevanceReward, WeightedReward, as_reward
-from darwin_chains.rewards.hf import HFRewardModel
+from darwin_chains import Prompt, RelevanceReward
+from darwin_chains.testing.contracts import RewardContract
 
 PROMPT = Prompt.of("Give three tips for writing a clear email.")
-
-
-@pytest.fixture(scope="module")
-def reward_model(tiny_reward_model):
-    return HFRewardModel.from_pretrained(tiny_reward_model, device="cpu")
-
-
-def test_batch_scores_equal_one_at_a_time(reward_model):
-    responses = ["Use a clear subject line.", "Keep it short and proofread before sending, always.", "", "Paris"]
-    batched = reward_model.score(PROMPT, responses)
-    alone = [reward_model.score(PROMPT, [r])[0] for r in responses]
-    assert batched == pytest.approx(alone, abs=1e-5)
-    assert len(set(round(s, 6) for s in batched)) > 1  # it discriminates
-
-
-def test_scores_depend_on_the_instruction(reward_model):
-    other = Prompt.of("Write a haiku about autumn.")
-    assert reward_model.score(PROMPT, ["Use a clear subject line."]) != reward_model.score(other, [
-        "Use a clear subject line."])
-
-
-def test_truncation_keeps_the_end_of_a_long_response(tiny_reward_model):
-    reward = HFRewardModel.from_pretrained(tiny_reward_model, device="cpu", max_length=64)
-    middle_a, middle_b = "mat " * 20 + "cat " * 200, "Paris " * 20 + "cat " * 200  # differ only early on
-    tail_a, tail_b = " Keep it short.", " Paris is the capital."
-    ids = reward.encode(PROMPT, middle_a + tail_a)
-    assert len(ids) == 64
-    assert ids[-8:] == reward.encode(PROMPT, "x" + tail_a)[-8:]  # the end survives the cut
-    # What the cut removes cannot matter; what it keeps (the end) does.
-    assert reward.score(PROMPT, [middle_a + tail_a]) == pytest.approx(reward.score(PROMPT, [middle_b + tail_a]))
-    assert reward.score(PROMPT, [middle_a + tail_a]) != pytest.approx(reward.score(PROMPT, [middle_a + tail_b]))
-
-
-def test_pad_equal_to_the_final_token_is_scored_correctly(tiny_reward_model):
-    """When pad == eos and texts end with it, batching must not pool at the wrong token."""
-    from transformers import AutoModelForSequenceClassification, AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(tiny_reward_model)
-    model = AutoModelForSequenceClassification.from_pretrained(tiny_reward_model)
-    model.config.pad_token_id = tokenizer.convert_tokens_to_ids("\u010a")  # the newline ending every turn
-    reward = HFRewardModel(model, tokenizer)
-    responses = ["Use a clear subject line.", "Keep it short."]
-    assert reward.score(PROMPT, responses) == pytest.approx([reward.score(PROMPT, [r])[0] for r in responses])
 
 
 def test_relevance_reward_prefers_on_topic_answers(minilm):
@@ -66,15 +23,6 @@ def test_relevance_reward_prefers_on_topic_answers(minilm):
         reward.score(PROMPT, ["Use a clear subject line."]))
 
 
-def test_weighted_reward_is_the_weighted_sum():
-    length = as_reward(lambda instruction, response: float(len(response)))
-    words = as_reward(lambda instruction, response: float(len(response.split())))
-    combined = WeightedReward([(length, 0.5), (words, 2.0)])
-    assert combined.score(PROMPT, ["a bc", "def"]) == [0.5 * 4 + 2 * 2, 0.5 * 3 + 2 * 1]
-    assert asyncio.run(combined.ascore(PROMPT, ["a bc"])) == [6.0]
-    assert "0.5*" in combined.name
-
-
 def test_distinct_reward_penalises_loops_and_the_default_combines_it(minilm):
     from darwin_chains.rewards import DistinctReward, relevance_and_distinct
 
@@ -86,3 +34,9 @@ def test_distinct_reward_penalises_loops_and_the_default_combines_it(minilm):
     assert combined.name == "relevance+distinct"
     assert combined.score(PROMPT, [varied])[0] == pytest.approx(
         RelevanceReward(minilm).score(PROMPT, [varied])[0] + 1.0, abs=1e-5)
+
+
+class TestRelevanceRewardContract(RewardContract):
+    @pytest.fixture
+    def reward(self, minilm):
+        return RelevanceReward(minilm)

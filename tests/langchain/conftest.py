@@ -30,8 +30,3 @@ def align(fake_policy, cat_reward):
 
     return DarwinAlign(policy=fake_policy, reward=cat_reward, seed_sample=False, **FAST)
 
-
-@pytest.fixture(scope="session")
-def embedded(smollm2_policy):
-    """The embedded SmolLM2 policy, as DarwinAlign(policy=None) would load it."""
-    return smollm2_policy

@@ -1,7 +1,8 @@
 """LangChain's standard chat model tests (langchain-tests) for ChatDarwin.
 
 The unit suite runs offline on the model's construction. The integration suite runs against the embedded
-SmolLM2-135M-Instruct with a small search (two mutants, sixteen tokens), so each call costs a second or two.
+SmolLM2-135M-Instruct with a small search (two mutants, eight tokens, a replacement after four), so each call
+costs about a second: decoding steps dominate, and the suite checks the interface, not the answer's length.
 What does not apply is switched off through the suite's documented properties, each with its reason, or skipped
 explicitly with one.
 """
@@ -16,7 +17,7 @@ from langchain_tests.unit_tests import ChatModelUnitTests
 
 from langchain_darwin import ChatDarwin
 
-SEARCH = {"mutants": 2, "keep_top": 1, "replacement_period": 8, "max_new_tokens": 16}
+SEARCH = {"mutants": 2, "keep_top": 1, "replacement_period": 4, "max_new_tokens": 8}
 
 
 class _Capabilities:

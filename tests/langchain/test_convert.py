@@ -7,7 +7,7 @@ from langchain_core.messages import AIMessage, HumanMessage, SystemMessage, Tool
 from langchain_core.prompts import ChatPromptTemplate, PromptTemplate
 
 from langchain_darwin._convert import to_darwin, to_request
-from langchain_darwin._streaming import Commit, cut
+from darwin_chains.search.stream import Commit, cut
 
 
 def test_a_string_is_one_user_message():

@@ -22,7 +22,7 @@ PROMPT = ChatPromptTemplate.from_messages([("system", "You are a helpful assista
 
 
 @pytest.fixture(scope="module")
-def align(embedded) -> DarwinAlign:
+def align(smollm2_policy) -> DarwinAlign:
     # No policy: the default, the embedded model unless $DARWIN_CHAINS_POLICY names another (not here).
     align = DarwinAlign(seed_sample=False, include_trace=True, **SMALL)
     with pytest.MonkeyPatch.context() as env:
@@ -37,9 +37,9 @@ def sequential(align) -> list:
     return [align.invoke(PROMPT.invoke({"question": q})) for q in QUESTIONS]
 
 
-def test_the_default_policy_is_the_embedded_model(align, sequential, embedded):
-    assert sequential[0].response_metadata["model_name"] == embedded.name
-    assert align.components()[0] is embedded  # loaded once per process, shared
+def test_the_default_policy_is_the_embedded_model(align, sequential, smollm2_policy):
+    assert sequential[0].response_metadata["model_name"] == smollm2_policy.name
+    assert align.components()[0] is smollm2_policy  # loaded once per process, shared
 
 
 def test_the_answer_and_its_reward(sequential):

@@ -18,7 +18,7 @@ from langchain_core.tracers.context import collect_runs
 from langchain_darwin import ChatDarwin, DarwinAlign, LangChainPolicy
 from langchain_darwin.policy import render
 
-from ..contracts import PolicyContract
+from darwin_chains.testing.contracts import PolicyContract
 
 STORY = ("the cat sat on the mat and then it slept well today while the dog kept watch by the door until dark "
          "when the owl woke up and flew over the quiet field").split()
@@ -61,8 +61,8 @@ class TestChatDarwinAsPolicy(PolicyContract):
     """A real chat model: ChatDarwin sampling the embedded SmolLM2 (method="sample" is one plain sample)."""
 
     @pytest.fixture
-    def policy(self, embedded):
-        return LangChainPolicy(ChatDarwin(policy=embedded, method="sample", max_new_tokens=16))
+    def policy(self, smollm2_policy):
+        return LangChainPolicy(ChatDarwin(policy=smollm2_policy, method="sample", max_new_tokens=16))
 
 
 def test_a_chat_model_runs_at_response_granularity_and_says_so():
@@ -136,8 +136,8 @@ def test_a_langchain_chat_model_writes_the_mutations():
 
 
 @pytest.mark.integration
-def test_a_real_chat_model_as_policy_reports_its_usage(embedded):
-    chat = ChatDarwin(policy=embedded, method="sample", max_new_tokens=16)
+def test_a_real_chat_model_as_policy_reports_its_usage(smollm2_policy):
+    chat = ChatDarwin(policy=smollm2_policy, method="sample", max_new_tokens=16)
     align = DarwinAlign(policy=chat, mutants=2, keep_top=1, max_new_tokens=16, seed_sample=False)
     message = align.invoke("Name two primary colours.")
     assert message.content and message.response_metadata["darwin"]["granularity"] == "response"
@@ -147,8 +147,8 @@ def test_a_real_chat_model_as_policy_reports_its_usage(embedded):
 
 
 @pytest.mark.integration
-async def test_a_real_chat_model_as_policy_async(embedded):
-    chat = ChatDarwin(policy=embedded, method="sample", max_new_tokens=12)
+async def test_a_real_chat_model_as_policy_async(smollm2_policy):
+    chat = ChatDarwin(policy=smollm2_policy, method="sample", max_new_tokens=12)
     align = DarwinAlign(policy=chat, mutants=2, keep_top=1, max_new_tokens=12, seed_sample=False)
     assert (await align.ainvoke("Name a fruit.")).content == align.invoke("Name a fruit.").content
 

@@ -56,8 +56,8 @@ def test_embeddings_are_unit_vectors_and_async_agrees(minilm):
 
 
 @pytest.mark.integration
-def test_the_context_reaches_every_beam_unchanged(retriever, embedded):
-    policy = Recording(embedded)
+def test_the_context_reaches_every_beam_unchanged(retriever, smollm2_policy):
+    policy = Recording(smollm2_policy)
     align = DarwinAlign(policy=policy, reward=rag.GroundedReward(), include_trace=True, **SMALL)
     chain = {"context": retriever | rag.format_docs, "question": RunnablePassthrough()} | rag.PROMPT | align
     message = chain.invoke(rag.QUESTION)

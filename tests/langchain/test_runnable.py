@@ -53,7 +53,7 @@ def test_a_misspelt_parameter_is_refused_not_ignored():
 def test_construction_loads_nothing_and_names_the_default_policy(monkeypatch):
     monkeypatch.delenv("DARWIN_CHAINS_POLICY", raising=False)
     align = DarwinAlign(reward=lambda instruction, response: 0.0)
-    assert align._resolved is None and align.policy_name == "embedded"
+    assert not align._components.resolved and align.policy_name == "embedded"
     monkeypatch.setenv("DARWIN_CHAINS_POLICY", "hf:/models/mine")
     assert align.policy_name == "hf:/models/mine"
 

@@ -16,15 +16,15 @@ def embed_model():
 
 
 @pytest.fixture(scope="session")
-def rag():
+def rag_cookbook():
     """The query-engine cookbook as a module: its DOCUMENTS, QUESTION and build_index."""
     return load_cookbook("llama_index_query_engine")
 
 
 @pytest.fixture(scope="session")
-def index(rag, embed_model):
+def minilm_index(rag_cookbook, embed_model):
     """A real in-memory VectorStoreIndex over the cookbook's eight documents."""
-    return rag.build_index(embed_model)
+    return rag_cookbook.build_index(embed_model)
 
 
 @pytest.fixture

@@ -1,28 +1,39 @@
-"""The LlamaIndex cookbook scripts run end to end, as a user runs them: `python cookbook/<name>.py`."""
+"""The LlamaIndex cookbook scripts run end to end: each script's `main()`, in this process so the embedded models
+load once for the whole suite, as the LangChain cookbook tests do."""
 from __future__ import annotations
 
-import os
+import asyncio
+import inspect
 import re
-import subprocess
-import sys
 
 import pytest
 
-from .fakes import COOKBOOK
+from .fakes import load_cookbook
 
 pytestmark = pytest.mark.integration
 
 
-def run(name: str) -> str:
-    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
-    env.pop("DARWIN_CHAINS_POLICY", None)  # the embedded default, as on a fresh set-up
-    done = subprocess.run([sys.executable, str(COOKBOOK / f"{name}.py")], cwd=COOKBOOK.parent, env=env,
-                          capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr[-3000:]
-    return done.stdout
+@pytest.fixture
+def run(capsys, monkeypatch):
+    """Run `cookbook/<name>.py` as `python cookbook/<name>.py` would, and return what it printed."""
+    from llama_index.core.instrumentation import get_dispatcher
+
+    monkeypatch.delenv("DARWIN_CHAINS_POLICY", raising=False)  # the embedded default, as on a fresh set-up
+    root = get_dispatcher()
+    handlers = list(root.event_handlers)
+
+    def run(name: str) -> str:
+        capsys.readouterr()
+        done = load_cookbook(name).main()
+        if inspect.iscoroutine(done):
+            asyncio.run(done)
+        return capsys.readouterr().out
+
+    yield run
+    root.event_handlers[:] = handlers  # the script's own event handler goes with it
 
 
-def test_query_engine_cookbook():
+def test_query_engine_cookbook(run):
     out = run("llama_index_query_engine")
     assert "policy: smollm2-135m-instruct (context window 8,192 tokens)" in out
     answers = re.findall(r"^A: (.*)$", out, re.MULTILINE)
@@ -31,7 +42,7 @@ def test_query_engine_cookbook():
     assert len(re.findall(r"reward -?\d+\.\d+, \d+ beams replaced", out)) == 2
 
 
-def test_agent_cookbook():
+def test_agent_cookbook(run):
     out = run("llama_index_agent")
     assert "tool lookup_planet -> Mars is the fourth planet" in out
     draft = float(re.search(r"^draft \(reward (-?\d+\.\d+)\)", out, re.MULTILINE).group(1))

@@ -87,7 +87,7 @@ def test_unknown_context_window_falls_back_to_llama_index_default():
 def test_default_policy_is_not_loaded_at_construction_nor_for_tracing():
     llm = DarwinLLM(mutants=3, keep_top=1)
     payload = llm.to_payload()
-    assert llm._policy is None
+    assert llm._components.loaded_policy is None
     assert payload["search"]["mutants"] == 3 and payload["policy"] == "default"
 
 
@@ -115,9 +115,9 @@ def test_bad_configuration_fails_at_construction(kwargs, match):
 def test_reward_and_mutator_specs_resolve_on_first_use():
     policy = FakePolicy()
     llm = DarwinLLM(policy=policy, reward="relevance", mutator="llm", **FAST)
-    assert (llm._reward, llm._mutator) == ("relevance", "llm")  # nothing built before it is needed
+    assert not llm._components.resolved  # nothing built before it is needed
     trace = llm.complete("say cat").raw.trace
-    _, reward, mutator = llm._components()
+    _, reward, mutator = llm._components.get()
     assert isinstance(reward, RelevanceReward) and isinstance(mutator, LLMMutator) and mutator.policy is policy
     assert (trace.reward, trace.mutator) == ("relevance-minilm", "llm")
 

@@ -57,33 +57,33 @@ def make_mutator(kind: str):
     return scripted_llm_mutator(seen), seen
 
 
-def test_retrieval_returns_the_relevant_document(index, rag):
-    retriever = index.as_retriever(similarity_top_k=1)
-    assert "waggle dance" in retriever.retrieve(rag.QUESTION)[0].text
-    assert "hieroglyphic" in retriever.retrieve(rag.FOLLOW_UP)[0].text
+def test_retrieval_returns_the_relevant_document(minilm_index, rag_cookbook):
+    retriever = minilm_index.as_retriever(similarity_top_k=1)
+    assert "waggle dance" in retriever.retrieve(rag_cookbook.QUESTION)[0].text
+    assert "hieroglyphic" in retriever.retrieve(rag_cookbook.FOLLOW_UP)[0].text
     assert "8,849" in retriever.retrieve("How tall is the highest mountain?")[0].text
 
 
 @pytest.mark.parametrize("kind", ["template", "scrambler", "llm-mutator"])
-def test_query_engine_never_rewrites_the_retrieved_context(index, rag, kind):
+def test_query_engine_never_rewrites_the_retrieved_context(minilm_index, rag_cookbook, kind):
     mutator, seen = make_mutator(kind)
     llm, spy = spy_llm(mutator)
-    response = index.as_query_engine(llm=llm, similarity_top_k=1).query(rag.QUESTION)
+    response = minilm_index.as_query_engine(llm=llm, similarity_top_k=1).query(rag_cookbook.QUESTION)
     node = response.source_nodes[0].text
     assert "waggle dance" in node and str(response)
     assert len(spy.prompts) == 4  # three mutants and the seed sample
     assert all(node in p.instruction for p in spy.prompts)
-    assert rag.QUESTION not in node  # so the check above is not met by the query alone
-    rewritten = [p for p in spy.prompts if p.request != rag.QUESTION]
+    assert rag_cookbook.QUESTION not in node  # so the check above is not met by the query alone
+    rewritten = [p for p in spy.prompts if p.request != rag_cookbook.QUESTION]
     assert len(rewritten) == 3 and all(p.request in p.instruction for p in rewritten)
     if seen is not None:  # the mutator was shown the query and nothing else
-        assert seen == [rag.QUESTION]
-        assert all(p.request.startswith(("REWRITE", rag.QUESTION.upper()[::-1])) for p in rewritten)
+        assert seen == [rag_cookbook.QUESTION]
+        assert all(p.request.startswith(("REWRITE", rag_cookbook.QUESTION.upper()[::-1])) for p in rewritten)
 
 
-def test_without_the_query_mark_the_same_mutator_would_rewrite_the_context(index, rag):
-    node = index.as_retriever(similarity_top_k=1).retrieve(rag.QUESTION)[0].text
-    args = dict(context_str=node, query_str=rag.QUESTION)
+def test_without_the_query_mark_the_same_mutator_would_rewrite_the_context(minilm_index, rag_cookbook):
+    node = minilm_index.as_retriever(similarity_top_k=1).retrieve(rag_cookbook.QUESTION)[0].text
+    args = dict(context_str=node, query_str=rag_cookbook.QUESTION)
     llm, spy = spy_llm(Scrambler())
     llm.chat(DEFAULT_TEXT_QA_PROMPT_SEL.format_messages(llm=llm, **args))  # formatted by hand: no mark
     assert sum(node in p.instruction for p in spy.prompts) == 1  # only the seed sample kept it
@@ -93,37 +93,37 @@ def test_without_the_query_mark_the_same_mutator_would_rewrite_the_context(index
 
 
 @pytest.mark.parametrize("chat_mode", ["context", "condense_plus_context"])
-def test_chat_engine_keeps_context_and_history_verbatim(index, rag, chat_mode):
+def test_chat_engine_keeps_context_and_history_verbatim(minilm_index, rag_cookbook, chat_mode):
     scrambler = Scrambler()
     llm, spy = spy_llm(scrambler)
-    engine = index.as_chat_engine(chat_mode=chat_mode, llm=llm, similarity_top_k=1)
-    first = engine.chat(rag.QUESTION)
+    engine = minilm_index.as_chat_engine(chat_mode=chat_mode, llm=llm, similarity_top_k=1)
+    first = engine.chat(rag_cookbook.QUESTION)
     node = first.source_nodes[0].text
     assert "waggle dance" in node and first.response
     assert all(node in p.messages[0]["content"] and p.messages[0]["role"] == "system" for p in spy.prompts)
-    assert scrambler.seen == [rag.QUESTION]
+    assert scrambler.seen == [rag_cookbook.QUESTION]
     if chat_mode == "context":  # condense_plus_context would first condense the follow-up with another search
         spy.prompts.clear()
         engine.chat(FOLLOW_UP)
-        history = [{"role": "user", "content": rag.QUESTION}, {"role": "assistant", "content": first.response}]
+        history = [{"role": "user", "content": rag_cookbook.QUESTION}, {"role": "assistant", "content": first.response}]
         assert all(list(p.messages[1:3]) == history for p in spy.prompts)
         assert scrambler.seen[-1] == FOLLOW_UP
 
 
-def test_streaming_query_engine_streams_the_search_answer(index, rag):
+def test_streaming_query_engine_streams_the_search_answer(minilm_index, rag_cookbook):
     llm, spy = spy_llm(Scrambler())
     llm.seed_sample = False  # nothing settles while an independent sample could still win
-    answer = str(index.as_query_engine(llm=llm, similarity_top_k=1).query(rag.QUESTION))
+    answer = str(minilm_index.as_query_engine(llm=llm, similarity_top_k=1).query(rag_cookbook.QUESTION))
     spy.prompts.clear()
-    streaming = index.as_query_engine(llm=llm, similarity_top_k=1, streaming=True).query(rag.QUESTION)
+    streaming = minilm_index.as_query_engine(llm=llm, similarity_top_k=1, streaming=True).query(rag_cookbook.QUESTION)
     pieces = list(streaming.response_gen)
     assert len([p for p in pieces if p]) > 1 and "".join(pieces) == answer
     node = streaming.source_nodes[0].text
     assert spy.prompts and all(node in p.instruction for p in spy.prompts)
 
 
-async def test_async_query_engine(index, rag):
+async def test_async_query_engine(minilm_index, rag_cookbook):
     llm, spy = spy_llm(Scrambler())
-    response = await index.as_query_engine(llm=llm, similarity_top_k=1).aquery(rag.QUESTION)
-    assert str(response) == str(index.as_query_engine(llm=llm, similarity_top_k=1).query(rag.QUESTION))
+    response = await minilm_index.as_query_engine(llm=llm, similarity_top_k=1).aquery(rag_cookbook.QUESTION)
+    assert str(response) == str(minilm_index.as_query_engine(llm=llm, similarity_top_k=1).query(rag_cookbook.QUESTION))
     assert all(response.source_nodes[0].text in p.instruction for p in spy.prompts)

@@ -22,7 +22,7 @@ EMAIL = "Give three tips for writing a clear email."
 def test_metadata_and_lazy_default_policy(smollm2_policy, monkeypatch):
     monkeypatch.delenv("DARWIN_CHAINS_POLICY", raising=False)
     llm = DarwinLLM(**SMALL)
-    assert llm._policy is None
+    assert llm._components.loaded_policy is None
     meta = llm.metadata  # first use: loads the default policy, the embedded SmolLM2
     assert llm.policy is smollm2_policy
     assert meta.context_window == smollm2_policy.max_context == 8192
@@ -77,21 +77,21 @@ async def test_acomplete_on_smollm2_leaves_the_event_loop_free(smollm2_policy):
     assert ticks >= 0.3 * elapsed / 0.01, f"{ticks} ticks in {elapsed:.1f} s: the loop was blocked"
 
 
-def test_query_engine_on_smollm2_keeps_the_context(smollm2_policy, index, rag):
+def test_query_engine_on_smollm2_keeps_the_context(smollm2_policy, minilm_index, rag_cookbook):
     spy = SpyPolicy(smollm2_policy)
     llm = DarwinLLM(policy=spy, **SMALL)
-    response = index.as_query_engine(llm=llm, similarity_top_k=1).query(rag.QUESTION)
+    response = minilm_index.as_query_engine(llm=llm, similarity_top_k=1).query(rag_cookbook.QUESTION)
     node = response.source_nodes[0].text
     assert "waggle dance" in node and str(response).strip()
     assert len(spy.prompts) == 4 and all(node in p.instruction for p in spy.prompts)
     assert len({p.request for p in spy.prompts}) == 4  # the template mutator rewrote the query three ways
 
 
-def test_streaming_chat_engine_on_smollm2(smollm2_policy, index, rag):
+def test_streaming_chat_engine_on_smollm2(smollm2_policy, minilm_index, rag_cookbook):
     spy = SpyPolicy(smollm2_policy)
     llm = DarwinLLM(policy=spy, **{**SMALL, "seed_sample": False})
-    engine = index.as_chat_engine(chat_mode="condense_plus_context", llm=llm, similarity_top_k=1)
-    streaming = engine.stream_chat(rag.FOLLOW_UP)
+    engine = minilm_index.as_chat_engine(chat_mode="condense_plus_context", llm=llm, similarity_top_k=1)
+    streaming = engine.stream_chat(rag_cookbook.FOLLOW_UP)
     text = "".join(streaming.response_gen)
     assert text.strip() and text == streaming.response
     node = streaming.source_nodes[0].text

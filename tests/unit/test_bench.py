@@ -7,12 +7,16 @@ import signal
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import pytest
 
 from darwin_chains import ConfigError, InputError, SearchConfig
 from darwin_chains.cli.bench import METHODS, Bench, load_prompts, markdown, read_rows, showcase, summarize
 from darwin_chains.testing import FakePolicy, KeywordReward
+
+#: The project's shared prompt files, beside the checkout (the package itself has no default for them).
+SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
 def suffix_mutator(instruction, n):
@@ -106,10 +110,20 @@ def test_bad_prompt_files_are_clear(tmp_path):
         load_prompts([str(bad)])
 
 
-def test_shared_prompt_sets_load():
-    prompts = load_prompts(["mt-bench:3", "alpaca:2"])
+def test_shared_prompt_sets_load(monkeypatch):
+    prompts = load_prompts(["mt-bench:3", "alpaca:2"], SHARED_DATA)
     assert [p.source for p in prompts] == ["mt-bench"] * 3 + ["alpaca"] * 2
     assert prompts[3].reference and prompts[0].instruction
+    monkeypatch.setenv("DARWIN_CHAINS_DATA", str(SHARED_DATA))
+    assert load_prompts(["alpaca:2"]) == prompts[3:]
+
+
+def test_shared_prompt_sets_need_a_data_folder(monkeypatch, tmp_path):
+    """The installed package reads no path it was not given: no guess at where the shared data lives."""
+    monkeypatch.delenv("DARWIN_CHAINS_DATA", raising=False)
+    monkeypatch.chdir(tmp_path)
+    with pytest.raises(ConfigError, match="--data-dir FOLDER.*DARWIN_CHAINS_DATA"):
+        load_prompts(["mt-bench:3"])
 
 
 def test_plots_are_drawn_from_results(tmp_path, prompt_file):
@@ -133,25 +147,6 @@ def test_the_plotted_search_is_one_a_mutant_won_after_replacements():
     plain, busy, telling = trace(0, 0), trace(0, 3), trace(1, 1)
     assert showcase([plain, busy, telling]) is telling
     assert showcase([plain, busy]) is busy
-
-
-@pytest.mark.integration
-def test_bench_cli_on_the_embedded_model(tmp_path):
-    out = tmp_path / "bench.jsonl"
-    args = [sys.executable, "-m", "darwin_chains.cli", "bench", "--prompts", "alpaca:1", "--methods", "sample",
-            "best-of-5", "--max-new-tokens", "12", "--out", str(out), "--judge", "reference", "relevance",
-            "--progress", "off"]
-    done = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert done.returncode == 0, done.stderr
-    rows = read_rows(out)
-    assert {r["method"] for r in rows} == {"sample", "best-of-5"}
-    assert all(set(r["judges"]) == {"reference", "relevance"} for r in rows)
-    assert "| best-of-5 |" in done.stdout
-    again = subprocess.run(args, capture_output=True, text=True, timeout=600)
-    assert again.returncode == 0 and len(read_rows(out)) == 2
-    changed = subprocess.run(args[:-2] + ["--max-new-tokens", "16", "--progress", "off"], capture_output=True,
-                             text=True, timeout=600)
-    assert changed.returncode == 2 and "different config" in changed.stderr and "Traceback" not in changed.stderr
 
 
 def _ctrl_c_as_in_a_terminal() -> None:

@@ -5,8 +5,7 @@ import pytest
 import torch
 
 from darwin_chains import ConfigError, HFPolicy, InputError, Prompt, Sampling
-from darwin_chains.testing import FakePolicy
-from tests.contracts import PROMPTS, PolicyContract
+from darwin_chains.testing.contracts import PROMPTS, PolicyContract
 
 GREEDY = Sampling(temperature=0)
 
@@ -15,12 +14,6 @@ class TestHFPolicyContract(PolicyContract):
     @pytest.fixture
     def policy(self, tiny_policy):
         return tiny_policy
-
-
-class TestFakePolicyContract(PolicyContract):
-    @pytest.fixture
-    def policy(self):
-        return FakePolicy(stop=0.05)
 
 
 def next_token_logits(policy: HFPolicy, ids: list[int]) -> torch.Tensor:
@@ -151,7 +144,7 @@ def test_device_and_dtype_defaults(tiny_policy):
 def test_sampler_matches_transformers_warpers(sampling, shortlist):
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
-    from darwin_chains.policies.hf import _sample
+    from darwin_chains.policies.sampling import sample
 
     torch.manual_seed(0)
     logits = torch.stack([torch.randn(300) * 4, torch.randn(300) * 0.3])  # one peaked row, one flat row
@@ -162,7 +155,7 @@ def test_sampler_matches_transformers_warpers(sampling, shortlist):
         reference = TopPLogitsWarper(sampling.top_p)(None, reference)
     expected = torch.softmax(reference, -1)
     generator = torch.Generator().manual_seed(0)
-    draws = torch.stack([_sample(logits, sampling, generator, shortlist) for _ in range(4000)])
+    draws = torch.stack([sample(logits, sampling, generator, shortlist) for _ in range(4000)])
     for row in range(2):
         counts = torch.bincount(draws[:, row], minlength=300).float() / len(draws)
         assert set(counts.nonzero().squeeze(-1).tolist()) <= set(expected[row].nonzero().squeeze(-1).tolist())

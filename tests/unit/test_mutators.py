@@ -1,4 +1,4 @@
-"""Mutators: the template mutator, list parsing, and the LLM mutator's validation on a real policy."""
+"""Mutators: the template mutator, list parsing, and the LLM mutator's validation over a scripted policy."""
 from __future__ import annotations
 
 import logging
@@ -7,6 +7,8 @@ import pytest
 
 from darwin_chains import ConfigError, LLMMutator, TemplateMutator
 from darwin_chains.mutators import parse_list
+from darwin_chains.testing import ScriptedPolicy
+from darwin_chains.testing.contracts import MutatorContract
 
 INSTRUCTION = "Give three tips for writing a clear email."
 
@@ -51,56 +53,33 @@ def test_parse_list_shapes(text, expected):
     assert parse_list(text) == expected
 
 
-class ScriptedPolicyOutput:
-    """A policy whose only answer is fixed text: isolates the mutator's parsing and validation."""
-
-    def __init__(self, text):
-        from darwin_chains.testing import FakePolicy
-
-        self.inner = FakePolicy()
-        self.text = text
-        self.name, self.supports_continuation, self.max_context = "scripted", True, None
-
-    def start(self, prompts, max_new_tokens):
-        return self.inner.start(prompts, max_new_tokens)
-
-    def extend(self, beams, max_new_tokens, sampling, seed):
-        for b in beams:
-            b.response, b.tokens, b.finished = self.text, len(self.text.split()), True
-        from darwin_chains import Usage
-
-        return Usage()
-
-    def adopt(self, beam, donor):
-        return self.inner.adopt(beam, donor)
+OUTPUT = ("1. Write three tips on composing a clear email.\n"
+          "2. Use a clear subject line and keep it short.\n"  # an answer, not a rewrite: only embeddings tell
+          "3. Write three tips on composing a clear email.\n"  # duplicate
+          "4. How do I write a clear email? Give me three tips.\n"
+          "5. Bananas.\n")
 
 
-def test_llm_mutator_rejects_answers_using_real_embeddings(minilm, caplog):
-    output = ("1. Write three tips on composing a clear email.\n"
-              "2. Use a clear subject line and keep it short.\n"  # an answer, not a rewrite
-              "3. Write three tips on composing a clear email.\n"  # duplicate
-              "4. How do I write a clear email? Give me three tips.\n"
-              "5. Bananas.\n")
-    mutator = LLMMutator(ScriptedPolicyOutput(output), embedder=minilm)
+class TestTemplateMutatorContract(MutatorContract):
+    @pytest.fixture
+    def mutator(self):
+        return TemplateMutator()
+
+
+class TestLLMMutatorContract(MutatorContract):
+    @pytest.fixture
+    def mutator(self):
+        return LLMMutator(ScriptedPolicy(default=OUTPUT, supports_continuation=False))
+
+
+def test_llm_mutator_asks_its_policy_and_drops_duplicates_and_fragments(caplog):
+    policy = ScriptedPolicy(default=OUTPUT)
+    mutator = LLMMutator(policy)
     with caplog.at_level(logging.WARNING):
         variants = mutator.mutate(INSTRUCTION, 4, seed=0)
-    assert variants == ["Write three tips on composing a clear email.",
-                        "How do I write a clear email? Give me three tips.", INSTRUCTION, INSTRUCTION]
-    reasons = dict(mutator.rejected)
-    assert reasons["Write three tips on composing a clear email."] == "duplicate"
-    assert reasons["Bananas."] == "too short for a rewrite"
-    assert "an answer, not a rewrite" in reasons["Use a clear subject line and keep it short."]
+    assert policy.calls("start")[0][1] == (mutator.request(INSTRUCTION, 4),)
+    assert variants == ["Write three tips on composing a clear email.", "Use a clear subject line and keep it short.",
+                        "How do I write a clear email? Give me three tips.", INSTRUCTION]
+    assert dict(variants.rejected) == {"Write three tips on composing a clear email.": "duplicate",
+                                       "Bananas.": "too short for a rewrite"}
     assert "fall back to the original" in caplog.text
-
-
-@pytest.mark.integration
-def test_llm_mutator_on_the_embedded_model_validates_and_falls_back(smollm2_policy, minilm):
-    """SmolLM2-135M tends to answer instead of rewriting; whatever it writes, the result is usable."""
-    mutator = LLMMutator(smollm2_policy, embedder=minilm, max_new_tokens=96)
-    variants = mutator.mutate(INSTRUCTION, 5, seed=0)
-    assert len(variants) == 5 and all(v.strip() for v in variants)
-    similarity = minilm.similarity(INSTRUCTION, variants)
-    assert min(similarity) >= mutator.min_similarity  # every kept variant is a rewrite, or the original itself
-    rejected = {candidate for candidate, _ in mutator.rejected}
-    assert not rejected & set(variants)
-    assert mutator.rejected or any(v != INSTRUCTION for v in variants)  # it did judge something

@@ -54,12 +54,7 @@ def stop(process: subprocess.Popen) -> None:
 
 
 @pytest.fixture(scope="session")
-def model_dir(smollm2) -> str:
-    return str(smollm2)
-
-
-@pytest.fixture(scope="session")
-def served(model_dir, tmp_path_factory) -> str:
+def served_smollm2(smollm2_dir, tmp_path_factory) -> str:
     """The base URL (…/v1) of `transformers serve` with SmolLM2 preloaded, on a free loopback port."""
     exe = shutil.which("transformers", path=str(Path(sys.executable).parent)) or shutil.which("transformers")
     if exe is None:
@@ -67,7 +62,7 @@ def served(model_dir, tmp_path_factory) -> str:
     port = free_port()
     env = {**os.environ, "HF_HUB_OFFLINE": "1", "TRANSFORMERS_OFFLINE": "1", "OMP_WAIT_POLICY": "PASSIVE"}
     log = open(tmp_path_factory.mktemp("serve") / "serve.log", "wb")
-    process = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), model_dir],
+    process = subprocess.Popen([exe, "serve", "--host", "127.0.0.1", "--port", str(port), str(smollm2_dir)],
                                stdout=log, stderr=subprocess.STDOUT, env=env)
     try:
         wait_ready(f"http://127.0.0.1:{port}/health", 120, process)
@@ -78,8 +73,8 @@ def served(model_dir, tmp_path_factory) -> str:
 
 
 @pytest.fixture(scope="session")
-def proxy_server(served):
-    proxy = FaultProxy(served)
+def proxy_server(served_smollm2):
+    proxy = FaultProxy(served_smollm2)
     yield proxy
     proxy.close()
 

@@ -20,8 +20,9 @@ from .conftest import SAMPLING
 pytestmark = pytest.mark.integration
 
 
-def test_concurrent_bench_keeps_the_server_busy(proxy, model_dir, tmp_path):
-    policy = OpenAIPolicy.from_url(model_dir, proxy.url, tokenizer=model_dir, max_context=2048, extra_body=SAMPLING)
+def test_concurrent_bench_keeps_the_server_busy(proxy, smollm2_dir, tmp_path):
+    policy = OpenAIPolicy.from_url(str(smollm2_dir), proxy.url, tokenizer=smollm2_dir, max_context=2048,
+                                   extra_body=SAMPLING)
     prompts = [BenchPrompt(f"p{i}", f"Name one use of {thing}.", "test")
                for i, thing in enumerate(["salt", "rope", "glass", "paper", "copper", "wool", "clay", "wax"])]
     config = SearchConfig(max_new_tokens=16, replacement_period=8)

@@ -23,8 +23,8 @@ def run(*args: str) -> str:
     return done.stdout
 
 
-def test_openai_remote(served):
-    out = run("cookbook/openai_remote.py", "--base-url", served)
+def test_openai_remote(served_smollm2):
+    out = run("cookbook/openai_remote.py", "--base-url", served_smollm2)
     assert "completions mode" in out and re.search(r"^A: \S", out, re.M)
     assert re.search(r"\d+ requests, 0 retries", out) and "judge scores: answer" in out
     assert "granularity response" in out and "422" in out

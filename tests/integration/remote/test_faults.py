@@ -24,17 +24,17 @@ INSTRUCTION = "Give three tips for writing a clear email."
 SMALL = SearchConfig(mutants=2, keep_top=1, replacement_period=8, max_new_tokens=16, seed_sample=False, seed=3)
 
 
-def policy_through(proxy, model_dir, **retry) -> OpenAIPolicy:
+def policy_through(proxy, smollm2_dir, **retry) -> OpenAIPolicy:
     retry = {"attempts": 5, "initial_backoff": 0.1, "jitter": 0.05, "timeout": 8.0, **retry}
-    return OpenAIPolicy.from_url(model_dir, proxy.url, tokenizer=model_dir, extra_body=SAMPLING,
+    return OpenAIPolicy.from_url(str(smollm2_dir), proxy.url, tokenizer=smollm2_dir, extra_body=SAMPLING,
                                  retry=RetryPolicy(**retry))
 
 
-def test_search_survives_transient_faults_and_counts_every_retry(proxy, model_dir):
+def test_search_survives_transient_faults_and_counts_every_retry(proxy, smollm2_dir):
     proxy.faults = ["429", "500", "stall", "drop"]
     proxy.stall = 9.0  # past the 8 s per-request timeout
     started = time.monotonic()
-    result = Search(policy_through(proxy, model_dir), KeywordReward(["email"]), TemplateMutator(), SMALL).run(
+    result = Search(policy_through(proxy, smollm2_dir), KeywordReward(["email"]), TemplateMutator(), SMALL).run(
         INSTRUCTION)
     trace = result.trace
     assert result.answer.strip()
@@ -47,9 +47,9 @@ def test_search_survives_transient_faults_and_counts_every_retry(proxy, model_di
     assert time.monotonic() - started < 60
 
 
-def test_bad_key_fails_at_once_without_retrying(proxy, model_dir):
+def test_bad_key_fails_at_once_without_retrying(proxy, smollm2_dir):
     proxy.always = "401"
-    policy = policy_through(proxy, model_dir)
+    policy = policy_through(proxy, smollm2_dir)
     started = time.monotonic()
     with pytest.raises(PolicyError) as err:
         Search(policy, KeywordReward(), TemplateMutator(), SMALL).run(INSTRUCTION)
@@ -59,21 +59,21 @@ def test_bad_key_fails_at_once_without_retrying(proxy, model_dir):
     assert len(proxy.injected) == 2 and not proxy.forwarded  # one request per beam, none retried
 
 
-def test_exhausted_retries_name_the_last_status(proxy, model_dir):
+def test_exhausted_retries_name_the_last_status(proxy, smollm2_dir):
     proxy.faults = ["500"] * 3
-    policy = policy_through(proxy, model_dir, attempts=3)
+    policy = policy_through(proxy, smollm2_dir, attempts=3)
     from darwin_chains import Prompt, Sampling
 
     with pytest.raises(PolicyError, match=r"answered 500 .* on all 3 attempts"):
         policy.extend(policy.start([Prompt.of("Hi")], 4), 4, Sampling(), seed=0)
 
 
-def test_deadline_returns_the_best_so_far_from_a_slow_server(proxy, model_dir):
+def test_deadline_returns_the_best_so_far_from_a_slow_server(proxy, smollm2_dir):
     proxy.delay = 1.5
     timeout = 8.0
     config = SMALL.replace(max_new_tokens=48, time_budget=2.0)
     started = time.monotonic()
-    result = Search(policy_through(proxy, model_dir, timeout=timeout), KeywordReward(["email"]), TemplateMutator(),
+    result = Search(policy_through(proxy, smollm2_dir, timeout=timeout), KeywordReward(["email"]), TemplateMutator(),
                     config).run(INSTRUCTION)
     elapsed = time.monotonic() - started
     assert result.trace.stopped == "time_budget" and result.answer.strip()

@@ -22,8 +22,8 @@ pytestmark = pytest.mark.integration
 PROMPT = Prompt.of("Give three tips for writing a clear email.")
 
 
-def test_judge_scores_in_range_with_usage(served, model_dir):
-    judge = JudgeReward(OpenAIPolicy.from_url(model_dir, served, tokenizer=model_dir))
+def test_judge_scores_in_range_with_usage(served_smollm2, smollm2_dir):
+    judge = JudgeReward(OpenAIPolicy.from_url(str(smollm2_dir), served_smollm2, tokenizer=smollm2_dir))
     scores = judge.score(PROMPT, ["Use a clear subject line, keep it short, and proofread.", "banana"])
     assert len(scores) == 2 and all(math.isfinite(s) and 1 <= s <= 10 for s in scores)
     assert scores.usage.requests == 2 and scores.usage.output_tokens > 0
@@ -31,15 +31,15 @@ def test_judge_scores_in_range_with_usage(served, model_dir):
     assert 1 <= again[0] <= 10
 
 
-def test_judge_drives_a_search_and_its_tokens_are_counted(served, model_dir):
-    judge = JudgeReward(OpenAIPolicy.from_url(model_dir, served, tokenizer=model_dir))
+def test_judge_drives_a_search_and_its_tokens_are_counted(served_smollm2, smollm2_dir):
+    judge = JudgeReward(OpenAIPolicy.from_url(str(smollm2_dir), served_smollm2, tokenizer=smollm2_dir))
     config = SearchConfig(method="best-of-n", mutants=2, max_new_tokens=6, seed=0)
     result = Search(FakePolicy(), judge, None, config).run(PROMPT)
     assert 1 <= result.reward <= 10 and result.trace.reward_tokens > 0
 
 
-def test_judge_that_answers_instead_of_scoring_raises(served, model_dir):
-    judge = JudgeReward(OpenAIPolicy.from_url(model_dir, served))  # chat mode: no prefix to continue
+def test_judge_that_answers_instead_of_scoring_raises(served_smollm2, smollm2_dir):
+    judge = JudgeReward(OpenAIPolicy.from_url(str(smollm2_dir), served_smollm2))  # chat mode: no prefix to continue
     with pytest.raises(RewardError) as err:
         judge.score(PROMPT, ["Use a clear subject line."])
     assert "judge:" in str(err.value) and "reply began" in str(err.value)

@@ -34,8 +34,9 @@ REASONING_TEMPLATE = (
 
 
 @pytest.fixture(scope="module")
-def completions_policy(served, model_dir):
-    return OpenAIPolicy.from_url(model_dir, served, tokenizer=model_dir, max_context=2048, extra_body=SAMPLING)
+def completions_policy(served_smollm2, smollm2_dir):
+    return OpenAIPolicy.from_url(str(smollm2_dir), served_smollm2, tokenizer=smollm2_dir, max_context=2048,
+                                 extra_body=SAMPLING)
 
 
 def test_completions_mode_runs_darwin_end_to_end(completions_policy):
@@ -58,8 +59,8 @@ async def test_async_path_continues_partial_responses(completions_policy):
     assert all(b.response.startswith(f) for b, f in zip(beams, first))
 
 
-def test_n_not_honoured_falls_back_to_one_request_per_beam(served, model_dir):
-    policy = OpenAIPolicy.from_url(model_dir, served, tokenizer=model_dir, extra_body=SAMPLING)
+def test_n_not_honoured_falls_back_to_one_request_per_beam(served_smollm2, smollm2_dir):
+    policy = OpenAIPolicy.from_url(str(smollm2_dir), served_smollm2, tokenizer=smollm2_dir, extra_body=SAMPLING)
     beams = policy.start([Prompt.of("Name a colour.")] * 3, 8)
     usage = policy.extend(beams, 6, Sampling(), seed=5)
     assert all(b.response and b.tokens for b in beams)  # no beam lost
@@ -77,8 +78,8 @@ def test_seed_makes_replies_repeatable(completions_policy):
     assert texts[0] == texts[1]
 
 
-def test_chat_mode_is_detected_and_runs_at_response_granularity(served, model_dir):
-    policy = OpenAIPolicy.from_url(model_dir, served, extra_body=SAMPLING)
+def test_chat_mode_is_detected_and_runs_at_response_granularity(served_smollm2, smollm2_dir):
+    policy = OpenAIPolicy.from_url(str(smollm2_dir), served_smollm2, extra_body=SAMPLING)
     assert policy.supports_continuation is False and policy.mode == "chat"
     assert any("422" in note for note in policy.notes)
     config = SMALL.replace(max_new_tokens=12)
@@ -89,10 +90,10 @@ def test_chat_mode_is_detected_and_runs_at_response_granularity(served, model_di
     assert result.trace.policy_requests == 2 and all(not c.periods for c in result.trace.cycles)
 
 
-def test_template_that_rewrites_the_final_message_is_detected(model_dir):
+def test_template_that_rewrites_the_final_message_is_detected(smollm2_dir):
     from transformers import AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    tokenizer = AutoTokenizer.from_pretrained(smollm2_dir)
     assert chat_template.rewrites(tokenizer) is None  # SmolLM2's ChatML keeps a partial answer verbatim
     assert "strips <think>" in chat_template.rewrites(tokenizer, REASONING_TEMPLATE)
     client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="x")  # never called
@@ -106,9 +107,9 @@ def test_template_that_rewrites_the_final_message_is_detected(model_dir):
     assert refused.supports_continuation is False and "refused" in refused.notes[0]
 
 
-def test_prompt_longer_than_the_context_window_names_both_lengths(model_dir):
+def test_prompt_longer_than_the_context_window_names_both_lengths(smollm2_dir):
     client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="x")
-    policy = OpenAIPolicy(client, "m", tokenizer=model_dir, max_context=64)
+    policy = OpenAIPolicy(client, "m", tokenizer=smollm2_dir, max_context=64)
     with pytest.raises(InputError, match=r"prompt has \d+ tokens .* context window is 64"):
         policy.start([Prompt.of("cat " * 80)], 8)
     with pytest.raises(ConfigError):

@@ -16,13 +16,14 @@ from __future__ import annotations
 import asyncio
 import contextvars
 import logging
-import queue
-import threading
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
 from darwin_chains import ConfigError, Mutator, Policy, Prompt, Reward, Search, SearchConfig, SearchResult, defaults
+from darwin_chains.config import close_knob, knobs, pydantic_fields, resolve
 from darwin_chains.protocols import as_mutator, as_reward, component_name
+from darwin_chains.search.components import Components
+from darwin_chains.search.stream import Delta, Event, Progress
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -34,7 +35,7 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import Field, PrivateAttr
+from llama_index.core.bridge.pydantic import PrivateAttr, create_model
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
@@ -42,23 +43,18 @@ from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 
 from .events import to_event
-from .utils import SENTINEL, delta, metadata, request_variable, sentinel_start, tag_request, to_prompt
+from .utils import SENTINEL, request_variable, sentinel_start, tag_request, to_prompt
 
 log = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
-_DEFAULTS = SearchConfig()
-#: The DarwinLLM fields that configure the search; each may also be given per call (`llm.chat(msgs, mutants=3)`).
-SEARCH_FIELDS = (
-    "method", "mutants", "beams_per_mutant", "replacement_period", "keep_top", "mutation_cycles", "archive_size",
-    "look_ahead", "max_new_tokens", "temperature", "top_k", "top_p", "seed", "seed_sample", "reward_threshold",
-    "time_budget",
-)
 Chunk = Tuple[str, str, Optional[SearchResult]]  # (text so far, delta, the result on the last chunk)
-_LOADING = threading.Lock()  # module-level, not per instance: LlamaIndex deep-copies LLMs, and locks cannot be copied
+
+# One field per knob of SearchConfig, generated, each alias accepted; each may also be given per call.
+_Searched = create_model("_Searched", __base__=LLM, __module__=__name__, **pydantic_fields())
 
 
-class DarwinLLM(LLM):
+class DarwinLLM(_Searched):
     """A LlamaIndex LLM whose answers come from Darwin's reward-guided evolutionary search.
 
     Setup:
@@ -70,8 +66,9 @@ class DarwinLLM(LLM):
         reward: a Reward, a callable (instruction, response) -> float, or a spec ("default", "relevance",
             "judge", "hf:PATH").
         mutator: a Mutator, a callable (instruction, n) -> list[str], "template" (default), "llm" or "none".
-    Key init args (the search, as in `darwin_chains.SearchConfig`):
-        mutants, replacement_period, keep_top, mutation_cycles, max_new_tokens, temperature, seed, ...
+    Key init args (the search, as in `darwin_chains.SearchConfig`, aliases too):
+        mutants, replacement_period, keep_top, mutation_cycles, max_new_tokens (max_tokens), temperature, seed,
+        time_budget (timeout), ...; a misspelt one is a ConfigError that names the close ones.
 
     Instantiate, invoke, stream, async:
         >>> from llama_index.llms.darwin import DarwinLLM
@@ -87,32 +84,7 @@ class DarwinLLM(LLM):
     (the answer never scores below them), and any search field overrides the instance's value.
     """
 
-    method: str = Field(default=_DEFAULTS.method, description="darwin, or a baseline: best-of-n, sample, "
-                        "mutation-best-of-n, sample-replace.")
-    mutants: int = Field(default=_DEFAULTS.mutants, description="Instruction variants per mutation cycle (n).")
-    beams_per_mutant: int = Field(default=_DEFAULTS.beams_per_mutant, description="Beams per variant (nb).")
-    replacement_period: int = Field(default=_DEFAULTS.replacement_period,
-                                    description="Tokens between two rounds of scoring and replacement (m).")
-    keep_top: int = Field(default=_DEFAULTS.keep_top, description="Beams kept at each replacement (the paper's k).")
-    mutation_cycles: int = Field(default=_DEFAULTS.mutation_cycles, description="Mutation cycles.")
-    archive_size: int = Field(default=_DEFAULTS.archive_size, description="Winners that may enter the archive.")
-    look_ahead: int = Field(default=_DEFAULTS.look_ahead, description="Throw-away tokens before scoring (l).")
-    max_new_tokens: int = Field(default=_DEFAULTS.max_new_tokens, description="Longest answer, in tokens.")
-    temperature: float = Field(default=_DEFAULTS.sampling.temperature, description="Sampling temperature.")
-    top_k: int = Field(default=_DEFAULTS.sampling.top_k, description="Sampling top-k (0: off).")
-    top_p: float = Field(default=_DEFAULTS.sampling.top_p, description="Nucleus sampling mass (1: off).")
-    seed: Optional[int] = Field(default=_DEFAULTS.seed, description="Seed of the search; None draws one.")
-    seed_sample: bool = Field(default=_DEFAULTS.seed_sample,
-                              description="Also decode one plain sample of the original instruction.")
-    reward_threshold: Optional[float] = Field(default=_DEFAULTS.reward_threshold,
-                                              description="Stop as soon as an answer scores this much.")
-    time_budget: Optional[float] = Field(default=_DEFAULTS.time_budget,
-                                         description="Seconds; then the best answer so far is returned.")
-
-    _policy: Any = PrivateAttr(default=None)
-    _policy_spec: Optional[str] = PrivateAttr(default=None)
-    _reward: Any = PrivateAttr(default=None)
-    _mutator: Any = PrivateAttr(default=None)
+    _components: Any = PrivateAttr(default=None)  # a darwin_chains Components: resolved at first use
 
     def __init__(
         self,
@@ -121,24 +93,21 @@ class DarwinLLM(LLM):
         mutator: Mutator | Callable[[str, int], Sequence[str]] | str | None = "template",
         **kwargs: Any,
     ) -> None:
-        super().__init__(**kwargs)
-        config = self.search_config()  # fails here, before any model loads, on a bad value
-        if isinstance(policy, str) or policy is None:
-            self._policy_spec = policy
-        elif isinstance(policy, Policy):
+        own = {k: v for k, v in kwargs.items() if k in LLM.model_fields}
+        super().__init__(**own, **resolve({k: v for k, v in kwargs.items() if k not in own}))  # a typo fails here
+        config = self.search_config()  # and a bad value here, before any model loads
+        if isinstance(policy, Policy):
             self._check_context(policy)
-            self._policy = policy
-        else:
+        elif not (isinstance(policy, str) or policy is None):
             raise ConfigError(f"policy must be a darwin_chains Policy or a policy spec, got {type(policy).__name__}")
         if isinstance(reward, str):
             defaults.check(reward_spec=reward)
-        self._reward = reward if isinstance(reward, str) or reward is None else as_reward(reward)
+        reward = reward if isinstance(reward, str) or reward is None else as_reward(reward)
         if isinstance(mutator, str):
             defaults.check(mutator_spec=mutator)
-        if mutator in (None, "none") and config.mutates:
-            raise ConfigError(f"method {config.method!r} mutates instructions; give a mutator or choose a method "
-                              "that does not mutate (best-of-n, sample, sample-replace)")
-        self._mutator = mutator if isinstance(mutator, str) or mutator is None else as_mutator(mutator)
+        config.check_mutator(mutator)
+        mutator = mutator if isinstance(mutator, str) or mutator is None else as_mutator(mutator)
+        self._components = Components(policy, reward, mutator, check=self._check_context)
 
     @classmethod
     def class_name(cls) -> str:
@@ -148,27 +117,19 @@ class DarwinLLM(LLM):
 
     def search_config(self, **overrides: Any) -> SearchConfig:
         """The search this LLM runs, with per-call overrides; raises ConfigError on a value that cannot work."""
-        return SearchConfig().replace(**{**{f: getattr(self, f) for f in SEARCH_FIELDS}, **overrides})
+        values = {knob.name: getattr(self, knob.name) for knob in knobs()}
+        return SearchConfig().replace(**{**values, **resolve(overrides)})
+
+    @staticmethod
+    def overrides(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+        """The search parameters among a call's kwargs, by name. LlamaIndex's own kwargs (`formatted`, ...) pass by,
+        but one that is a near miss of a search parameter (`mutant=3`) is a ConfigError, not silently ignored."""
+        return resolve({k: v for k, v in kwargs.items() if close_knob(k)})  # a knob is its own closest match
 
     @property
     def policy(self) -> Policy:
         """The darwin_chains policy, loaded (once) at first use."""
-        if self._policy is None:
-            with _LOADING:
-                if self._policy is None:
-                    policy = defaults.policy(self._policy_spec)
-                    self._check_context(policy)
-                    self._policy = policy
-        return self._policy
-
-    def _components(self) -> Tuple[Policy, Reward, Optional[Mutator]]:
-        """Policy, reward and mutator, resolving specs (and loading models) on first use."""
-        policy = self.policy
-        if self._reward is None or isinstance(self._reward, str):
-            self._reward = defaults.reward(self._reward, policy)
-        if isinstance(self._mutator, str):
-            self._mutator = defaults.mutator(self._mutator, policy)
-        return policy, self._reward, self._mutator
+        return self._components.policy()
 
     def _check_context(self, policy: Policy) -> None:
         """Fail early when the context window cannot hold the answer plus even the shortest prompt."""
@@ -198,10 +159,10 @@ class DarwinLLM(LLM):
     def to_payload(self) -> Dict[str, Any]:
         """What traces record about this LLM. It never loads the policy, so an async first call cannot block."""
         payload: Dict[str, Any] = {"class_name": self.class_name(), "search": self.search_config().to_dict()}
-        if self._policy is not None:
+        if self._components.loaded_policy is not None:
             payload.update(self.metadata.model_dump())
         else:
-            payload["policy"] = self._policy_spec or "default"
+            payload["policy"] = self._components.specs[0] or "default"
         return payload
 
     def _get_messages(self, prompt: BasePromptTemplate, **prompt_args: Any) -> List[ChatMessage]:
@@ -219,8 +180,8 @@ class DarwinLLM(LLM):
 
     def _prepare(self, kwargs: Dict[str, Any]) -> Tuple[Search, List[str]]:
         drafts = list(kwargs.pop("drafts", None) or ())
-        overrides = {k: v for k, v in kwargs.items() if k in SEARCH_FIELDS}
-        policy, reward, mutator = self._components()
+        overrides = self.overrides(kwargs)
+        policy, reward, mutator = self._components.get()
         return Search(policy, reward, mutator, self.search_config(**overrides)), drafts
 
     def _completion_prompt(self, prompt: str) -> Prompt:
@@ -243,59 +204,26 @@ class DarwinLLM(LLM):
         return await search.arun(prompt, drafts=drafts, on_event=self._emit)
 
     def _stream(self, prompt: Prompt, kwargs: Dict[str, Any], context: contextvars.Context) -> Iterator[Chunk]:
-        """Settled text as it grows, then the rest. The search runs in a worker thread that reports through a queue.
+        """Settled text as it grows, then the rest.
 
         `context` is the caller's, taken when the stream was asked for: LlamaIndex closes the call's span when it
         returns the generator, and the search's events belong to that span, not to whoever iterates later.
         """
         search, drafts = self._prepare(kwargs)
-        updates: queue.SimpleQueue = queue.SimpleQueue()
-        abandoned = threading.Event()
-
-        def on_event(kind: str, data: Dict[str, Any]) -> None:
-            if abandoned.is_set():  # the reader went away: stop at the next step instead of decoding for no one
-                raise _Abandoned
-            self._emit(kind, data)
-            if kind == "settled":
-                updates.put(data["text"])
-
-        def work() -> None:
-            try:
-                updates.put(_Done(search.run(prompt, drafts=drafts, on_event=on_event)))
-            except BaseException as exc:  # handed to the reader, who raises it
-                updates.put(_Done(error=exc))
-
-        worker = threading.Thread(target=context.run, args=(work,), name="darwin-search", daemon=True)
-        worker.start()
-        chunks = _Chunks()
-        try:
-            while not isinstance(item := updates.get(), _Done):
-                yield chunks.settled(item)
-            yield chunks.final(item.value())
-        finally:
-            abandoned.set()
+        chunks = _Chunker(context)
+        for event in search.stream(prompt, drafts=drafts, context=context):
+            if (chunk := chunks.of(event)) is not None:
+                yield chunk
 
     async def _astream(
         self, prompt: Prompt, kwargs: Dict[str, Any], context: contextvars.Context
     ) -> AsyncIterator[Chunk]:
-        """`_stream` for the event loop: the search is a task on the caller's context, reporting through a queue."""
+        """`_stream` for the event loop: the search is a task on the caller's context."""
         search, drafts = await asyncio.to_thread(self._prepare, kwargs)
-        updates: asyncio.Queue = asyncio.Queue()
-
-        def on_event(kind: str, data: Dict[str, Any]) -> None:
-            self._emit(kind, data)
-            if kind == "settled":
-                updates.put_nowait(data["text"])
-
-        task = context.run(asyncio.create_task, search.arun(prompt, drafts=drafts, on_event=on_event))
-        task.add_done_callback(lambda _: updates.put_nowait(None))
-        chunks = _Chunks()
-        try:
-            while (text := await updates.get()) is not None:
-                yield chunks.settled(text)
-            yield chunks.final(task.result())
-        finally:
-            task.cancel()  # a no-op once the search is done; stops it when the reader goes away
+        chunks = _Chunker(context)
+        async for event in search.astream(prompt, drafts=drafts, context=context):
+            if (chunk := chunks.of(event)) is not None:
+                yield chunk
 
     # -- LlamaIndex's interface ---------------------------------------------------------------------------------
 
@@ -342,7 +270,7 @@ class DarwinLLM(LLM):
 def _completion(result: Optional[SearchResult], text: Optional[str] = None, piece: Optional[str] = None):
     if result is None:
         return CompletionResponse(text=text, delta=piece)
-    return CompletionResponse(text=result.answer, delta=piece, raw=result, additional_kwargs=metadata(result))
+    return CompletionResponse(text=result.answer, delta=piece, raw=result, additional_kwargs=result.metadata())
 
 
 def _chat(result: Optional[SearchResult], text: Optional[str] = None, piece: Optional[str] = None) -> ChatResponse:
@@ -350,7 +278,7 @@ def _chat(result: Optional[SearchResult], text: Optional[str] = None, piece: Opt
     message = ChatMessage(role=MessageRole.ASSISTANT, content=content)
     if result is None:
         return ChatResponse(message=message, delta=piece)
-    return ChatResponse(message=message, delta=piece, raw=result, additional_kwargs=metadata(result))
+    return ChatResponse(message=message, delta=piece, raw=result, additional_kwargs=result.metadata())
 
 
 async def _amap(chunks: AsyncIterator[Chunk], make: Callable[[str, str, Optional[SearchResult]], Any]):
@@ -358,34 +286,22 @@ async def _amap(chunks: AsyncIterator[Chunk], make: Callable[[str, str, Optional
         yield make(text, piece, result)
 
 
-class _Chunks:
-    """Turns settled prefixes and the final answer into chunks whose deltas add up to the answer."""
+class _Chunker:
+    """Turns a streamed search's events into chunks, and its progress into instrumentation events in the call's
+    span (`context`)."""
 
-    def __init__(self) -> None:
-        self.sent = ""
+    def __init__(self, context: contextvars.Context) -> None:
+        self.context, self.text = context, ""
 
-    def settled(self, text: str) -> Chunk:
-        piece, self.sent = text[len(self.sent) :], text
-        return text, piece, None
-
-    def final(self, result: SearchResult) -> Chunk:
-        return result.answer, delta(self.sent, result.answer), result
-
-
-class _Done:
-    """The worker's last message: the result, or the error to raise in the reader."""
-
-    def __init__(self, result: Optional[SearchResult] = None, error: Optional[BaseException] = None):
-        self.result, self.error = result, error
-
-    def value(self) -> SearchResult:
-        if self.error is not None:
-            raise self.error
-        return self.result
-
-
-class _Abandoned(Exception):
-    """Raised inside the search when nobody reads the stream any more."""
+    def of(self, event: Event) -> Optional[Chunk]:
+        if isinstance(event, Progress):
+            self.context.run(DarwinLLM._emit, event.kind, event.data)
+            return None
+        if isinstance(event, Delta):
+            self.text += event.text
+            self.context.run(DarwinLLM._emit, "settled", {"text": self.text})
+            return self.text, event.text, None
+        return event.result.answer, event.delta, event.result
 
 
 __all__ = ["DarwinLLM"]

@@ -8,12 +8,12 @@ the mutator then rewrites the query only, and the context reaches every beam ver
 from __future__ import annotations
 
 import logging
-import os
 from collections.abc import Mapping, Sequence
 from typing import Any, Dict, List, Optional
 
-from darwin_chains import InputError, Prompt, SearchResult
-from llama_index.core.base.llms.types import ChatMessage, MessageRole, TextBlock
+from darwin_chains import Prompt
+from darwin_chains.prompt import require_text
+from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +42,7 @@ ROLES: Dict[MessageRole, str] = {
 
 def text_of(message: ChatMessage) -> str:
     """The message's text; other content (images, audio) cannot reach a text policy, so it is an error."""
-    others = [b.block_type for b in message.blocks if not isinstance(b, TextBlock)]
-    if others:
-        raise InputError(f"DarwinLLM is text-only; a {message.role.value} message holds {', '.join(others)} content")
+    require_text([b.block_type for b in message.blocks], f"a {message.role.value} message")
     return message.content or ""
 
 
@@ -98,15 +96,3 @@ def tag_request(messages: List[ChatMessage], template_vars: Mapping[str, Any], s
         marks[REQUEST_START_KEY] = start
     marked = last.model_copy(update={"additional_kwargs": {**last.additional_kwargs, **marks}})
     return [*messages[:-1], marked]
-
-
-def metadata(result: SearchResult) -> Dict[str, Any]:
-    """What a response carries about its search: the reward against the original instruction and the trace summary."""
-    return {"reward": result.reward, "finished": result.finished, "trace": result.trace.summary()}
-
-
-def delta(sent: str, text: str) -> str:
-    """The part of `text` not yet streamed. Settled text is a prefix of every answer the search can still give."""
-    if not text.startswith(sent):  # would be a bug in the search's settling; say so rather than stream garbage
-        log.warning("the final answer does not extend the text already streamed; streaming from where they differ")
-    return text[len(os.path.commonprefix([sent, text])) :]

@@ -4,21 +4,23 @@ On the first 40 AlpacaEval dev prompts, each reward scores the `reference_output
 sample, both cut to the same number of SmolLM2 tokens (the shorter of the two, at most --tokens). A reward worth
 optimising should prefer the reference nearly always; 50% is chance.
 
-    python benchmarks/reward_check.py                               # the default reward and the simple options
-    python benchmarks/reward_check.py --rewards relevance default --tokens 160
+    python benchmarks/reward/reward_check.py                        # the default reward and the simple options
+    python benchmarks/reward/reward_check.py --rewards relevance default --tokens 160
 
-SmolLM2 samples are generated once (seeded) and cached in benchmarks/results/smollm2_samples.jsonl.
+Run from the repository root. SmolLM2 samples are generated once (seeded) and cached in
+benchmarks/reward/runs/reward-check/smollm2_samples.jsonl, beside the results (reward_check.json).
 """
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
-RESULTS = ROOT / "benchmarks" / "results"
+RESULTS = Path(__file__).resolve().parent / "runs" / "reward-check"
 
 
 def rewards_by_name(names: list[str]):
@@ -59,14 +61,19 @@ def main() -> None:
                         default=["relevance", "distinct", "relevance+distinct", "preference", "default"])
     parser.add_argument("--prompts", type=int, default=40)
     parser.add_argument("--tokens", type=int, default=160)
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")),
+                        help="folder with alpaca_eval_dev.jsonl (default: $DARWIN_CHAINS_DATA, else ../shared/data "
+                             "beside the checkout)")
     args = parser.parse_args()
 
     from transformers import AutoTokenizer
 
     from darwin_chains import Prompt
+    from darwin_chains.cli.record import machine_record
     from darwin_chains.embedded import smollm2_dir
 
-    data = ROOT.parent / "shared" / "data" / "alpaca_eval_dev.jsonl"
+    data = args.data_dir / "alpaca_eval_dev.jsonl"
     prompts = [json.loads(line) for line in data.read_text().splitlines()][: args.prompts]
     sampled = samples(prompts, args.tokens)
     tokenizer = AutoTokenizer.from_pretrained(smollm2_dir())
@@ -89,6 +96,7 @@ def main() -> None:
         report["rewards"][name] = {"reference_preferred": wins / len(pairs),
                                    "reward": getattr(reward, "name", name)}
         print(f"{name:22s} prefers the GPT-4 Turbo answer on {wins}/{len(pairs)} = {wins / len(pairs):.0%}")
+    report["machine"] = machine_record()
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "reward_check.json").write_text(json.dumps(report, indent=2))
 

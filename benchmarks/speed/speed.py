@@ -3,8 +3,11 @@
 Settings follow the paper's cost comparison: 5 beams, m = 40, 256 max new tokens, 1 cycle. For every prompt the
 three runs are interleaved, so machine noise hits them alike, and the medians over prompts are reported.
 
-    python benchmarks/speed.py                       # embedded SmolLM2, 5 prompts, writes benchmarks/results/
-    python benchmarks/speed.py --prompts 3 --policy /path/to/model   # on a GPU machine it runs on CUDA
+    python benchmarks/speed/speed.py         # embedded SmolLM2, 5 prompts -> benchmarks/speed/runs/<policy>-<device>/
+    python benchmarks/speed/speed.py --prompts 3 --policy /path/to/model   # on a GPU machine it runs on CUDA
+
+Run from the repository root. Prompts come from --data-dir (default: $DARWIN_CHAINS_DATA, else ../shared/data
+beside the checkout).
 
 Figures:
   wall ratio  = Darwin wall time / Best-of-5 wall time, same policy, reward and max new tokens (target <= 1.3;
@@ -17,20 +20,20 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
+import os
+import re
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
+RUNS = Path(__file__).resolve().parent / "runs"
 
 
-def load_prompts(n: int) -> list[str]:
+def load_prompts(n: int, data: Path) -> list[str]:
     """The first MT-Bench questions of different categories, then AlpacaEval dev instructions."""
-    data = ROOT.parent / "shared" / "data"
     prompts, categories = [], set()
     for line in (data / "mt_bench_questions.jsonl").read_text().splitlines():
         row = json.loads(line)
@@ -69,7 +72,11 @@ def main() -> None:
     parser.add_argument("--policy", default="embedded")
     parser.add_argument("--reward", default="default")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--out", default=str(ROOT / "benchmarks" / "results"))
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")),
+                        help="folder with mt_bench_questions.jsonl and alpaca_eval_dev.jsonl")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="folder for speed.json (default: benchmarks/speed/runs/<policy>-<device>)")
     args = parser.parse_args()
 
     from darwin_chains import Search, SearchConfig, TemplateMutator, defaults
@@ -89,7 +96,7 @@ def main() -> None:
     plain_generate(policy, "Say hello.", 5, 8, 0)
 
     rows = []
-    for i, prompt in enumerate(load_prompts(args.prompts)):
+    for i, prompt in enumerate(load_prompts(args.prompts, args.data_dir)):
         row = {"prompt": prompt[:80]}
         for name, search in runs.items():
             result = search.run(prompt, seed=i)
@@ -115,21 +122,18 @@ def main() -> None:
         "median_tokens": {k: med(lambda r, k=k: r[k]["tokens"]) for k in (*runs, "generate")},
         "median_tokens_per_second": {k: med(lambda r, k=k: tps(r, k)) for k in (*runs, "generate")},
     }
-    import torch
+    from darwin_chains.cli.record import machine_record
 
     meta = {
-        "commit": subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
-                                 cwd=ROOT).stdout.strip(),
         "policy": policy.name, "reward": getattr(reward, "name", type(reward).__name__),
-        "device": str(policy.device), "dtype": str(policy.model.dtype), "torch_threads": torch.get_num_threads(),
-        "machine": platform.machine(), "python": platform.python_version(), "torch": torch.__version__,
+        "device": str(policy.device), "dtype": str(policy.model.dtype),
         "settings": {"beams": 5, "replacement_period": 40, "keep_top": 3, "cycles": 1,
                      "max_new_tokens": args.max_new_tokens, "temperature": 0.7, "top_p": 0.9, "prompts": len(rows)},
+        "machine": machine_record(),
     }
-    out = Path(args.out)
+    out = args.out or RUNS / re.sub(r"[^a-z0-9.]+", "-", f"{policy.name}-{policy.device.type}".lower())
     out.mkdir(parents=True, exist_ok=True)
-    tag = "speed" if str(policy.device) == "cpu" else f"speed-{policy.device.type}"
-    (out / f"{tag}.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=2))
+    (out / "speed.json").write_text(json.dumps({"meta": meta, "summary": summary, "rows": rows}, indent=2))
     print(json.dumps({"meta": meta, "summary": summary}, indent=2))
 
 

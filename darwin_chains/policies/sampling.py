@@ -1,0 +1,50 @@
+"""Temperature, top-k and top-p sampling over a batch of logits, with a seeded generator."""
+from __future__ import annotations
+
+from typing import Any
+
+from ..config import Sampling
+
+
+def sample(logits: Any, sampling: Sampling, generator: Any, shortlist: int = 1024) -> Any:
+    """Temperature, top-k and top-p (nucleus) sampling, as transformers' warpers define them.
+
+    Sorting the whole vocabulary every step is a measurable share of CPU decoding, so the nucleus is sought among
+    the `shortlist` most likely tokens first; rows whose nucleus does not fit there use the whole vocabulary, so
+    the result is exact either way.
+    """
+    import torch
+
+    if sampling.temperature == 0:
+        return logits.argmax(-1)
+    scores = logits.float() / sampling.temperature
+    k = min(sampling.top_k or shortlist, scores.shape[-1])
+    values, index = scores.topk(k, dim=-1)
+    log_norm = scores.logsumexp(-1, keepdim=True) if not sampling.top_k else values.logsumexp(-1, keepdim=True)
+    probs = (values - log_norm).exp()
+    if sampling.top_p < 1:
+        before = probs.cumsum(-1) - probs  # mass of the more likely tokens
+        probs = probs.masked_fill(before >= sampling.top_p, 0.0)
+        covered = before[:, -1] + probs[:, -1] >= sampling.top_p
+    else:
+        covered = torch.full((len(scores),), bool(sampling.top_k) or k == scores.shape[-1], device=scores.device)
+    choice = index.gather(-1, multinomial(probs, generator)).squeeze(-1)
+    if not bool(covered.all()):  # the nucleus is wider than the shortlist: sample those rows from everything
+        rows = (~covered).nonzero().squeeze(-1)
+        full = torch.softmax(scores[rows], dim=-1)
+        if sampling.top_p < 1:
+            ordered, order = full.sort(dim=-1, descending=True)
+            ordered = ordered.masked_fill(ordered.cumsum(-1) - ordered >= sampling.top_p, 0.0)
+            choice[rows] = order.gather(-1, multinomial(ordered, generator)).squeeze(-1)
+        else:
+            choice[rows] = multinomial(full, generator).squeeze(-1)
+    return choice
+
+
+def multinomial(probs: Any, generator: Any) -> Any:
+    import torch
+
+    device = probs.device
+    if device != generator.device:
+        probs = probs.to(generator.device)
+    return torch.multinomial(probs, 1, generator=generator).to(device)

@@ -1,0 +1,193 @@
+"""Darwin (Algorithm 1 of Hung et al. 2024, arXiv 2406.15193) and its baselines, as a generator of requests.
+
+The algorithm never calls a component: it yields a request (`requests.py`) and receives the reply, so the
+driver (`driver.py`) can serve it with sync calls or with awaits and the two paths cannot drift apart.
+
+Darwin, per mutation cycle:
+  1. pick a parent instruction uniformly from the archive and mutate it into `mutants` variants;
+  2. decode one beam per variant (`beams_per_mutant` each) in lock-step, `replacement_period` (m) tokens at a
+     time; after every period score all partial responses against the ORIGINAL instruction and let every
+     unfinished beam outside the top `keep_top` (k) adopt the response of a random top-k beam, keeping its own
+     instruction; finished beams are never replaced;
+  3. count how often each beam slot was in the top-k;
+  4. the most frequent winners (`archive_size`) whose final reward beats the parent's take its place.
+The answer is the highest-reward finished response over all cycles, the plain seed sample and any drafts.
+
+The baselines reuse the same loop: Best-of-N and plain sampling decode the original instruction with no
+replacement, mutation + Best-of-N decodes variants with no replacement, sampling + replacement replaces
+without mutating.
+"""
+from __future__ import annotations
+
+import random
+import time
+from collections.abc import Callable, Generator, Mapping
+from typing import Any
+
+from ..config import SearchConfig
+from ..prompt import Prompt
+from ..protocols import Beam
+from ..trace import Candidate, Cycle, Period, Trace
+from .archive import Archive, Entry, trace_reward
+from .requests import Adopt, Checkpoint, Extend, Mutate, Request, Score, Start
+
+Steps = Generator[Request, Any, None]
+
+
+class Stop(Exception):
+    """A budget ran out: the search ends with what it has."""
+
+    def __init__(self, reason: str):
+        self.reason = reason
+
+
+class Darwin:
+    """One search's algorithm state: its candidates, the beams of the running cycle, and the trace it writes.
+
+    `scores` is the driver's reward cache (read here only for beams already scored); `continues` whether the
+    policy can continue a partial response; `emit` reports progress events.
+    """
+
+    def __init__(self, config: SearchConfig, prompt: Prompt, drafts: list[str], rng: random.Random, trace: Trace,
+                 scores: Mapping[str, float], continues: bool, emit: Callable[..., None]):
+        self.config, self.prompt, self.drafts, self.rng, self.trace = config, prompt, drafts, rng, trace
+        self.scores, self.continues, self.emit = scores, continues, emit
+        self.candidates: list[Candidate] = []
+        self.live: list[Beam] = []  # the beams of the running cycle, for a best-so-far answer
+
+    def steps(self) -> Steps:
+        config = self.config
+        try:
+            if self.drafts:
+                rewards = yield Score(self.drafts)
+                self.trace.drafts = [Candidate(d, r, "draft", self.prompt.request) for d, r in zip(self.drafts, rewards)]
+                self.candidates += self.trace.drafts
+                yield from self._checkpoint(timed=False)
+            archive = Archive(self.prompt.request)
+            seed_beam = None
+            if config.method == "darwin" and config.seed_sample:
+                seed_beam = (yield Start([self.prompt], config.max_new_tokens))[0]
+            for c in range(config.cycles):
+                cycle_start, tokens_before, calls_before = (time.perf_counter(), self.trace.tokens_generated,
+                                                            self.trace.reward_calls)
+                parent = archive.pick(self.rng)
+                instructions = yield from self._variants(parent.instruction)
+                cycle = Cycle(c, parent.instruction, trace_reward(parent.reward), instructions,
+                              archive_before=archive.to_list())
+                self.trace.cycles.append(cycle)
+                self.emit("cycle_started", cycle=c, parent=parent.instruction, instructions=instructions)
+                beams = yield Start([self.prompt.with_request(i) for i in instructions], config.max_new_tokens)
+                # The seed sample decodes alongside the first cycle's beams, never replaced and never ranked.
+                bystanders = [seed_beam] if seed_beam is not None and c == 0 else []
+                counts = [0] * len(beams)
+                self.live = beams + bystanders
+                while not all(b.finished for b in beams + bystanders):
+                    yield from self._extend(beams + bystanders)
+                    settle = None
+                    if config.replaces and not all(b.finished for b in beams):
+                        beams = yield from self._replace(cycle, beams, counts)
+                        self.live = settle = beams + bystanders
+                    yield from self._checkpoint(settle=settle)
+                cycle.responses = [b.response for b in beams]
+                cycle.final_rewards = yield Score(cycle.responses)
+                cycle.top_counts = counts
+                self._add_candidates(cycle, beams)
+                if bystanders:
+                    (reward,) = yield Score([seed_beam.response])
+                    self.trace.seed_sample = Candidate(seed_beam.response, reward, "seed-sample", self.prompt.request)
+                    self.candidates.append(self.trace.seed_sample)
+                    if parent.instruction == self.prompt.request:
+                        parent.reward = max(parent.reward, reward)
+                if config.method == "darwin":
+                    self._evolve(archive, parent, cycle)
+                cycle.archive_after = archive.to_list()
+                cycle.tokens_generated = self.trace.tokens_generated - tokens_before
+                cycle.reward_calls = self.trace.reward_calls - calls_before
+                cycle.seconds = time.perf_counter() - cycle_start
+                self.emit("archive_updated", cycle=c, before=cycle.archive_before, after=cycle.archive_after)
+                yield from self._checkpoint(timed=False)
+                self.live = []
+        except Stop as stop:
+            self.trace.stopped = stop.reason
+            self.trace.notes.append(f"stopped early: {stop.reason}")
+            self.keep_finished(stop.reason)
+
+    def _variants(self, parent: str) -> Generator[Request, Any, list[str]]:
+        """One instruction per beam slot: mutants of the parent, or the parent itself for the non-mutating methods."""
+        config = self.config
+        if config.mutates:
+            variants = yield Mutate(parent, config.mutants, self._seed())
+        else:
+            variants = [parent] * config.mutants if config.method != "sample" else [parent]
+        return [v for v in variants for _ in range(config.beams_per_mutant if config.method != "sample" else 1)]
+
+    def _extend(self, beams: list[Beam]) -> Generator[Request, Any, None]:
+        config = self.config
+        live = [b for b in beams if not b.finished]
+        remaining = config.max_new_tokens - max(b.tokens for b in live)
+        period = config.replacement_period if config.replaces and self.continues else remaining
+        yield Extend(live, min(period, remaining), self._seed())
+        for b in live:
+            if b.tokens >= config.max_new_tokens or not self.continues:
+                b.finished = True
+
+    def _replace(self, cycle: Cycle, beams: list[Beam], counts: list[int]) -> Generator[Request, Any, list[Beam]]:
+        """Score every beam; each unfinished beam outside the top-k adopts a random top-k beam's response."""
+        config, started = self.config, time.perf_counter()
+        rewards = yield from self._score_for_ranking(beams)
+        order = sorted(range(len(beams)), key=lambda i: -rewards[i])  # stable: ties keep slot order
+        top = order[: config.keep_top]
+        for i in top:
+            counts[i] += 1
+        replacements = [(i, self.rng.choice(top)) for i, b in enumerate(beams) if i not in top and not b.finished]
+        if replacements:
+            adopted = yield Adopt([(beams[i], beams[donor]) for i, donor in replacements])
+            for (i, _), beam in zip(replacements, adopted):
+                beams[i] = beam
+        period = Period(len(cycle.periods), max(b.tokens for b in beams), rewards, top, replacements,
+                        [b.finished for b in beams], time.perf_counter() - started)
+        cycle.periods.append(period)
+        self.emit("period_scored", cycle=cycle.index, period=period.index, tokens=period.tokens, rewards=rewards, top=top)
+        if replacements:
+            self.emit("replacement", cycle=cycle.index, period=period.index, replacements=replacements)
+        return beams
+
+    def _score_for_ranking(self, beams: list[Beam]) -> Generator[Request, Any, list[float]]:
+        """Rewards of the partial responses, after `look_ahead` throw-away tokens when look-ahead is on."""
+        if not self.config.look_ahead:
+            return (yield Score([b.response for b in beams]))
+        copies = iter((yield Adopt([(b, b) for b in beams if not b.finished])))
+        probes = [b if b.finished else next(copies) for b in beams]
+        yield Extend([p for p in probes if not p.finished], self.config.look_ahead, self._seed(), look_ahead=True)
+        return (yield Score([p.response for p in probes]))
+
+    def _evolve(self, archive: Archive, parent: Entry, cycle: Cycle) -> None:
+        """The most frequent top-k slots whose final reward beats the parent's take the parent's place."""
+        slots = sorted(range(len(cycle.instructions)), key=lambda i: (-cycle.top_counts[i], -cycle.final_rewards[i]))
+        winners = [Entry(cycle.instructions[i], cycle.final_rewards[i]) for i in slots[: self.config.archive_size]]
+        archive.update(parent, winners)
+
+    def _add_candidates(self, cycle: Cycle, beams: list[Beam]) -> None:
+        seen = {c.response for c in self.candidates}
+        for slot, (beam, reward) in enumerate(zip(beams, cycle.final_rewards)):
+            if beam.response not in seen:
+                seen.add(beam.response)
+                self.candidates.append(Candidate(beam.response, reward, f"cycle {cycle.index} slot {slot}",
+                                                 cycle.instructions[slot]))
+
+    def keep_finished(self, why: str) -> None:
+        """When a search ends early, the running cycle's finished and scored beams still count as candidates."""
+        seen = {c.response for c in self.candidates}
+        for b in self.live:
+            if b.finished and b.response in self.scores and b.response not in seen:
+                seen.add(b.response)
+                self.candidates.append(Candidate(b.response, self.scores[b.response], f"unfinished cycle ({why})",
+                                                 b.prompt.request))
+
+    def _checkpoint(self, **kwargs: Any) -> Generator[Request, Any, None]:
+        reason = yield Checkpoint(**kwargs)
+        if reason:
+            raise Stop(reason)
+
+    def _seed(self) -> int:
+        return self.rng.getrandbits(31)

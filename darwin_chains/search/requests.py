@@ -1,0 +1,191 @@
+"""What the algorithm asks of its components, one class per kind of request.
+
+Each request makes its own call (sync, and async without blocking the event loop), checks the reply, counts what
+the call spent, and names the component when the call fails. The driver serves any request the same way, so it
+never asks which kind it has.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ..errors import DarwinError, MutationError, PolicyError, RewardError
+from ..prompt import Prompt
+from ..protocols import Beam, Reported, Usage, aextend, amutate, ascore, astart
+
+if TYPE_CHECKING:
+    from .driver import Run
+
+log = logging.getLogger(__name__)
+
+
+class Request:
+    """A policy call by default: a failure is a PolicyError naming the policy; the async form runs in a thread."""
+
+    def call(self, run: Run) -> Any:
+        raise NotImplementedError
+
+    async def acall(self, run: Run) -> Any:
+        return await asyncio.to_thread(self.call, run)
+
+    def check(self, run: Run, reply: Any) -> Any:
+        return reply
+
+    def error(self, run: Run, exc: Exception) -> DarwinError:
+        return PolicyError(f"policy {run.trace.policy!r} raised {type(exc).__name__}: {exc}")
+
+
+class Continuation(Request):
+    """Can the policy continue a partial response? A remote policy may have to ask its server first."""
+
+    def call(self, run: Run) -> bool:
+        return bool(run.policy.supports_continuation)
+
+
+@dataclass
+class Start(Request):
+    prompts: list[Prompt]
+    max_new_tokens: int
+
+    def call(self, run: Run) -> Any:
+        return run.policy.start(self.prompts, self.max_new_tokens)
+
+    async def acall(self, run: Run) -> Any:
+        return await astart(run.policy, self.prompts, self.max_new_tokens)
+
+    def check(self, run: Run, reply: Any) -> list[Beam]:
+        if isinstance(reply, Reported):
+            run.count(reply.usage)
+        beams = list(reply)
+        if len(beams) != len(self.prompts):
+            raise PolicyError(f"policy {run.trace.policy!r} started {len(beams)} beams for {len(self.prompts)} "
+                              "prompts; start must return one beam per prompt, in order")
+        return beams
+
+
+@dataclass
+class Extend(Request):
+    beams: list[Beam]
+    max_new_tokens: int
+    seed: int
+    look_ahead: bool = False  # throw-away tokens decoded only to score a partial response
+
+    def call(self, run: Run) -> Any:
+        return run.policy.extend(self.beams, self.max_new_tokens, run.config.sampling, self.seed)
+
+    async def acall(self, run: Run) -> Any:
+        return await aextend(run.policy, self.beams, self.max_new_tokens, run.config.sampling, self.seed)
+
+    def check(self, run: Run, reply: Any) -> Usage:
+        usage = reply if isinstance(reply, Usage) else Usage()
+        run.count(usage)
+        if self.look_ahead:
+            run.trace.look_ahead_tokens += usage.output_tokens
+        return usage
+
+
+@dataclass
+class Adopt(Request):
+    """Each (beam, donor) pair: a beam that keeps `beam`'s prompt and continues `donor`'s response."""
+
+    pairs: list[tuple[Beam, Beam]]
+
+    def call(self, run: Run) -> list[Beam]:
+        return [run.policy.adopt(beam, donor) for beam, donor in self.pairs]
+
+
+@dataclass
+class Mutate(Request):
+    """Exactly `n` variants of `instruction`; anything unusable falls back to the instruction, with a warning."""
+
+    instruction: str
+    n: int
+    seed: int
+
+    def call(self, run: Run) -> Any:
+        return run.mutator.mutate(self.instruction, self.n, self.seed)
+
+    async def acall(self, run: Run) -> Any:
+        return await amutate(run.mutator, self.instruction, self.n, self.seed)
+
+    def check(self, run: Run, reply: Any) -> list[str]:
+        if isinstance(reply, Reported):
+            run.count(reply.usage)
+            run.trace.mutation_tokens += reply.usage.output_tokens
+            run.trace.mutation_rejections += [(c, why) for c, why in reply.rejected]
+        variants = [v.strip() for v in reply if isinstance(v, str) and v.strip()] \
+            if isinstance(reply, (list, tuple)) else []
+        if len(variants) < self.n:
+            log.warning("mutator %r gave %d usable variants of %d; using the original instruction for the rest",
+                        run.trace.mutator, len(variants), self.n)
+            run.trace.mutation_fallbacks += self.n - len(variants)
+            variants += [self.instruction] * (self.n - len(variants))
+        return variants[: self.n]
+
+    def error(self, run: Run, exc: Exception) -> DarwinError:
+        return MutationError(f"mutator {run.trace.mutator!r} raised {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class Score(Request):
+    """Rewards against the original prompt; identical responses are scored once per search (the run's cache)."""
+
+    responses: list[str]
+    fresh: list[str] = field(default_factory=list)  # the responses the reward is asked about
+
+    def _fresh(self, run: Run) -> list[str]:
+        self.fresh = list(dict.fromkeys(r for r in self.responses if r not in run.scores))
+        run.trace.reward_cache_hits += len(self.responses) - len(self.fresh)
+        return self.fresh
+
+    def call(self, run: Run) -> Any:
+        return run.reward.score(run.prompt, self.fresh) if self._fresh(run) else []
+
+    async def acall(self, run: Run) -> Any:
+        return await ascore(run.reward, run.prompt, self.fresh) if self._fresh(run) else []
+
+    def check(self, run: Run, reply: Any) -> list[float]:
+        if self.fresh:
+            if isinstance(reply, Reported):
+                run.count(reply.usage)
+                run.trace.reward_tokens += reply.usage.output_tokens
+                run.trace.reward_replies += reply.replies
+            run.scores.update(zip(self.fresh, self._checked(run.trace.reward, reply)))
+            run.trace.reward_calls += len(self.fresh)
+        return [run.scores[r] for r in self.responses]
+
+    def _checked(self, name: str, values: Any) -> list[float]:
+        try:
+            values = [float(v) for v in values]
+        except (TypeError, ValueError) as exc:
+            raise RewardError(f"reward {name!r} must return one float per response; got {values!r:.200}") from exc
+        if len(values) != len(self.fresh):
+            raise RewardError(f"reward {name!r} returned {len(values)} scores for {len(self.fresh)} responses")
+        for i, v in enumerate(values):
+            if not math.isfinite(v):
+                raise RewardError(
+                    f"reward {name!r} returned {v} for response {i + 1} of {len(values)} ({self.fresh[i][:60]!r}); "
+                    "a reward must return finite floats: map failures to a low score inside the reward instead"
+                )
+        return values
+
+    def error(self, run: Run, exc: Exception) -> DarwinError:
+        return RewardError(f"reward {run.trace.reward!r} raised {type(exc).__name__}: {exc}")
+
+
+@dataclass
+class Checkpoint(Request):
+    """Between steps: emit the settled prefix of `settle` (when given), then enforce the budgets. The reply is
+    why the search must stop, or None."""
+
+    settle: list[Beam] | None = None
+    timed: bool = True  # False: only the reward threshold is checked
+
+    def call(self, run: Run) -> str | None:
+        return run.checkpoint(self.settle, self.timed)
+
+    async def acall(self, run: Run) -> str | None:
+        return self.call(run)

@@ -1,0 +1,178 @@
+"""`Search.stream` and `Search.astream`: typed events that add up to the answer, and a search that stops when its
+reader does. Driven by the shipped fakes; the adapters' streaming tests run the same paths through LangChain and
+LlamaIndex."""
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+from darwin_chains import Search, SearchConfig, SearchResult
+from darwin_chains.search.stream import Commit, Delta, Final, Progress, cut
+from darwin_chains.testing import FakePolicy, KeywordReward
+
+INSTRUCTION = "tell me about the cat"
+# One cycle, keep_top=1 and no seed sample: after every replacement round all beams continue the top answer, so
+# its start settles period by period.
+SETTLING = SearchConfig(mutants=3, keep_top=1, replacement_period=4, max_new_tokens=24, seed_sample=False, seed=0)
+
+
+def suffix_mutator(instruction: str, n: int) -> list[str]:
+    return [f"{instruction} v{i}" for i in range(n)]
+
+
+class SlowPolicy(FakePolicy):
+    """A FakePolicy whose every extend blocks its thread, as model work does."""
+
+    def __init__(self, delay: float = 0.02, **kwargs):
+        super().__init__(**kwargs)
+        self.delay = delay
+
+    def extend(self, *args, **kwargs):
+        time.sleep(self.delay)
+        return super().extend(*args, **kwargs)
+
+
+def search(policy=None, **overrides) -> Search:
+    return Search(policy or FakePolicy(), KeywordReward(), suffix_mutator, SETTLING, **overrides)
+
+
+def _parts(events) -> tuple[list[str], Final]:
+    *rest, final = events
+    assert isinstance(final, Final) and all(not isinstance(e, Final) for e in rest)
+    return [e.text for e in rest if isinstance(e, Delta)], final
+
+
+def test_deltas_and_the_final_rest_add_up_to_the_answer():
+    deltas, final = _parts(list(search().stream(INSTRUCTION)))
+    assert len(deltas) > 1 and all(deltas), "settled text should arrive in pieces before the end"
+    assert "".join(deltas) + final.delta == final.result.answer == search().run(INSTRUCTION).answer
+    assert isinstance(final.result, SearchResult) and final.result.finished
+
+
+def test_with_stop_sequences_the_deltas_add_up_to_the_cut_answer():
+    answer = search().run(INSTRUCTION).answer
+    words = answer.split()
+    stop = [f" {words[len(words) // 2]} "]  # a stop sequence that occurs mid-answer
+    deltas, final = _parts(list(search().stream(INSTRUCTION, stop=stop)))
+    assert "".join(deltas) + final.delta == cut(answer, stop) != answer
+    assert final.result.answer == answer  # the result itself is the search's, uncut
+
+
+def test_progress_events_arrive_in_the_order_the_search_takes_its_steps():
+    events = list(search(mutation_cycles=2, seed_sample=True).stream(INSTRUCTION))
+    kinds = [e.kind for e in events if isinstance(e, Progress)]
+    assert kinds[0] == "search_started" and kinds[-1] == "search_finished"
+    assert kinds.count("cycle_started") == kinds.count("archive_updated") == 2
+    first, second = kinds.index("cycle_started"), kinds.index("cycle_started", kinds.index("archive_updated"))
+    assert first < kinds.index("period_scored") < kinds.index("archive_updated") < second
+    assert "replacement" in kinds and "settled" not in kinds
+    started = next(e for e in events if isinstance(e, Progress) and e.kind == "cycle_started")
+    assert started.data["parent"] == INSTRUCTION and len(started.data["instructions"]) == 3
+
+
+def test_the_search_error_is_raised_to_the_reader():
+    broken = Search(FakePolicy(), lambda instruction, response: 1 / 0, suffix_mutator, SETTLING)
+    with pytest.raises(Exception, match="ZeroDivisionError"):
+        list(broken.stream(INSTRUCTION))
+
+
+def _workers() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "darwin-search"]
+
+
+def test_closing_the_stream_early_stops_the_search_within_one_step():
+    policy = SlowPolicy(delay=0.02)
+    events = search(policy, max_new_tokens=400, replacement_period=1).stream(INSTRUCTION)
+    assert isinstance(next(e for e in events if isinstance(e, Delta)), Delta)
+    events.close()
+    at_close = len(policy.calls)
+    for worker in _workers():
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+    assert len(policy.calls) <= at_close + 1  # at most the step already under way
+    assert len(policy.calls) < 100  # a whole search would extend 400 times
+
+
+def test_the_worker_runs_on_a_copy_of_the_given_context():
+    import contextvars
+
+    who: contextvars.ContextVar[str] = contextvars.ContextVar("who", default="nobody")
+    seen = []
+
+    def reward(instruction: str, response: str) -> float:
+        seen.append(who.get())
+        return 0.0
+
+    context = contextvars.copy_context()
+    context.run(who.set, "caller")
+    list(Search(FakePolicy(), reward, suffix_mutator, SETTLING).stream(INSTRUCTION, context=context))
+    assert seen and set(seen) == {"caller"}
+    context.run(lambda: None)  # the caller can still enter its context: the worker ran on a copy
+
+
+async def test_astream_gives_the_stream_events():
+    sync = list(search().stream(INSTRUCTION))
+    events = [e async for e in search().astream(INSTRUCTION)]
+    assert [type(e) for e in events] == [type(e) for e in sync]
+    assert _parts(events)[0] == _parts(sync)[0] and events[-1].delta == sync[-1].delta
+    assert events[-1].result.answer == sync[-1].result.answer
+
+
+async def test_closing_the_async_stream_cancels_the_search():
+    policy = SlowPolicy(delay=0.02)
+    events = search(policy, max_new_tokens=400, replacement_period=1).astream(INSTRUCTION)
+    async for event in events:
+        if isinstance(event, Delta):
+            break
+    await events.aclose()
+    at_close = len(policy.calls)
+    await asyncio.sleep(0.3)  # a running search would extend about 15 more times
+    assert len(policy.calls) <= at_close + 1 and len(policy.calls) < 100
+
+
+async def test_cancelling_the_consumer_cancels_the_search():
+    policy = SlowPolicy(delay=0.02)
+
+    async def consume():
+        async for _ in search(policy, max_new_tokens=400, replacement_period=1).astream(INSTRUCTION):
+            pass
+
+    consumer = asyncio.create_task(consume())
+    await asyncio.sleep(0.2)
+    consumer.cancel()
+    with pytest.raises(asyncio.CancelledError):
+        await consumer
+    at_cancel = len(policy.calls)
+    await asyncio.sleep(0.3)
+    assert 0 < at_cancel and len(policy.calls) <= at_cancel + 1
+
+
+async def test_the_event_loop_keeps_running_while_an_astream_searches():
+    ticks = 0
+
+    async def tick():
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    ticker = asyncio.create_task(tick())
+    started = time.perf_counter()
+    events = [e async for e in search(SlowPolicy(delay=0.05)).astream(INSTRUCTION)]
+    elapsed = time.perf_counter() - started
+    ticker.cancel()
+    assert isinstance(events[-1], Final)
+    assert elapsed > 0.25  # six periods of blocking work
+    assert ticks >= 0.5 * elapsed / 0.01
+
+
+def test_commit_sends_only_new_settled_text_and_holds_back_a_possible_stop_sequence():
+    commit = Commit()
+    assert [commit.settled("The cat "), commit.settled("The cat "), commit.settled("The cat sat "),
+            commit.final("The cat sat on the mat.")] == ["The cat ", "", "sat ", "on the mat."]
+    commit = Commit(stop=["END"])
+    pieces = [commit.settled("one E"), commit.settled("one Ever "), commit.final("one Ever twoEND three")]
+    assert pieces == ["one ", "Ever ", "two"]
