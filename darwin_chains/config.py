@@ -82,6 +82,8 @@ class SearchConfig:
     time_budget: float | None = _knob(
         None, "Wall-clock seconds; when they run out the best answer so far is returned and marked.",
         aliases=("timeout",))
+    stop: tuple[str, ...] = _knob((), "Answers end before the first of these texts (at most 4), which they exclude.",
+                                  aliases=("stop_sequences",))
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
@@ -103,6 +105,7 @@ class SearchConfig:
             raise ConfigError(f"time_budget must be a positive number of seconds, got {self.time_budget}")
         if isinstance(self.sampling, dict):
             object.__setattr__(self, "sampling", Sampling(**self.sampling))
+        object.__setattr__(self, "stop", _stop_sequences(self.stop))
 
     @property
     def beams(self) -> int:
@@ -144,6 +147,21 @@ class SearchConfig:
         return dataclasses.asdict(self)
 
 
+MAX_STOP = 4  # as OpenAI's API allows
+
+
+def _stop_sequences(stop: Any) -> tuple[str, ...]:
+    """One text or several, as a tuple (None: none), refused when empty or more than MAX_STOP."""
+    stop = () if stop is None else (stop,) if isinstance(stop, str) else stop
+    if not isinstance(stop, (list, tuple)) or not all(isinstance(s, str) for s in stop):
+        raise ConfigError(f"stop must be a text or a list of texts, got {stop!r:.80}")
+    if any(not s for s in stop):
+        raise ConfigError("stop sequences must not be empty: an empty one would end every answer before it starts")
+    if len(stop) > MAX_STOP:
+        raise ConfigError(f"at most {MAX_STOP} stop sequences are allowed, got {len(stop)}")
+    return tuple(stop)
+
+
 @dataclass(frozen=True)
 class Knob:
     """One search parameter as every face shows it: a CLI flag, a LangChain or LlamaIndex field, a `serve` key."""
@@ -167,6 +185,11 @@ class Knob:
         return (self.name, *self.aliases)
 
     @property
+    def many(self) -> bool:
+        """A tuple of texts (stop): a repeatable CLI flag; one text alone is taken as a one-element tuple."""
+        return typing.get_origin(self.type) is tuple
+
+    @property
     def annotation(self) -> Any:
         return Optional[self.type] if self.optional else self.type
 
@@ -187,10 +210,13 @@ def knobs() -> tuple[Knob, ...]:
 
 def pydantic_fields() -> dict[str, tuple[Any, Any]]:
     """The knobs as pydantic fields for `pydantic.create_model`, each alias accepted: the adapters' search fields."""
-    from pydantic import AliasChoices, Field  # imported here: only the pydantic faces need it
+    from pydantic import AliasChoices, BeforeValidator, Field  # imported here: only the pydantic faces need it
 
-    return {k.name: (k.annotation, Field(default=k.default, description=k.help,
-                                         validation_alias=AliasChoices(*k.names))) for k in _KNOBS}
+    def annotation(k: Knob) -> Any:  # a tuple knob also takes one text, or None for none, as the config does
+        return typing.Annotated[k.annotation, BeforeValidator(_stop_sequences)] if k.many else k.annotation
+
+    return {k.name: (annotation(k), Field(default=k.default, description=k.help,
+                                          validation_alias=AliasChoices(*k.names))) for k in _KNOBS}
 
 
 def resolve(values: Mapping[str, Any]) -> dict[str, Any]:

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -81,7 +82,7 @@ class Trace:
     notes: list[str] = field(default_factory=list)  # choices the search made, in words
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        return finite(dataclasses.asdict(self))
 
     def summary(self) -> dict[str, Any]:
         """A compact view for framework metadata."""
@@ -111,7 +112,8 @@ class SearchResult:
     finished: bool = True  # False only when a budget stopped the search before any response finished
 
     def to_dict(self) -> dict[str, Any]:
-        return {"answer": self.answer, "reward": self.reward, "finished": self.finished, "trace": self.trace.to_dict()}
+        return {"answer": self.answer, "reward": finite(self.reward), "finished": self.finished,
+                "trace": self.trace.to_dict()}
 
     def metadata(self) -> dict[str, Any]:
         """The result as response metadata, the one view LangChain, LlamaIndex and `serve` build theirs from.
@@ -121,7 +123,7 @@ class SearchResult:
         """
         trace = self.trace
         return {
-            "reward": self.reward,
+            "reward": finite(self.reward),
             "finished": self.finished,
             "trace": trace.summary(),
             "policy_requests": trace.policy_requests,
@@ -132,4 +134,16 @@ class SearchResult:
         }
 
     def to_json(self, **kwargs: Any) -> str:
-        return json.dumps(self.to_dict(), ensure_ascii=False, **kwargs)
+        """Strict JSON: a non-finite number that slipped past `finite` fails here rather than in a client."""
+        return json.dumps(self.to_dict(), ensure_ascii=False, allow_nan=False, **kwargs)
+
+
+def finite(value: Any) -> Any:
+    """`value` with every NaN or infinity, however deeply nested, as None: JSON has no such numbers."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return type(value)(finite(v) for v in value)
+    return value

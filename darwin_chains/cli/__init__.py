@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from collections.abc import Sequence
 from typing import Any
@@ -30,6 +31,9 @@ def _search_args(parser: argparse.ArgumentParser) -> None:
         if knob.type is bool:  # --seed-sample / --no-seed-sample
             g.add_argument(*knob.flags, dest=knob.name, action=argparse.BooleanOptionalAction, default=knob.default,
                            help=_escape(knob.help))
+        elif knob.many:  # --stop A --stop B; not given: None, which the config reads as none
+            g.add_argument(*knob.flags, dest=knob.name, action="append", default=None, metavar="TEXT",
+                           help=f"{_escape(knob.help)} (repeatable)")
         else:
             g.add_argument(*knob.flags, dest=knob.name, type=_parse(knob), choices=knob.choices, default=knob.default,
                            metavar=None if knob.choices else _METAVARS[knob.type],
@@ -58,6 +62,18 @@ def _parse(knob: Knob):
         return None if text.strip().lower() == "none" else knob.type(text)
 
     parse.__name__ = f"{knob.type.__name__} (or none)"  # argparse names it in "invalid ... value"
+    return parse
+
+
+def _at_least(low: float, kind: type):
+    """A flag parser for a number no smaller than `low`."""
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if value < low:
+            raise argparse.ArgumentTypeError(f"must be at least {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
     return parse
 
 
@@ -95,7 +111,25 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model-name", default=None, help="the model id /v1/models lists (default darwin:POLICY)")
+    # One search at a time by default: a local model serialises its forward passes, so running more only
+    # interleaves their steps and delays every answer. Raise it for a remote policy whose server batches.
+    serve.add_argument("--max-concurrent", type=_at_least(1, int), default=1, metavar="N",
+                       help="searches running at once (default: %(default)s)")
+    serve.add_argument("--max-queue", type=_at_least(0, int), default=16, metavar="N",
+                       help="searches waiting for a place; beyond them a request gets 429 (default: %(default)s)")
+    serve.add_argument("--shutdown-timeout", type=_at_least(0, float), default=30.0, metavar="S",
+                       help="seconds running searches get to finish after SIGTERM before they are cancelled "
+                            "(default: %(default)s)")
     _search_args(serve)
+    from .serve.limits import add_flags  # here, not at the top: only the serve command needs its modules
+
+    access = serve.add_argument_group("access")
+    access.add_argument("--api-key", default=None, help="clients must send Authorization: Bearer KEY "
+                        "(default: $DARWIN_CHAINS_API_KEY; the variable keeps the key out of the process list)")
+    access.add_argument("--insecure-no-auth", action="store_true",
+                        help="allow a --host beyond loopback without a key (anyone who reaches it can run searches)")
+    add_flags(serve)
+    serve.set_defaults(seed=None)  # an unseeded request gets a fresh seed, unless the operator gives --seed
     return parser
 
 
@@ -180,13 +214,20 @@ def _serve(args: argparse.Namespace) -> int:
     from . import serve
     from ..search import Search
 
+    from .serve import guard, limits as caps
+
+    api_key = args.api_key or os.environ.get(guard.KEY_ENV) or None
+    guard.check_bind(args.host, api_key, args.insecure_no_auth)  # before any model loads
     config = config_from_args(args)  # the defaults every request may change
+    limits = caps.from_args(args)
+    limits.check(config)
     defaults.check(args.reward, args.mutator)
     quiet_transformers()
     policy = defaults.policy(args.policy)
     search = Search(policy, defaults.reward(args.reward, policy), defaults.mutator(args.mutator, policy), config)
     print(f"darwin-chains: serving {policy.name} at http://{args.host}:{args.port}/v1", file=sys.stderr)
-    serve.run(search, host=args.host, port=args.port, model=args.model_name)
+    serve.run(search, host=args.host, port=args.port, model=args.model_name, max_concurrent=args.max_concurrent,
+              max_queue=args.max_queue, shutdown_timeout=args.shutdown_timeout, limits=limits, api_key=api_key)
     return 0
 
 

@@ -129,7 +129,7 @@ class Bench:
                 "reward": component_name(self.reward), "mutator": component_name(self.mutator)}
 
     def _record_settings(self) -> None:
-        current = self.settings()
+        current = json.loads(json.dumps(self.settings()))  # as saved: tuples read back as lists
         if self.settings_file.exists():
             saved = json.loads(self.settings_file.read_text())
             changed = [key for key in current if saved.get(key) != current[key]]

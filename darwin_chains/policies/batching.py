@@ -55,8 +55,6 @@ def ragged_batch(states: list[State], feed: list[list[int]], pad_id: int, device
 
 def stack(states: list[State], past: int) -> list[KV]:
     """Per-layer batch tensors, each beam's cache left-padded to `past` tokens."""
-    import torch
-
     reference = next(s.cache for s in states if s.cache is not None)
     out = []
     for layer, (k0, v0) in enumerate(reference):

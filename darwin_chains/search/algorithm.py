@@ -110,6 +110,9 @@ class Darwin:
         except Stop as stop:
             self.trace.stopped = stop.reason
             self.trace.notes.append(f"stopped early: {stop.reason}")
+            # One last scoring, past the budget: finished work is never dropped for want of a reward.
+            if unscored := self._unscored():
+                yield Score(unscored)
             self.keep_finished(stop.reason)
 
     def _variants(self, parent: str) -> Generator[Request, Any, list[str]]:
@@ -174,6 +177,13 @@ class Darwin:
                 seen.add(beam.response)
                 self.candidates.append(Candidate(beam.response, reward, f"cycle {cycle.index} slot {slot}",
                                                  cycle.instructions[slot]))
+
+    def _unscored(self) -> list[str]:
+        """What a stopped search has yet to score: its finished beams (the seed sample too), or, when nothing has
+        finished at all, its partial responses, so the best of them has a finite reward."""
+        finished = [b.response for b in self.live if b.finished]
+        pool = finished if finished or self.candidates else [b.response for b in self.live if b.response]
+        return list(dict.fromkeys(r for r in pool if r not in self.scores))
 
     def keep_finished(self, why: str) -> None:
         """When a search ends early, the running cycle's finished and scored beams still count as candidates."""

@@ -21,6 +21,7 @@ from ..protocols import Beam, Mutator, Policy, Reward, Usage, as_mutator, as_rew
 from ..trace import Candidate, SearchResult, Trace
 from .algorithm import Darwin, Steps
 from .requests import Continuation, Request
+from .stops import hold_back
 
 EventHandler = Callable[[str, dict], None]
 
@@ -198,7 +199,10 @@ class Run:
         """Emit the prefix that every possible answer shares: it can no longer change (streaming commits)."""
         if self.on_event is None or len(self.trace.cycles) < self.config.cycles:
             return  # a later cycle could still produce any answer
-        texts = [b.response for b in beams] + [c.response for c in self.algorithm.candidates]
+        # An unfinished beam's tail may be the start of a stop sequence that its next tokens complete and cut off.
+        stop = self.config.stop
+        texts = [b.response if b.finished or not stop else hold_back(b.response, stop) for b in beams]
+        texts += [c.response for c in self.algorithm.candidates]
         prefix = os.path.commonprefix(texts)
         cut = max(prefix.rfind(" "), prefix.rfind("\n")) + 1  # whole words only: the next token may merge
         if cut > len(self.settled):

@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from ..errors import DarwinError, MutationError, PolicyError, RewardError
 from ..prompt import Prompt
 from ..protocols import Beam, Reported, Usage, aextend, amutate, ascore, astart
+from .stops import cut
 
 if TYPE_CHECKING:
     from .driver import Run
@@ -84,7 +85,18 @@ class Extend(Request):
         run.count(usage)
         if self.look_ahead:
             run.trace.look_ahead_tokens += usage.output_tokens
+        if run.config.stop:
+            for beam in self.beams:
+                _end_at_stop(beam, run.config.stop)
         return usage
+
+
+def _end_at_stop(beam: Beam, stop: tuple[str, ...]) -> None:
+    """A beam whose response reaches a stop sequence ends before it, whatever the policy: the stop text is never
+    part of an answer, and a beam that adopts this one's response adopts the cut text and is finished too."""
+    response = cut(beam.response, stop)
+    if response != beam.response:
+        beam.response, beam.finished = response, True
 
 
 @dataclass

@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any, Union
 
 from ..prompt import PromptLike
 from ..trace import SearchResult
+from .stops import cut, hold_back
 
 if TYPE_CHECKING:
     from .driver import Search
@@ -64,6 +65,7 @@ def stream(search: Search, prompt: PromptLike, *, drafts: Sequence[str] = (), st
     next step.
     """
     reports: queue.SimpleQueue = queue.SimpleQueue()
+    stop = _stop(search, stop, overrides)
     closed = threading.Event()
     done = object()
     outcome: dict[str, Any] = {}
@@ -103,6 +105,7 @@ async def astream(search: Search, prompt: PromptLike, *, drafts: Sequence[str] =
     """`stream` for the event loop: the search is a task (`search.arun`, whose model work runs in threads), so
     nothing blocks the loop. Closing the iterator early, or cancelling its consumer, cancels the search."""
     reports: asyncio.Queue = asyncio.Queue()
+    stop = _stop(search, stop, overrides)
     run = search.arun(prompt, drafts=drafts, on_event=lambda kind, data: reports.put_nowait((kind, data)), **overrides)
     task = context.copy().run(asyncio.ensure_future, run) if context is not None else asyncio.ensure_future(run)
     task.add_done_callback(lambda _: reports.put_nowait(None))
@@ -115,6 +118,12 @@ async def astream(search: Search, prompt: PromptLike, *, drafts: Sequence[str] =
         yield Final(result, commit.final(result.answer))
     finally:
         task.cancel()  # a no-op once the search is done
+
+
+def _stop(search: Search, stop: Sequence[str] | None, overrides: dict[str, Any]) -> tuple[str, ...]:
+    """The stop sequences to hold text back for: those given and the search's own (the config's `stop`)."""
+    config = search.config.replace(**overrides) if overrides else search.config
+    return tuple(dict.fromkeys([*(s for s in stop or () if s), *config.stop]))
 
 
 def _event(commit: Commit, kind: str, data: dict) -> Event | None:
@@ -153,17 +162,7 @@ class Commit:
         return answer[len(self.sent) :]
 
     def _hold_back(self, text: str) -> str:
-        text = cut(text, self.stop)
-        for start in range(max(0, len(text) - max(map(len, self.stop), default=0)), len(text)):
-            if any(s.startswith(text[start:]) for s in self.stop):
-                return text[:start]
-        return text
-
-
-def cut(text: str, stop: Sequence[str] | None) -> str:
-    """`text` up to the first stop sequence."""
-    ends = [i for i in (text.find(s) for s in stop or () if s) if i >= 0]
-    return text[: min(ends)] if ends else text
+        return hold_back(text, self.stop)
 
 
 class _Closed(Exception):

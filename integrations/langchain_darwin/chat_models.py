@@ -36,8 +36,8 @@ class ChatDarwin(DarwinFields, BaseChatModel):
         model is $DARWIN_CHAINS_POLICY if set, else the embedded SmolLM2; with no reward, the "default" reward.
     Key init args (search): mutants, replacement_period, keep_top, mutation_cycles, max_new_tokens (alias
         max_tokens), temperature, seed, time_budget (alias timeout), method, ...; per call too
-        (`chat.invoke(msgs, mutants=3)`). stop (alias stop_sequences): the answer ends before the first one (the
-        search ranks whole answers: the reward in the metadata is that of the uncut answer).
+        (`chat.invoke(msgs, mutants=3)`). stop (alias stop_sequences), at construction or per call: every beam of the
+        search ends before the first one, so the answer and its reward exclude it.
         A bad value raises `darwin_chains.ConfigError` at construction; unknown arguments are refused.
 
     Instantiate:
@@ -73,8 +73,6 @@ class ChatDarwin(DarwinFields, BaseChatModel):
 
     policy: Any = Field(default=None, exclude=True, alias="model", description=DarwinFields.model_fields[
         "policy"].description)
-    stop: Optional[list[str]] = Field(default=None, alias="stop_sequences",
-                                      description="The answer ends before the first of these.")
     streaming: bool = Field(default=False, description="Use the streaming path even for invoke.")
 
     @property
@@ -99,7 +97,7 @@ class ChatDarwin(DarwinFields, BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
-        request, search, overrides = to_request(messages), self.search(), self.overrides(kwargs)
+        request, search, overrides = to_request(messages), self.search(), self.overrides(_with_stop(kwargs, stop))
         config = _child_config(run_manager)
         with _context(config) as context:
             result = context.run(search.run, request.prompt, drafts=request.drafts, on_event=progress(config),
@@ -112,15 +110,16 @@ class ChatDarwin(DarwinFields, BaseChatModel):
         search = await asyncio.to_thread(self.search)  # the first call loads models: off the event loop
         config = _child_config(run_manager)
         with _context(config) as context:
-            events = search.astream(request.prompt, drafts=request.drafts, context=context, **self.overrides(kwargs))
+            events = search.astream(request.prompt, drafts=request.drafts, context=context,
+                                    **self.overrides(_with_stop(kwargs, stop)))
             return self._result(await aresult(events, config), stop)
 
     def _stream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        request, search, overrides = to_request(messages), self.search(), self.overrides(kwargs)
+        request, search, overrides = to_request(messages), self.search(), self.overrides(_with_stop(kwargs, stop))
         config = _child_config(run_manager)
         with _context(config) as context:
-            events = search.stream(request.prompt, drafts=request.drafts, stop=stop or self.stop, context=context,
+            events = search.stream(request.prompt, drafts=request.drafts, context=context,
                                    **overrides)
             for chunk in chunks(events, config, self.policy_name, self.include_trace):
                 yield ChatGenerationChunk(message=chunk)
@@ -131,8 +130,8 @@ class ChatDarwin(DarwinFields, BaseChatModel):
         search = await asyncio.to_thread(self.search)
         config = _child_config(run_manager)
         with _context(config) as context:
-            events = search.astream(request.prompt, drafts=request.drafts, stop=stop or self.stop, context=context,
-                                    **self.overrides(kwargs))
+            events = search.astream(request.prompt, drafts=request.drafts, context=context,
+                                    **self.overrides(_with_stop(kwargs, stop)))
             async for chunk in achunks(events, config, self.policy_name, self.include_trace):
                 yield ChatGenerationChunk(message=chunk)
 
@@ -141,6 +140,11 @@ class ChatDarwin(DarwinFields, BaseChatModel):
         answer = cut(result.answer, stop or self.stop)
         message = to_message(result, self.policy_name, self.include_trace, answer)
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+def _with_stop(kwargs: dict[str, Any], stop: Optional[list[str]]) -> dict[str, Any]:
+    """LangChain's per-call `stop` is the search's `stop` knob: beams end there, in the core."""
+    return {**kwargs, "stop": stop} if stop else kwargs
 
 
 def _child_config(run_manager: Any) -> Optional[RunnableConfig]:

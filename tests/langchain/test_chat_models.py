@@ -111,7 +111,7 @@ def test_construction_checks(fake_policy):
     with pytest.raises(ValueError, match="api_key"):
         ChatDarwin(api_key="sk-...")
     chat = ChatDarwin(model="embedded", max_tokens=32, timeout=5, stop_sequences=["\n\n"])
-    assert (chat.policy, chat.max_new_tokens, chat.time_budget, chat.stop) == ("embedded", 32, 5, ["\n\n"])
+    assert (chat.policy, chat.max_new_tokens, chat.time_budget, chat.stop) == ("embedded", 32, 5, ("\n\n",))
     assert chat._llm_type == "darwin" and chat._identifying_params["mutants"] == 5
 
 

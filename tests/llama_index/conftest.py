@@ -1,6 +1,8 @@
 """Fixtures for the LlamaIndex integration: a real vector index over the cookbook's documents, with MiniLM."""
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from .fakes import Recorder, load_cookbook
@@ -25,6 +27,29 @@ def rag_cookbook():
 def minilm_index(rag_cookbook, embed_model):
     """A real in-memory VectorStoreIndex over the cookbook's eight documents."""
     return rag_cookbook.build_index(embed_model)
+
+
+class _YieldingTime:
+    """The `time` module, except that sleep(0) sleeps a millisecond."""
+
+    def __getattr__(self, name):
+        return getattr(time, name)
+
+    @staticmethod
+    def sleep(seconds: float) -> None:
+        time.sleep(max(seconds, 0.001))
+
+
+@pytest.fixture(scope="session", autouse=True)
+def yielding_chat_stream_reader():
+    """LlamaIndex's chat-engine stream reader polls its queue with time.sleep(0), spinning a core that the search
+    writing the stream needs (a streamed SmolLM2 answer took 45 s instead of 31 s on two cores). A millisecond's
+    sleep gives the core back; what the reader yields, and when, is unchanged."""
+    from llama_index.core.chat_engine import types
+
+    types.time = _YieldingTime()
+    yield
+    types.time = time
 
 
 @pytest.fixture

@@ -27,6 +27,8 @@ def other(knob: Knob):
         return next(c for c in knob.choices if c != knob.default)
     if knob.type is bool:
         return not knob.default
+    if knob.many:
+        return ("END", "\n\n")
     if knob.default is None:
         return knob.type(3) / 2 if knob.type is float else knob.type(3)
     return knob.default / 2 if knob.type is float else knob.default + 1
@@ -97,6 +99,8 @@ def test_check_mutator_is_the_one_no_mutator_rule():
 def _argv(flag: str, value) -> list[str]:
     if isinstance(value, bool):
         return [flag if value else "--no-" + flag[2:]]
+    if isinstance(value, tuple):  # a repeatable flag
+        return [part for item in value for part in (flag, item)]
     return [flag, str(value)]
 
 

@@ -1,5 +1,5 @@
-"""The remote cookbook scripts run end to end, as a user runs them (`openai_remote.py` against the session's real
-`transformers serve` through `--base-url`, so that it does not start a second one)."""
+"""The serve cookbook runs end to end, as a user runs it: `openai_serve_client.py` starts `darwin-chains serve`
+and asks it with the `openai` client and ChatOpenAI."""
 from __future__ import annotations
 
 import os
@@ -21,13 +21,6 @@ def run(*args: str) -> str:
     done = subprocess.run([sys.executable, *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=180)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
-
-
-def test_openai_remote(served_smollm2):
-    out = run("cookbook/openai_remote.py", "--base-url", served_smollm2)
-    assert "completions mode" in out and re.search(r"^A: \S", out, re.M)
-    assert re.search(r"\d+ requests, 0 retries", out) and "judge scores: answer" in out
-    assert "granularity response" in out and "422" in out
 
 
 def test_openai_serve_client():

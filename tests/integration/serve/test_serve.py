@@ -18,7 +18,7 @@ from darwin_chains import Search, SearchConfig, defaults
 from darwin_chains.cli.serve import create_app
 from darwin_chains.testing import FakePolicy, KeywordReward
 
-from .conftest import free_port, wait_ready
+from ..servers import free_port, wait_ready
 
 
 class Server:
@@ -69,7 +69,7 @@ def test_answers_with_usage_reward_and_trace(client):
 
 def test_models_and_health(fake_server, client):
     assert [m.id for m in client.models.list().data] == ["darwin:fake"]
-    assert httpx.get(f"http://127.0.0.1:{fake_server.port}/health").json() == {"status": "ok"}
+    assert httpx.get(f"http://127.0.0.1:{fake_server.port}/health").json()["status"] == "ok"
 
 
 @pytest.mark.parametrize("body, words", [

@@ -1,0 +1,178 @@
+"""Load on `darwin-chains serve`: 16 concurrent clients, 4 of which disconnect mid-search.
+
+    nice -n 10 python benchmarks/serve/serve_load.py                      # -> runs/small-llama-cpu/results.json
+
+A real `darwin-chains serve` subprocess on loopback serves a small random Llama policy and reward model (built
+and saved here, so the run needs no download, and every response runs to `max_new_tokens`). Three phases on the
+same server, with the same seeds per client:
+
+- `baseline`: only the 12 clients that stay;
+- `abandon`: the 4 leavers start first (they hold the running places), disconnect after `--leave-after` s, then
+  the 12 stay to their answers;
+- `complete`: all 16 stay, what the 4 would have cost had their searches run to the end.
+
+The server's CPU seconds (from /proc) per phase show where the work went: if cancellation wastes nothing after
+the disconnect, `abandon` - `baseline` equals the CPU the leavers spent before they left.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+
+import httpx
+
+ROOT = Path(__file__).resolve().parents[2]
+sys.path.insert(0, str(ROOT))
+
+from darwin_chains.cli.record import machine_record  # noqa: E402
+
+
+def build_models(folder: Path, hidden: int, layers: int) -> tuple[Path, Path]:
+    """A random Llama causal LM and a reward model of the same shape, with the tests' small BPE tokenizer."""
+    import torch
+    from transformers import LlamaConfig, LlamaForCausalLM, LlamaForSequenceClassification
+
+    from tests.conftest import build_tokenizer
+
+    tokenizer = build_tokenizer()
+    config = dict(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=2 * hidden, num_hidden_layers=layers,
+                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
+                  pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                  bos_token_id=tokenizer.bos_token_id)
+    paths = folder / "policy", folder / "reward"
+    torch.manual_seed(0)
+    LlamaForCausalLM(LlamaConfig(**config, tie_word_embeddings=True)).save_pretrained(paths[0])
+    LlamaForSequenceClassification(LlamaConfig(**config, num_labels=1)).save_pretrained(paths[1])
+    for path in paths:
+        tokenizer.save_pretrained(path)
+    return paths
+
+
+def cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process so far."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def scrape(base: str) -> dict[str, float]:
+    from prometheus_client.parser import text_string_to_metric_families
+
+    text = httpx.get(f"{base}/metrics", timeout=10).text
+    return {s.name + "".join(f"{{{k}={v}}}" for k, v in sorted(s.labels.items())): s.value
+            for family in text_string_to_metric_families(text) for s in family.samples}
+
+
+def body(i: int) -> dict:
+    return {"model": "darwin", "seed": i, "messages": [{"role": "user", "content": f"Give three tips, number {i}."}]}
+
+
+def leave(port: int, i: int, after: float) -> float:
+    """A client that sends its request and disconnects `after` seconds later; the time it left."""
+    data = json.dumps(body(i)).encode()
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
+                     + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
+        time.sleep(after)
+    return time.monotonic()
+
+
+def phase(base: str, port: int, pid: int, stay: int, leavers: int, after: float) -> dict:
+    """One round of clients; CPU and metrics deltas, and each staying client's status and seconds."""
+    metrics0, cpu0, t0 = scrape(base), cpu_seconds(pid), time.monotonic()
+    marks: dict[str, float] = {}
+
+    def staying(i: int) -> tuple[int, float]:
+        started = time.monotonic()
+        reply = httpx.post(f"{base}/v1/chat/completions", json=body(i), timeout=600)
+        return reply.status_code, time.monotonic() - started
+
+    with ThreadPoolExecutor(stay + leavers) as pool:
+        gone = [pool.submit(leave, port, 100 + i, after) for i in range(leavers)]
+        time.sleep(0.3 if leavers else 0)  # the leavers take the running places first
+        held = [pool.submit(staying, i) for i in range(stay)]
+        if leavers:
+            for f in gone:
+                f.result()
+            marks["cpu_before_leaving"] = cpu_seconds(pid) - cpu0
+        answers = [f.result() for f in held]
+    wall, cpu1 = time.monotonic() - t0, cpu_seconds(pid)
+    time.sleep(1.0)
+    metrics1 = scrape(base)
+    delta = {k: round(metrics1[k] - metrics0.get(k, 0.0), 3) for k in metrics1
+             if k.startswith(("darwin_searches_total", "darwin_periods_total", "darwin_tokens_total",
+                              "darwin_reward_calls_total"))}
+    return {"clients": stay + leavers, "leavers": leavers, "answered": sum(s == 200 for s, _ in answers),
+            "statuses": sorted({s for s, _ in answers}), "wall_s": round(wall, 2),
+            "server_cpu_s": round(cpu1 - cpu0, 2), "server_cpu_idle_after_s": round(cpu_seconds(pid) - cpu1, 2),
+            "latency_s": {"median": round(sorted(s for _, s in answers)[len(answers) // 2], 2),
+                          "max": round(max(s for _, s in answers), 2)},
+            **{k: round(v, 2) for k, v in marks.items()}, "metrics": delta}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--clients", type=int, default=16)
+    parser.add_argument("--leavers", type=int, default=4)
+    parser.add_argument("--leave-after", type=float, default=2.0)
+    parser.add_argument("--max-concurrent", type=int, default=4)
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--search", nargs="*", default=["--mutants", "2", "--keep-top", "1", "--max-new-tokens", "96",
+                                                        "--replacement-period", "8"])
+    parser.add_argument("--out", default=str(Path(__file__).parent / "runs" / "small-llama-cpu" / "results.json"))
+    args = parser.parse_args()
+
+    with tempfile.TemporaryDirectory() as tmp:
+        policy, reward = build_models(Path(tmp), args.hidden, args.layers)
+        port = socket.create_server(("127.0.0.1", 0)).getsockname()[1]
+        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
+        command = [sys.executable, "-m", "darwin_chains.cli", "serve", "--policy", str(policy), "--reward",
+                   f"hf:{reward}", "--mutator", "template", "--port", str(port), "--max-concurrent",
+                   str(args.max_concurrent), "--max-queue", "16", *args.search]
+        server = subprocess.Popen(command, env=env, cwd=ROOT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            for _ in range(240):
+                try:
+                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                        break
+                except httpx.HTTPError:
+                    time.sleep(0.5)
+            warm = httpx.post(f"{base}/v1/chat/completions", json=body(999), timeout=600).json()
+            stay = args.clients - args.leavers
+            phases = {"baseline": phase(base, port, server.pid, stay, 0, args.leave_after),
+                      "abandon": phase(base, port, server.pid, stay, args.leavers, args.leave_after),
+                      "complete": phase(base, port, server.pid, args.clients, 0, args.leave_after)}
+        finally:
+            server.send_signal(signal.SIGTERM)
+            server.wait(60)
+    abandon, baseline, complete = phases["abandon"], phases["baseline"], phases["complete"]
+    summary = {
+        "every_staying_client_answered": abandon["answered"] == stay,
+        "leavers_cpu_before_leaving_s": abandon["cpu_before_leaving"],
+        "abandon_minus_baseline_cpu_s": round(abandon["server_cpu_s"] - baseline["server_cpu_s"], 2),
+        "cpu_after_disconnect_s": round(abandon["server_cpu_s"] - baseline["server_cpu_s"]
+                                        - abandon["cpu_before_leaving"], 2),
+        "leavers_full_cost_cpu_s": round(complete["server_cpu_s"] - baseline["server_cpu_s"], 2),
+    }
+    result = {"benchmark": "serve_load", "command": " ".join(["darwin-chains", *command[3:]]),
+              "search_tokens_per_reply": warm["usage"]["completion_tokens"], "phases": phases, "summary": summary,
+              "settings": vars(args), "machine": machine_record()}
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(result, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+
+
+if __name__ == "__main__":
+    main()

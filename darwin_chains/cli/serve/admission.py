@@ -1,0 +1,142 @@
+"""Admission: how many searches run at once, how many may wait, and what happens to those nobody waits for.
+
+A search can cost a thousand plain completions, so the server bounds its work: `max_concurrent` searches run,
+`max_queue` more wait their turn, and the next is refused at once (429 with `Retry-After`) rather than left to
+wait for all of them. A search whose client has gone (disconnected, or stopped reading) is cancelled: it stops at
+its next await, between steps, so nothing is spent beyond the step in flight. At shutdown, waiting searches are
+refused and running ones may be cancelled.
+"""
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
+
+T = TypeVar("T")
+
+#: How often a running or waiting search checks that its client is still there (seconds).
+POLL = 0.1
+
+
+class Refused(Exception):
+    """The server cannot take this search now: `status` 429 (queue full) or 503 (shutting down)."""
+
+    def __init__(self, status: int, message: str, retry_after: int):
+        super().__init__(message)
+        self.status, self.retry_after = status, retry_after
+
+
+class Disconnected(Exception):
+    """The client went away; its search was cancelled."""
+
+
+class Cancelled(Exception):
+    """The server cancelled the search (shutdown timeout); the client is still there and gets a 503."""
+
+
+class Admission:
+    """Running and waiting searches of one app; `await admission.run(work, is_disconnected)`."""
+
+    def __init__(self, max_concurrent: int = 1, max_queue: int = 16):
+        if max_concurrent < 1 or max_queue < 0:
+            raise ValueError(f"max_concurrent must be >= 1 and max_queue >= 0, got {max_concurrent}, {max_queue}")
+        self.max_concurrent, self.max_queue = max_concurrent, max_queue
+        self.running = 0
+        self.waiting: deque[asyncio.Future] = deque()
+        self.tasks: set[asyncio.Task] = set()  # running searches, cancelled at the shutdown timeout
+        self.closed = False
+        self.durations: deque[float] = deque(maxlen=20)  # recent search seconds, for Retry-After
+        self.cancelled = {"disconnect": 0, "shutdown": 0}
+
+    @property
+    def queued(self) -> int:
+        return len(self.waiting)
+
+    def retry_after(self) -> int:
+        """Seconds until a place is likely free: one running search's expected rest, at least 1."""
+        if not self.durations:
+            return 1
+        mean = sum(self.durations) / len(self.durations)
+        return max(1, min(600, math.ceil(mean / self.max_concurrent)))
+
+    async def run(self, work: Callable[[], Awaitable[T]], is_disconnected: Callable[[], Awaitable[bool]]) -> T:
+        """Wait for a place, run `work` as a task, and cancel it if the client goes away or the server stops."""
+        if self.closed:
+            raise Refused(503, "the server is shutting down; retry on another instance", self.retry_after())
+        if self.running >= self.max_concurrent:
+            if self.queued >= self.max_queue:
+                raise Refused(429, f"the server is busy ({self.running} searches running, {self.queued} waiting); "
+                                   "retry later", self.retry_after())
+            await self._wait_turn(is_disconnected)  # the place is handed over already counted as running
+        else:
+            self.running += 1
+        started = time.perf_counter()
+        task = asyncio.ensure_future(work())
+        self.tasks.add(task)
+        try:
+            while True:
+                done, _ = await asyncio.wait({task}, timeout=POLL)
+                if done:
+                    break
+                if await is_disconnected():
+                    task.cancel()
+                    self.cancelled["disconnect"] += 1
+                    raise Disconnected()
+            if task.cancelled():
+                raise Cancelled()
+            result = task.result()
+            self.durations.append(time.perf_counter() - started)
+            return result
+        except asyncio.CancelledError:  # this request's own task was cancelled (the server is going down)
+            task.cancel()
+            raise
+        finally:
+            self.tasks.discard(task)
+            self.running -= 1
+            self._next()
+
+    async def _wait_turn(self, is_disconnected: Callable[[], Awaitable[bool]]) -> None:
+        turn = asyncio.get_running_loop().create_future()
+        self.waiting.append(turn)
+        try:
+            while True:
+                done, _ = await asyncio.wait({turn}, timeout=POLL)
+                if done:
+                    turn.result()  # raises Refused when the server closed while this one waited
+                    return
+                if await is_disconnected():
+                    self.cancelled["disconnect"] += 1
+                    raise Disconnected()
+        except BaseException:
+            if turn in self.waiting:
+                self.waiting.remove(turn)
+            elif turn.done() and not turn.cancelled() and turn.exception() is None:
+                self.running -= 1  # this one was given the place but leaves: hand it on
+                self._next()
+            raise
+
+    def _next(self) -> None:
+        """Give a free place to the longest-waiting search."""
+        while self.waiting and self.running < self.max_concurrent:
+            turn = self.waiting.popleft()
+            if not turn.done():
+                self.running += 1  # counted now, so no newcomer takes the place before the waiter wakes
+                turn.set_result(None)
+
+    def close(self) -> None:
+        """Take no new searches and refuse the waiting ones; the running ones go on."""
+        self.closed = True
+        while self.waiting:
+            turn = self.waiting.popleft()
+            if not turn.done():
+                turn.set_exception(Refused(503, "the server is shutting down; retry on another instance", 1))
+
+    def cancel_running(self) -> int:
+        """Cancel every running search (the shutdown grace period is over); how many were cancelled."""
+        for task in self.tasks:
+            task.cancel()
+        self.cancelled["shutdown"] += len(self.tasks)
+        return len(self.tasks)

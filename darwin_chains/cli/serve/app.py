@@ -1,0 +1,338 @@
+"""Darwin behind an OpenAI-compatible HTTP API, so any OpenAI client (or LangChain's ChatOpenAI) gets aligned answers.
+
+    darwin-chains serve --policy embedded --port 8000
+
+`POST /v1/chat/completions` runs one search per request and answers with the best response. Search parameters
+come per request: the OpenAI fields `max_tokens`, `temperature`, `top_p`, `seed` and `stop`, and any `SearchConfig`
+field in an extra `darwin` object (`{"darwin": {"mutants": 3, "replacement_period": 16}}`); neutral values of the
+fields a search cannot honour (`presence_penalty: 0`, `logprobs: false`, ...) are accepted. Everything is checked,
+types and the operator's caps (`limits.py`) included, before a search starts: a bad parameter is a 400 that says
+which; who may call at all is `guard.py`'s business. No seed means a fresh one, returned in `darwin.seed`. The reply's `usage` counts every token the whole search spent, and its `darwin` field holds the
+reward and a compact trace. `stream: true` is answered as server-sent events, but only once the search is done:
+Darwin cannot commit to a prefix before its last cycle.
+
+Searches run as tasks on the event loop (`Search.arun`), each with its own state; `admission.py` bounds how many
+run and wait, and cancels a search whose client has gone. `/health` and `/metrics` (`metrics.py`) never wait
+behind searches. Signals shut the server down gracefully (`lifecycle.py`).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import time
+import uuid
+from collections.abc import Mapping
+from typing import Any
+
+from ...config import SearchConfig, knobs, resolve
+from ...errors import ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError, require
+from ...prompt import Prompt
+from ...search import Search
+from ...trace import SearchResult
+from .guard import Guard, is_loopback, redact, secrets_of
+from .limits import Limits
+from .admission import Admission, Cancelled, Disconnected, Refused
+from .metrics import Metrics
+
+#: OpenAI request fields that are mapped onto the search (every knob, by name or alias, goes in `darwin`).
+MAPPED = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "temperature": "temperature",
+          "top_p": "top_p", "seed": "seed", "stop": "stop"}
+#: OpenAI request fields accepted and ignored: they do not change what a search does.
+IGNORED = {"model", "stream", "stream_options", "user", "n", "metadata", "store", "parallel_tool_calls",
+           "service_tier"}
+#: OpenAI request fields that common clients send with a neutral value: accepted with one of these, else a 400.
+NEUTRAL: dict[str, tuple[Any, ...]] = {
+    "presence_penalty": (0,), "frequency_penalty": (0,), "logprobs": (False,), "top_logprobs": (0,),
+    "response_format": ({"type": "text"},), "logit_bias": ({},), "modalities": (["text"],),
+    "tool_choice": ("none", "auto"), "tools": ([],), "functions": ([],), "function_call": ("none", "auto"),
+}
+_KNOB = {k.name: k for k in knobs()}
+log = logging.getLogger(__name__)
+
+
+def create_app(search: Search, *, model: str | None = None, max_concurrent: int = 1, max_queue: int = 16,
+               limits: Limits | None = None, api_key: str | None = None, host: str = "127.0.0.1") -> Any:
+    """A FastAPI app serving `search` (its config holds the defaults each request may change).
+
+    `limits` caps what one request may ask for (`limits.py`); `api_key`, when set, is required as a bearer
+    token, and `host` is where the server listens (loopback: only loopback Host headers are answered; `guard.py`).
+
+    `max_concurrent` searches run at once and `max_queue` more wait; the next gets a 429 (`admission.py`).
+    """
+    fastapi = require("fastapi", extra="serve")
+    from fastapi.responses import JSONResponse, Response, StreamingResponse
+
+    app = fastapi.FastAPI(title="darwin-chains", description="Darwin decode-time alignment, OpenAI-compatible")
+    model_id = model or f"darwin:{getattr(search.policy, 'name', 'policy')}"
+    admission = app.state.admission = Admission(max_concurrent, max_queue)
+    metrics = app.state.metrics = Metrics(admission)
+    limits = app.state.limits = limits or Limits()
+    limits.check(search.config)  # the operator's own defaults must fit the caps
+    secrets = [api_key, *secrets_of(search.policy, search.reward, search.mutator)]
+    app.add_middleware(Guard, api_key=api_key, loopback=is_loopback(host), max_body_bytes=limits.max_body_bytes)
+    app.add_exception_handler(Exception, lambda request, exc: _error(500, "internal error; the server log has "
+                                                                          "the details", "server_error"))
+
+    @app.get("/health")
+    async def health() -> dict:
+        # never waits behind searches: they run in worker threads, off the event loop
+        return {"status": "shutting_down" if admission.closed else "ok", "running": admission.running,
+                "queued": admission.queued}
+
+    @app.get("/metrics")
+    async def prometheus() -> Any:
+        return Response(metrics.render(), media_type=metrics.content_type)
+
+    @app.get("/v1/models")
+    async def models() -> dict:
+        entry = {"id": model_id, "object": "model", "created": 0, "owned_by": "darwin-chains"}
+        return {"object": "list", "data": [entry | {"darwin": {"limits": limits.to_dict()}}]}
+
+    @app.get("/v1/darwin/limits")
+    async def limits_view() -> dict:
+        return {"object": "darwin.limits", "limits": limits.describe()}
+
+    async def answer(request) -> Any:
+        try:
+            body, prompt, overrides, stream = await asyncio.to_thread(read_request, await request.body(),
+                                                                      search.config, limits)
+            result = await admission.run(lambda: search.arun(prompt, on_event=metrics.event, **overrides),
+                                         request.is_disconnected)
+        except (ConfigError, InputError) as exc:
+            return _error(400, str(exc))
+        except Refused as exc:
+            response = _error(exc.status, str(exc), "rate_limit_error" if exc.status == 429 else "server_error")
+            response.headers["Retry-After"] = str(exc.retry_after)
+            return response
+        except Disconnected:  # nobody is listening; the status is for the log and the metrics
+            metrics.searches.labels("disconnect").inc()
+            return _error(499, "the client closed the request; its search was cancelled")
+        except Cancelled:
+            metrics.searches.labels("shutdown").inc()
+            return _error(503, "the server shut down before the search finished; retry", "server_error")
+        except (PolicyError, RewardError, MutationError) as exc:  # a component behind the server failed
+            metrics.searches.labels("failed").inc()
+            return _error(502, _failure(exc, secrets), "server_error")
+        except DarwinError as exc:  # the request asked for something this server cannot do (no mutator, ...)
+            return _error(400, str(exc))
+        metrics.finished(result)
+        reply = completion(result, body.get("model") or model_id)
+        if stream:
+            return StreamingResponse(_events(reply), media_type="text/event-stream")
+        return JSONResponse(reply)
+
+    async def chat_completions(request) -> Any:
+        started = time.perf_counter()
+        response = await answer(request)
+        metrics.latency.observe(time.perf_counter() - started)
+        if response.status_code >= 400:
+            metrics.errors.labels(str(response.status_code)).inc()
+        return response
+
+    # Set here, not as a string annotation: FastAPI must see the Request class to inject the request.
+    chat_completions.__annotations__ = {"request": fastapi.Request, "return": Any}
+    app.post("/v1/chat/completions")(chat_completions)
+    return app
+
+
+def read_request(raw: bytes, config: SearchConfig, limits: Limits | None = None
+                 ) -> tuple[Mapping[str, Any], Prompt, dict[str, Any], bool]:
+    """The decoded body, then what `parse_request` makes of it; run in a worker thread, so a big body never
+    holds up the event loop."""
+    body = decode(raw)
+    return (body, *parse_request(body, config, limits))
+
+
+def decode(raw: bytes) -> Any:
+    """The JSON body, refusing what JSON text may carry but a search cannot use: NaN, Infinity, lone surrogates."""
+    def constant(name: str) -> Any:
+        raise ConfigError(f"the request body holds {name}, which is not a JSON number; send a finite number")
+
+    try:
+        text = raw.decode("utf-8")
+        body = json.loads(text, parse_constant=constant)
+    except ConfigError:
+        raise
+    except UnicodeDecodeError:
+        raise ConfigError("the request body is not UTF-8 text; send JSON encoded as UTF-8") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"the request body is not valid JSON ({str(exc)[:120]})") from None
+    where = _surrogate(body)
+    if where is not None:
+        raise ConfigError(f"{where} holds a lone UTF-16 surrogate (such as \\ud800), which is not text; "
+                          "send valid Unicode")
+    return body
+
+
+def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
+                  ) -> tuple[Prompt, dict[str, Any], bool]:
+    """The prompt, the search overrides and the stream flag of a chat completions request; ConfigError when bad.
+
+    Every value is checked here, types included, before any search starts; with `limits`, the caps too, and the
+    time budget is the operator's, lowered (never raised) by the request's.
+    """
+    if not isinstance(body, Mapping):
+        raise ConfigError("the request body must be a JSON object")
+    known = MAPPED.keys() | IGNORED | NEUTRAL.keys() | {"messages", "darwin"}
+    unknown = sorted(str(k)[:40] for k, v in body.items() if k not in known and v is not None)
+    if unknown:
+        raise ConfigError(f"unsupported field(s) {', '.join(unknown)}; search parameters go in "
+                          f"\"darwin\": {{...}} (any of {', '.join(k.name for k in knobs())})")
+    for name, neutral in NEUTRAL.items():
+        if body.get(name) is not None and body[name] not in neutral:
+            raise ConfigError(f"unsupported field(s) {name}={json.dumps(body[name])[:60]}: a search cannot honour "
+                              f"it; leave it out or send {' or '.join(json.dumps(v) for v in neutral)}")
+    if body.get("n") not in (None, 1) or isinstance(body.get("n"), bool):
+        raise ConfigError(f"n must be 1 (a search returns its one best answer), got {body['n']!r:.40}")
+    for name, kind, what in (("stream", bool, "true or false"), ("model", str, "a text")):
+        if body.get(name) is not None and not isinstance(body[name], kind):
+            raise ConfigError(f"{name} must be {what}, got {json.dumps(body[name])[:40]}")
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        raise ConfigError("messages must be a non-empty list of {role, content} objects")
+    prompt = Prompt.of([_message(m, i) for i, m in enumerate(messages)])
+    darwin = body.get("darwin") or {}
+    if not isinstance(darwin, Mapping):
+        raise ConfigError("darwin must be an object of search parameters, e.g. {\"mutants\": 3}")
+    given = {MAPPED[k]: (k, v) for k, v in body.items() if k in MAPPED and v is not None}
+    for name, (key, value) in zip(resolve(darwin), darwin.items()):  # aliases to names; unknown names refused
+        if name in given:
+            raise ConfigError(f"{name} is given twice (as {given[name][0]} and darwin.{key}); give it once")
+        given[name] = (f"darwin.{key}", value)
+    overrides = {name: _checked(name, key, value) for name, (key, value) in given.items()}
+    if limits is not None:
+        asked = overrides.pop("time_budget", None)  # null keeps the operator's budget
+        overrides["time_budget"] = limits.time_budget(config, asked)
+    try:
+        checked = config.replace(**dict(overrides))  # validate now: a bad value is the client's error
+    except TypeError as exc:
+        raise ConfigError(f"invalid search parameter: {exc}") from exc
+    if limits is not None:
+        limits.check(checked)
+    return prompt, overrides, bool(body.get("stream"))
+
+
+def _checked(name: str, key: str, value: Any) -> Any:
+    """`value` if it has the knob's JSON type (a whole number, a number, true/false, a text); ConfigError if not."""
+    knob = _KNOB[name]
+    if value is None and knob.optional or knob.many:
+        return value  # the config checks a text or a list of texts itself
+    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
+          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
+          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}[knob.type](value)
+    if name == "seed" and ok and not 0 <= value < 2 ** 63:
+        raise ConfigError(f"{key} must be a whole number from 0 to 2**63 - 1, got {value}")
+    if not ok:
+        what = {int: "a whole number", float: "a finite number", bool: "true or false", str: "a text"}[knob.type]
+        raise ConfigError(f"{key} must be {what}{' or null' if knob.optional else ''}, "
+                          f"got {json.dumps(value)[:40]}")
+    return value
+
+
+def _surrogate(value: Any) -> str | None:
+    """Where in the body a string holds a lone surrogate, if anywhere (walked without recursion)."""
+    todo = [("the request body", value)]
+    while todo:
+        where, v = todo.pop()
+        if isinstance(v, str):
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:
+                return where
+        elif isinstance(v, Mapping):
+            for k, item in v.items():
+                if _surrogate(k) is not None:
+                    return f"a field name in {where}"
+                todo.append((f"{k}" if where == "the request body" else f"{where}.{k}", item))
+        elif isinstance(v, list):
+            todo += [(f"{where}[{i}]", item) for i, item in enumerate(v)]
+    return None
+
+
+def completion(result: SearchResult, model: str) -> dict[str, Any]:
+    """An OpenAI chat.completion object for a search result, with the reward and trace summary under `darwin`."""
+    darwin = result.metadata()
+    usage = darwin.pop("usage")
+    darwin.setdefault("seed", result.trace.seed)  # an unseeded request can be replayed with this seed
+    return {
+        "id": f"chatcmpl-darwin-{uuid.uuid4().hex[:24]}",
+        "object": "chat.completion",
+        "created": int(time.time()),
+        "model": model,
+        "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
+                     "finish_reason": "stop" if result.finished else "length", "logprobs": None}],
+        "usage": {"prompt_tokens": usage["input_tokens"], "completion_tokens": usage["output_tokens"],
+                  "total_tokens": usage["total_tokens"]},
+        "darwin": darwin,
+    }
+
+
+def _events(reply: dict[str, Any]):
+    """The whole answer as one chunk, then the finish reason with usage, then [DONE]."""
+    base = {k: reply[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
+    choice = reply["choices"][0]
+    first = base | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": choice["message"]["content"]},
+                                 "finish_reason": None}]}
+    last = base | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}],
+                   "usage": reply["usage"], "darwin": reply["darwin"]}
+    for chunk in (first, last):
+        yield f"data: {json.dumps(chunk)}\n\n"
+    yield "data: [DONE]\n\n"
+
+
+def _message(m: Any, index: int = 0) -> dict[str, Any]:
+    """OpenAI messages may carry content as a list of parts; only text parts can be searched."""
+    if not isinstance(m, Mapping):
+        raise ConfigError(f"messages[{index}] must be a {{role, content}} object")
+    content = m.get("content")
+    if isinstance(content, list):
+        for i, p in enumerate(content):
+            if not isinstance(p, Mapping) or p.get("type") != "text":
+                raise ConfigError(f"messages[{index}].content[{i}] is not a text part; only "
+                                  "{\"type\": \"text\", \"text\": ...} parts are supported")
+            if not isinstance(p.get("text"), str):
+                raise ConfigError(f"messages[{index}].content[{i}].text must be a text, "
+                                  f"got {json.dumps(p.get('text'))[:40]}")
+        content = "".join(p["text"] for p in content)
+    role = "system" if m.get("role") == "developer" else m.get("role")
+    if not isinstance(role, str):
+        raise ConfigError(f"messages[{index}].role must be system, user or assistant, got {json.dumps(role)[:40]}")
+    if not isinstance(content, str):
+        raise ConfigError(f"messages[{index}].content must be a text or a list of text parts, "
+                          f"got {json.dumps(content)[:40]}")
+    return {"role": role, "content": content}
+
+
+def _failure(exc: DarwinError, secrets: list[str | None]) -> str:
+    """What a client learns of a component's failure: never an upstream's body, never a key (both go to the log)."""
+    log.warning("search failed: %s", redact(f"{type(exc).__name__}: {exc}", secrets))
+    status = getattr(exc, "status", None)
+    if status is not None:
+        return f"{type(exc).__name__}: the model server behind this one answered {status}; the operator's log " \
+               "has the details"
+    return redact(f"{type(exc).__name__}: {str(exc)[:300]}", secrets)
+
+
+def _error(status: int, message: str, kind: str = "invalid_request_error", code: str | None = None) -> Any:
+    """OpenAI's error format, so clients show the message (and do not retry a 4xx)."""
+    from fastapi.responses import JSONResponse
+
+    return JSONResponse({"error": {"message": message, "type": kind, "code": code or str(status)}},
+                        status_code=status)
+
+
+def run(search: Search, *, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
+        max_concurrent: int = 1, max_queue: int = 16, shutdown_timeout: float = 30.0, limits: Limits | None = None,
+        api_key: str | None = None) -> None:
+    """Serve until a signal: the first lets running searches finish within `shutdown_timeout` s, a second exits now.
+
+    Binds to loopback unless told otherwise.
+    """
+    require("uvicorn", extra="serve")
+    from .lifecycle import serve
+
+    app = create_app(search, model=model, max_concurrent=max_concurrent, max_queue=max_queue, limits=limits,
+                     api_key=api_key, host=host)
+    serve(app, app.state.admission, host=host, port=port, shutdown_timeout=shutdown_timeout)

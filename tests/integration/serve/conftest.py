@@ -1,0 +1,70 @@
+"""The serve tests' helpers: a real uvicorn server in a thread on a free loopback port, over a slow fake policy."""
+from __future__ import annotations
+
+import threading
+import time
+
+import httpx
+import pytest
+
+from darwin_chains.cli.serve import create_app
+
+from ..servers import free_port
+from .slow_server import slow_search
+
+
+def wait_until(check, seconds: float, step: float = 0.05) -> bool:
+    """Poll `check()` until it is true, at most `seconds`."""
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if check():
+            return True
+        time.sleep(step)
+    return bool(check())
+
+
+class Server:
+    """The app in a real uvicorn server, in a thread, on a free loopback port."""
+
+    def __init__(self, search, **app_options):
+        import uvicorn
+
+        self.search, self.port = search, free_port()
+        self.app = create_app(search, **app_options)
+        self.server = uvicorn.Server(uvicorn.Config(self.app, host="127.0.0.1", port=self.port, log_level="warning"))
+        self.thread = threading.Thread(target=self.server.run, daemon=True)
+        self.thread.start()
+        self.base = f"http://127.0.0.1:{self.port}"
+        self.url = f"{self.base}/v1"
+        assert wait_until(lambda: self.up(), 20), "the server did not start"
+
+    def up(self) -> bool:
+        try:
+            return httpx.get(f"{self.base}/health", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def health(self) -> dict:
+        return httpx.get(f"{self.base}/health", timeout=2).json()
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+
+
+@pytest.fixture
+def serve():
+    """`serve(search, **create_app options)` starts a server; all are stopped after the test."""
+    servers = []
+
+    def start(search=None, **options):
+        servers.append(Server(search or slow_search(), **options))
+        return servers[-1]
+
+    yield start
+    for server in servers:
+        server.stop()
+
+
+def chat(content: str = "say cat", **fields) -> dict:
+    return {"model": "darwin", "messages": [{"role": "user", "content": content}], **fields}
