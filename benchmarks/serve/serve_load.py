@@ -3,16 +3,20 @@
     nice -n 10 python benchmarks/serve/serve_load.py                      # -> runs/small-llama-cpu/results.json
 
 A real `darwin-chains serve` subprocess on loopback serves a small random Llama policy and reward model (built
-and saved here, so the run needs no download, and every response runs to `max_new_tokens`). Three phases on the
+and saved here, so the run needs no download, and every response runs to `max_new_tokens`). Four phases on the
 same server, with the same seeds per client:
 
+- `leavers_alone`: only the 4 leavers; once they have gone, the server should be idle;
 - `baseline`: only the 12 clients that stay;
-- `abandon`: the 4 leavers start first (they hold the running places), disconnect after `--leave-after` s, then
-  the 12 stay to their answers;
+- `abandon`: the 4 leavers start first (they hold the 4 running places), disconnect once the server has scored
+  `--leave-at` replacement periods (a quarter of their work), and the 12 stay to their answers;
 - `complete`: all 16 stay, what the 4 would have cost had their searches run to the end.
 
-The server's CPU seconds (from /proc) per phase show where the work went: if cancellation wastes nothing after
-the disconnect, `abandon` - `baseline` equals the CPU the leavers spent before they left.
+Searches are seeded per client, so a phase's work is the same every time. The replacement periods the server
+scored (from /metrics) show where the work went: if cancellation wastes nothing after the disconnect, `abandon`
+scores exactly the baseline's periods plus those the leavers scored before they left. The server's CPU seconds
+(from /proc) say the same, within the noise of a shared machine. The machine record is the client process's; the
+server runs with OMP_NUM_THREADS=1.
 """
 from __future__ import annotations
 
@@ -76,20 +80,24 @@ def body(i: int) -> dict:
     return {"model": "darwin", "seed": i, "messages": [{"role": "user", "content": f"Give three tips, number {i}."}]}
 
 
-def leave(port: int, i: int, after: float) -> float:
-    """A client that sends its request and disconnects `after` seconds later; the time it left."""
+def leave(port: int, i: int, go: threading.Event) -> None:
+    """A client that sends its request and disconnects once `go` is set."""
     data = json.dumps(body(i)).encode()
     with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
         sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
                      + f"Content-Length: {len(data)}\r\n\r\n".encode() + data)
-        time.sleep(after)
-    return time.monotonic()
+        go.wait(600)
 
 
-def phase(base: str, port: int, pid: int, stay: int, leavers: int, after: float) -> dict:
-    """One round of clients; CPU and metrics deltas, and each staying client's status and seconds."""
+def phase(base: str, port: int, pid: int, stay: int, leavers: int, periods: int) -> dict:
+    """One round of clients; CPU and metrics deltas, and each staying client's status and seconds.
+
+    The leavers disconnect once the server has scored `periods` replacement periods (theirs: they hold every
+    running place), so they leave mid-search however fast the machine is.
+    """
     metrics0, cpu0, t0 = scrape(base), cpu_seconds(pid), time.monotonic()
     marks: dict[str, float] = {}
+    go = threading.Event()
 
     def staying(i: int) -> tuple[int, float]:
         started = time.monotonic()
@@ -97,13 +105,24 @@ def phase(base: str, port: int, pid: int, stay: int, leavers: int, after: float)
         return reply.status_code, time.monotonic() - started
 
     with ThreadPoolExecutor(stay + leavers) as pool:
-        gone = [pool.submit(leave, port, 100 + i, after) for i in range(leavers)]
+        gone = [pool.submit(leave, port, 100 + i, go) for i in range(leavers)]
         time.sleep(0.3 if leavers else 0)  # the leavers take the running places first
         held = [pool.submit(staying, i) for i in range(stay)]
         if leavers:
+            deadline = time.monotonic() + 300
+            while scrape(base)["darwin_periods_total"] - metrics0["darwin_periods_total"] < periods:
+                assert time.monotonic() < deadline, "the leavers' searches made no progress"
+                time.sleep(0.05)
+            marks["periods_before_leaving"] = scrape(base)["darwin_periods_total"] - metrics0["darwin_periods_total"]
+            marks["cpu_before_leaving_s"] = cpu_seconds(pid) - cpu0
+            marks["left_after_s"] = time.monotonic() - t0
+            go.set()
             for f in gone:
                 f.result()
-            marks["cpu_before_leaving"] = cpu_seconds(pid) - cpu0
+            if not stay:  # alone on the server: what it spends once they have gone is waste
+                left = cpu_seconds(pid)
+                time.sleep(3.0)
+                marks["cpu_3s_after_leaving_s"] = cpu_seconds(pid) - left
         answers = [f.result() for f in held]
     wall, cpu1 = time.monotonic() - t0, cpu_seconds(pid)
     time.sleep(1.0)
@@ -115,7 +134,7 @@ def phase(base: str, port: int, pid: int, stay: int, leavers: int, after: float)
             "statuses": sorted({s for s, _ in answers}), "wall_s": round(wall, 2),
             "server_cpu_s": round(cpu1 - cpu0, 2), "server_cpu_idle_after_s": round(cpu_seconds(pid) - cpu1, 2),
             "latency_s": {"median": round(sorted(s for _, s in answers)[len(answers) // 2], 2),
-                          "max": round(max(s for _, s in answers), 2)},
+                          "max": round(max(s for _, s in answers), 2)} if answers else None,
             **{k: round(v, 2) for k, v in marks.items()}, "metrics": delta}
 
 
@@ -123,7 +142,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--clients", type=int, default=16)
     parser.add_argument("--leavers", type=int, default=4)
-    parser.add_argument("--leave-after", type=float, default=2.0)
+    parser.add_argument("--leave-at", type=int, default=12,
+                        help="leavers disconnect once this many periods were scored (of their 4 x 12)")
     parser.add_argument("--max-concurrent", type=int, default=4)
     parser.add_argument("--hidden", type=int, default=256)
     parser.add_argument("--layers", type=int, default=4)
@@ -150,24 +170,33 @@ def main() -> None:
                     time.sleep(0.5)
             warm = httpx.post(f"{base}/v1/chat/completions", json=body(999), timeout=600).json()
             stay = args.clients - args.leavers
-            phases = {"baseline": phase(base, port, server.pid, stay, 0, args.leave_after),
-                      "abandon": phase(base, port, server.pid, stay, args.leavers, args.leave_after),
-                      "complete": phase(base, port, server.pid, args.clients, 0, args.leave_after)}
+            phases = {"leavers_alone": phase(base, port, server.pid, 0, args.leavers, args.leave_at),
+                      "baseline": phase(base, port, server.pid, stay, 0, args.leave_at),
+                      "abandon": phase(base, port, server.pid, stay, args.leavers, args.leave_at),
+                      "complete": phase(base, port, server.pid, args.clients, 0, args.leave_at)}
         finally:
             server.send_signal(signal.SIGTERM)
             server.wait(60)
     abandon, baseline, complete = phases["abandon"], phases["baseline"], phases["complete"]
+    periods = "darwin_periods_total"
     summary = {
         "every_staying_client_answered": abandon["answered"] == stay,
-        "leavers_cpu_before_leaving_s": abandon["cpu_before_leaving"],
+        "leavers_periods_before_leaving": abandon["periods_before_leaving"],
+        "leavers_periods_in_all": abandon["metrics"][periods] - baseline["metrics"][periods],
+        "leavers_periods_after_disconnect": abandon["metrics"][periods] - baseline["metrics"][periods]
+        - abandon["periods_before_leaving"],
+        "leavers_periods_had_they_stayed": complete["metrics"][periods] - baseline["metrics"][periods],
+        "leavers_alone_cpu_before_leaving_s": phases["leavers_alone"]["cpu_before_leaving_s"],
+        "leavers_alone_cpu_3s_after_leaving_s": phases["leavers_alone"]["cpu_3s_after_leaving_s"],
+        "leavers_alone_periods_in_all": phases["leavers_alone"]["metrics"][periods],
+        "leavers_cpu_before_leaving_s": abandon["cpu_before_leaving_s"],
         "abandon_minus_baseline_cpu_s": round(abandon["server_cpu_s"] - baseline["server_cpu_s"], 2),
-        "cpu_after_disconnect_s": round(abandon["server_cpu_s"] - baseline["server_cpu_s"]
-                                        - abandon["cpu_before_leaving"], 2),
-        "leavers_full_cost_cpu_s": round(complete["server_cpu_s"] - baseline["server_cpu_s"], 2),
+        "complete_minus_baseline_cpu_s": round(complete["server_cpu_s"] - baseline["server_cpu_s"], 2),
     }
     result = {"benchmark": "serve_load", "command": " ".join(["darwin-chains", *command[3:]]),
               "search_tokens_per_reply": warm["usage"]["completion_tokens"], "phases": phases, "summary": summary,
-              "settings": vars(args), "machine": machine_record()}
+              "settings": vars(args) | {"server_env": {"OMP_NUM_THREADS": "1"}},
+              "machine": machine_record()}
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")

@@ -94,7 +94,9 @@ class Search:
 
     def stream(self, prompt: PromptLike, *, drafts: Sequence[str] = (), stop: Sequence[str] | None = None,
                context: Any = None, **overrides: Any) -> Any:
-        """`run` as events: Progress, Delta (settled text), then Final; closing it stops the search (`stream.py`)."""
+        """`run` as events: Progress, Delta (settled text), then Final; closing it stops the search (`stream.py`).
+
+        The config's `stop` always applies; `stop` adds sequences at which only the streamed text is cut."""
         from .stream import stream
 
         return stream(self, prompt, drafts=drafts, stop=stop, context=context, **overrides)

@@ -63,6 +63,7 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
     """
     fastapi = require("fastapi", extra="serve")
     from fastapi.responses import JSONResponse, Response, StreamingResponse
+    from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = fastapi.FastAPI(title="darwin-chains", description="Darwin decode-time alignment, OpenAI-compatible")
     model_id = model or f"darwin:{getattr(search.policy, 'name', 'policy')}"
@@ -74,6 +75,8 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
     app.add_middleware(Guard, api_key=api_key, loopback=is_loopback(host), max_body_bytes=limits.max_body_bytes)
     app.add_exception_handler(Exception, lambda request, exc: _error(500, "internal error; the server log has "
                                                                           "the details", "server_error"))
+    app.add_exception_handler(StarletteHTTPException, lambda request, exc: _error(  # 404, 405: OpenAI's format too
+        exc.status_code, f"{exc.detail}: {request.method} {ascii(request.url.path)[1:-1][:100]}"))
 
     @app.get("/health")
     async def health() -> dict:
@@ -193,7 +196,7 @@ def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
     if not isinstance(messages, list) or not messages:
         raise ConfigError("messages must be a non-empty list of {role, content} objects")
     prompt = Prompt.of([_message(m, i) for i, m in enumerate(messages)])
-    darwin = body.get("darwin") or {}
+    darwin = {} if body.get("darwin") is None else body["darwin"]
     if not isinstance(darwin, Mapping):
         raise ConfigError("darwin must be an object of search parameters, e.g. {\"mutants\": 3}")
     given = {MAPPED[k]: (k, v) for k, v in body.items() if k in MAPPED and v is not None}

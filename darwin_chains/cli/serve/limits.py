@@ -22,7 +22,16 @@ def _cap(default: Any, doc: str) -> Any:
 
 @dataclass(frozen=True)
 class Limits:
-    """What one request may ask for; `GET /v1/darwin/limits` shows them to clients."""
+    """What one request may ask for; `GET /v1/darwin/limits` shows them to clients.
+
+    Example:
+        >>> limits = Limits(max_mutants=4, max_search_seconds=60)
+        >>> limits.time_budget(SearchConfig(time_budget=30), asked=None), limits.time_budget(SearchConfig(), asked=600)
+        (30.0, 60.0)
+        >>> limits.check(SearchConfig(mutants=5))  # doctest: +ELLIPSIS
+        Traceback (most recent call last):
+        darwin_chains.errors.ConfigError: mutants=5 is over this server's limit of 4 (max_mutants); ask for less, ...
+    """
 
     max_mutants: int = _cap(8, "most instruction variants (or samples) a request may ask for")
     max_beams: int = _cap(16, "most beams one cycle may decode (mutants x beams_per_mutant)")

@@ -132,6 +132,14 @@ def test_inputs_that_once_were_500s_are_400s_naming_the_field(server, body, name
     assert names in reply.json()["error"]["message"]
 
 
+@pytest.mark.parametrize("method, path, status", [("GET", "/v1/chat/completions", 405), ("POST", "/v1/nope", 404),
+                                                  ("GET", "/v1/%ED%A0%80", 404), ("DELETE", "/v1/models", 405)])
+def test_wrong_routes_answer_in_openais_error_format(server, method, path, status):
+    reply = server.http.request(method, f"{server.base}{path}", content=b"{}")
+    assert reply.status_code == status
+    check(reply)
+
+
 def test_the_server_still_answers_after_the_fuzzing(server):
     assert httpx.get(f"{server.base}/health", timeout=5).status_code == 200
     good = {"messages": [{"role": "user", "content": "say cat"}]}
