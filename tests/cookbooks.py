@@ -2,11 +2,23 @@
 from __future__ import annotations
 
 import importlib.util
+import os
+import subprocess
 import sys
 from pathlib import Path
 from typing import Any
 
 COOKBOOK = Path(__file__).resolve().parents[1] / "cookbook"
+
+
+def run_cookbook(*args: str) -> str:
+    """Run a cookbook script as a user does, from the repository root, offline and with the default policy."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("DARWIN_CHAINS_POLICY", None)
+    done = subprocess.run([sys.executable, *args], cwd=COOKBOOK.parent, env=env, capture_output=True, text=True,
+                          timeout=180)
+    assert done.returncode == 0, done.stderr[-3000:]
+    return done.stdout
 
 
 def load_cookbook(name: str) -> Any:

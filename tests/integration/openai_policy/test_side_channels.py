@@ -45,3 +45,17 @@ def test_concurrent_searches_keep_their_own_rejections_and_notes(server):
     n_notes = [[note for note in r.trace.notes if "n=2" in note] for r in (cats, dogs)]
     assert len(n_notes[0]) == 1 and n_notes[1] == []  # only the search whose requests it concerned
     assert policy.notes[-1] == n_notes[0][0]
+
+
+def test_darwin_align_abatch_keeps_each_answers_rejections_apart(server):
+    from langchain_darwin import DarwinAlign
+
+    policy = OpenAIPolicy.from_url("scripted", server.url)
+    align = DarwinAlign(policy=policy, reward=KeywordReward(["purr"]), mutator=LLMMutator(policy), mutants=2,
+                        keep_top=1, max_new_tokens=16, seed=0, include_trace=True)
+    cats, dogs = asyncio.run(align.abatch([CATS, DOGS], config={"max_concurrency": 2}))
+    for message, instruction in ((cats, CATS), (dogs, DOGS)):
+        trace = message.response_metadata["darwin"]["trace"]
+        assert [tuple(r) for r in trace["mutation_rejections"]] == [(f"{instruction}, please", "duplicate"),
+                                                                    (instruction.split()[-1], "too short for a rewrite")]
+        assert trace["prompt"]["request"] == instruction
