@@ -13,7 +13,7 @@ from tests.unit.test_search import without_timings
 pytestmark = pytest.mark.integration
 
 INSTRUCTION = "Give three tips for writing a clear email."
-CONFIG = SearchConfig(max_new_tokens=48, replacement_period=16, seed=3)
+CONFIG = SearchConfig(max_new_tokens=32, replacement_period=8, seed=3)
 
 
 def test_converted_model_is_cached_and_reloads_fast(smollm2_dir):
