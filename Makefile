@@ -13,11 +13,15 @@ $(VENV)/.installed: pyproject.toml scripts/setup.sh
 demo: setup
 	$(BIN)/darwin-chains align "Give three tips for writing a clear email." --progress on
 
+# Two test processes of one torch thread each: a small model's decoding steps keep one core busy, and one thread
+# per process keeps two processes from oversubscribing the cores (pytest alone, with no flags, runs serially).
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
+
 test: setup
-	$(BIN)/python -m pytest -q
+	$(PYTEST)
 
 test-fast: setup
-	$(BIN)/python -m pytest -q -m "not integration"
+	$(PYTEST) -m "not integration"
 
 bench: setup
 	$(BIN)/python benchmarks/speed/speed.py
