@@ -9,11 +9,9 @@ from __future__ import annotations
 import json
 import logging
 import re
-from collections.abc import Sequence
 from typing import Any
 
 from ..config import Sampling
-from ..errors import ConfigError
 from ..policies import acomplete, complete
 from ..protocols import Policy, Reported, Usage
 

@@ -19,7 +19,5 @@ One module per job: `modes.py` negotiates the mode, `transport.py` builds and se
 """
 from ...protocols import Reply
 from .policy import MODES, Mode, OpenAIPolicy
-from .tokens import server_counts as _counts
-from .transport import replies as _replies, top_logprobs as _top_logprobs
 
 __all__ = ["MODES", "Mode", "OpenAIPolicy", "Reply"]

@@ -13,7 +13,8 @@ import pytest
 from openai.types.chat import ChatCompletion
 
 from darwin_chains import Prompt, RewardError, Search, SearchConfig
-from darwin_chains.policies.openai import OpenAIPolicy, _replies
+from darwin_chains.policies.openai import OpenAIPolicy
+from darwin_chains.policies.openai.transport import replies
 from darwin_chains.rewards.judge import JudgeReward, expected_score, parse_score
 from darwin_chains.testing import FakePolicy
 
@@ -64,5 +65,5 @@ def test_expected_score_from_chat_logprobs():
                                                    {"token": "6", "logprob": math.log(0.25), "bytes": None},
                                                    {"token": "The", "logprob": math.log(0.01), "bytes": None}]}]}}],
     })
-    (choice,) = _replies(reply)
+    (choice,) = replies(reply)
     assert expected_score(choice.top_logprobs) == pytest.approx(7.5)
