@@ -308,18 +308,29 @@ class MiniLMTable(Table):
 
 
 class _PrefixMeans:
-    """`encode(keys)` for EmbeddingCache: SmolLM2 response means of "instruction SEP answer" keys at every cut."""
+    """`encode(keys)` for EmbeddingCache: SmolLM2 response means of "instruction SEP answer" keys at every cut.
+    `incremental`: read block by block as the reward scores (`ResponseEncoder.means`), in passes of `chunk`
+    answers (each pass holds its answers' whole caches); otherwise one full pass per answer (`encode`)."""
 
-    def __init__(self):
+    def __init__(self, incremental: bool = False, chunk: int = 32):
         from darwin_chains.rewards.hidden_states import ResponseEncoder
 
         self.encoder = ResponseEncoder(max_response_tokens=WHOLE)
+        self.incremental, self.chunk = incremental, chunk
 
     def encode(self, keys: Sequence[str]):
         import torch
 
         items = [tuple(k.split(SEP, 1)) for k in keys]
-        return torch.from_numpy(self.encoder.encode(items, CUTS).reshape(len(keys), -1))
+        if not self.incremental:
+            return torch.from_numpy(self.encoder.encode(items, CUTS).reshape(len(keys), -1))
+        # Only block ends can be read this way: other cuts (128) are NaN, so training on them fails loudly.
+        size = self.encoder.block_tokens
+        ends = [c for c in CUTS if c % size == 0 or c >= WHOLE]
+        out = np.full((len(items), len(CUTS), self.encoder.dim), np.nan, dtype=np.float32)
+        for i in range(0, len(items), self.chunk):
+            out[i : i + self.chunk, [CUTS.index(c) for c in ends]] = self.encoder.means(items[i : i + self.chunk], ends)
+        return torch.from_numpy(out.reshape(len(keys), -1))
 
 
 class _InstructionMeans:
@@ -342,18 +353,21 @@ def encoder_dtype() -> str:
     return {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}.get(name, name)
 
 
-def hidden_state_cache() -> Path:
+def hidden_state_cache(incremental: bool = False) -> Path:
     """Where the SmolLM2 features are cached: one folder per dtype the encoder runs in here (bf16 where the CPU has
-    it natively, fp32 elsewhere), so features of two dtypes never mix in one table. bf16 keeps the original name."""
+    it natively, fp32 elsewhere), so features of two dtypes never mix in one table. bf16 keeps the original name;
+    features read block by block (`incremental`, as the reward scores) get their own folder too."""
     suffix = "" if encoder_dtype() == "bf16" else f"-{encoder_dtype()}"
-    return cache_dir() / "reward-training" / f"smollm2-L15-cuts{suffix}"
+    return cache_dir() / "reward-training" / f"smollm2-L15-cuts{suffix}{'-blocks' if incremental else ''}"
 
 
 class HiddenStateTable(Table):
     """SmolLM2 prefix means by (instruction, answer): one cached forward pass serves the answer and its prefixes."""
 
-    def __init__(self, cache: EmbeddingCache | None = None, cutter: PrefixCutter | None = None):
-        super().__init__(cache or EmbeddingCache(hidden_state_cache()), cutter)
+    def __init__(self, cache: EmbeddingCache | None = None, cutter: PrefixCutter | None = None,
+                 incremental: bool = False):
+        super().__init__(cache or EmbeddingCache(hidden_state_cache(incremental)), cutter)
+        self.incremental = incremental
         self.instructions = EmbeddingCache(self.cache.directory / "instructions")
         self._keys: set[str] = set()
         self.origin: dict[tuple[str, str], tuple[str, int]] = {}  # (instruction, text) -> (answer, cut)
@@ -368,7 +382,7 @@ class HiddenStateTable(Table):
         answers = sorted(k for k in self._keys if SEP in k)
         instructions = sorted(k for k in self._keys if SEP not in k)
         if self.cache.missing(answers) or self.instructions.missing(instructions):
-            means = _PrefixMeans()
+            means = _PrefixMeans(self.incremental)
             self.cache.fill(answers, embedder=means)
             self.instructions.fill(instructions, embedder=_InstructionMeans(means.encoder))
 

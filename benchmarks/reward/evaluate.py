@@ -11,6 +11,8 @@ Run from the repository root:
 
     python benchmarks/reward/evaluate.py                 # writes benchmarks/reward/runs/heads-<dtype>/results.json
     python benchmarks/reward/evaluate.py --rewards preference --judge-pairs 0
+    python benchmarks/reward/evaluate.py --incremental --rewards preference preference_length_weight_zeroed \
+        --judge-pairs 0 --no-timing                      # features read block by block, as the reward scores
 """
 from __future__ import annotations
 
@@ -76,7 +78,8 @@ print(t1 - t0, t2 - t1, t3 - t2)
 
 def timings(reward_cls, backbone: str, prompt_cls, texts: list[str]) -> dict:
     """Load times in a fresh process (torch and transformers imported first: any policy needs them), also once the
-    embedded policy is loaded (the default setup), and the median of 5 scorings of 5 long texts in this one."""
+    embedded policy is loaded (the default setup), and the median of 5 scorings of 5 long texts in this one, each
+    a first read (nothing cached; a search's later periods read only what is new: incremental.py)."""
     def fresh(with_policy: bool) -> list[float]:
         script = TIMING.format(cls=reward_cls.__name__, backbone=backbone, with_policy=with_policy)
         done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=ROOT, check=True)
@@ -88,7 +91,10 @@ def timings(reward_cls, backbone: str, prompt_cls, texts: list[str]) -> dict:
     prompt = prompt_cls.of("Explain how vaccines train the immune system.")
     reward.score(prompt, texts)  # warm: backbone loaded, as in a search
     runs = []
+    blocks = getattr(getattr(reward, "_encoder", None), "blocks", None)
     for _ in range(5):
+        if blocks is not None:
+            blocks.clear()
         start = time.perf_counter()
         reward.score(prompt, texts)
         runs.append(time.perf_counter() - start)
@@ -112,8 +118,11 @@ def main() -> None:
                         help="AlpacaEval judgments (default: ../shared/data/alpaca_eval_prefs_dev.jsonl.gz)")
     parser.add_argument("--pairs-tool", type=Path, default=None,
                         help="the pair builder (default: ../shared/tools/preference_pairs.py)")
+    parser.add_argument("--incremental", action="store_true",
+                        help="SmolLM2 features read block by block, as PreferenceReward scores (ResponseEncoder.means)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: benchmarks/reward/runs/heads-<dtype>/results.json")
+                        help="default: benchmarks/reward/runs/heads-<dtype>/results.json "
+                             "(heads-incremental with --incremental)")
     args = parser.parse_args()
 
     import numpy as np
@@ -126,7 +135,7 @@ def main() -> None:
     from training import reward_training as rt
 
     dtype = rt.encoder_dtype()
-    out = args.out or RUNS / f"heads-{dtype}" / "results.json"
+    out = args.out or RUNS / ("heads-incremental" if args.incremental else f"heads-{dtype}") / "results.json"
     prefs, tool = args.prefs or rt.DEFAULT_DATA, args.pairs_tool or rt.DEFAULT_PAIRS_TOOL
     ys = rt.yardstick(tool)
     head = PreferenceHead.load(WEIGHTS, FEATURES)
@@ -139,7 +148,8 @@ def main() -> None:
 
     def table(backbone: str) -> rt.Table:
         if backbone not in tables:
-            tables[backbone] = rt.TABLES[backbone](cutter=cutter)
+            extra = {"incremental": True} if args.incremental and backbone == "smollm2" else {}
+            tables[backbone] = rt.TABLES[backbone](cutter=cutter, **extra)
             for p in val:
                 for answer in (p["a"], p["b"]):
                     tables[backbone].want(p["instruction"], answer, rt.PREFIX_TOKENS)
@@ -167,6 +177,8 @@ def main() -> None:
 
     report = json.loads(out.read_text()) if out.exists() else {"rewards": {}}
     report.update({"validation_instructions": len(val_set), "seed": settings["seed"], "encoder_dtype": dtype,
+                   "smollm2_features": "block by block (ResponseEncoder.means)" if args.incremental
+                   else "one full pass per answer (ResponseEncoder.encode)",
                    "torch_threads": torch.get_num_threads(),
                    "preference_on_topic_over_off_topic": head.meta["validation"].get("on_topic_over_off_topic"),
                    "length_weight_per_log_word": round(head.length_weight, 4)})

@@ -1,10 +1,11 @@
-"""Load on `darwin-chains serve`: 16 concurrent clients, 4 of which disconnect mid-search.
+"""Load on `darwin-chains serve`: 16 concurrent clients, 4 of which disconnect; 16 at once against 1 alone.
 
     nice -n 10 python benchmarks/serve/serve_load.py                      # -> runs/small-llama-cpu/results.json
+    python benchmarks/serve/serve_load.py --scenario concurrency          # -> runs/embedded-cpu/results.json
 
-A real `darwin-chains serve` subprocess on loopback serves a small random Llama policy and reward model (built
-and saved here, so the run needs no download, and every response runs to `max_new_tokens`). Four phases on the
-same server, with the same seeds per client:
+Scenario `leavers` (the default): a real `darwin-chains serve` subprocess on loopback serves a small random Llama
+policy and reward model (built and saved here, so the run needs no download, and every response runs to
+`max_new_tokens`). Four phases on the same server, with the same seeds per client:
 
 - `leavers_alone`: only the 4 leavers; once they have gone, the server should be idle;
 - `baseline`: only the 12 clients that stay;
@@ -15,22 +16,38 @@ same server, with the same seeds per client:
 Searches are seeded per client, so a phase's work is the same every time. The replacement periods the server
 scored (from /metrics) show where the work went: if cancellation wastes nothing after the disconnect, `abandon`
 scores exactly the baseline's periods plus those the leavers scored before they left. The server's CPU seconds
-(from /proc) say the same, within the noise of a shared machine. The machine record is the client process's; the
-server runs with OMP_NUM_THREADS=1.
+(from /proc) say the same, within the noise of a shared machine.
+
+Scenario `concurrency`: does a local model's server gain from running searches at once? A real `darwin-chains
+serve` of the embedded SmolLM2 (default reward, template mutator; 5 beams, m = 40, top-3, 128 new tokens) with
+`--max-concurrent` and `--max-queue` at the client count, so every request runs at once and their beams share
+one batch. Through the real `openai` client: 1 request alone, then 16 at once, each seeded by its index, with
+distinct prompts embedded here.
+
+- throughput ratio = (16 requests' completion tokens / wall seconds until the last answer) / (the lone request's
+  completion tokens / its latency) (target >= 3);
+- first-answer ratio = latency of the first of the 16 answers / the lone request's latency (target <= 2);
+- every request answered (200).
+
+Completion tokens are the reply's `usage.completion_tokens`: every token the search sampled. The machine record is
+the client process's; the server runs with OMP_NUM_THREADS=--server-threads (1 unless told).
 """
 from __future__ import annotations
 
 import argparse
 import json
 import os
+import shlex
 import signal
 import socket
+import statistics
 import subprocess
 import sys
 import tempfile
 import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 
 import httpx
@@ -138,45 +155,43 @@ def phase(base: str, port: int, pid: int, stay: int, leavers: int, periods: int)
             **{k: round(v, 2) for k, v in marks.items()}, "metrics": delta}
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--clients", type=int, default=16)
-    parser.add_argument("--leavers", type=int, default=4)
-    parser.add_argument("--leave-at", type=int, default=12,
-                        help="leavers disconnect once this many periods were scored (of their 4 x 12)")
-    parser.add_argument("--max-concurrent", type=int, default=4)
-    parser.add_argument("--hidden", type=int, default=256)
-    parser.add_argument("--layers", type=int, default=4)
-    parser.add_argument("--search", nargs="*", default=["--mutants", "2", "--keep-top", "1", "--max-new-tokens", "96",
-                                                        "--replacement-period", "8"])
-    parser.add_argument("--out", default=str(Path(__file__).parent / "runs" / "small-llama-cpu" / "results.json"))
-    args = parser.parse_args()
+@contextmanager
+def serving(command: list[str], threads: int):
+    """A `darwin-chains serve` subprocess on a free loopback port, healthy before it is handed over."""
+    port = socket.create_server(("127.0.0.1", 0)).getsockname()[1]
+    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads), "PYTHONPATH": str(ROOT)}
+    server = subprocess.Popen([sys.executable, "-m", "darwin_chains.cli", "serve", "--port", str(port), *command],
+                              env=env, cwd=ROOT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        for _ in range(240):
+            assert server.poll() is None, f"the server exited with {server.returncode}"
+            try:
+                if httpx.get(f"{base}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                time.sleep(0.5)
+        yield base, port, server.pid
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.wait(60)
 
+
+def leavers(args: argparse.Namespace) -> tuple[dict, dict]:
+    """16 clients, 4 of which disconnect: does the server stop spending on the searches nobody waits for?"""
+    search = args.search if args.search is not None else [
+        "--mutants", "2", "--keep-top", "1", "--max-new-tokens", "96", "--replacement-period", "8"]
     with tempfile.TemporaryDirectory() as tmp:
         policy, reward = build_models(Path(tmp), args.hidden, args.layers)
-        port = socket.create_server(("127.0.0.1", 0)).getsockname()[1]
-        env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(ROOT)}
-        command = [sys.executable, "-m", "darwin_chains.cli", "serve", "--policy", str(policy), "--reward",
-                   f"hf:{reward}", "--mutator", "template", "--port", str(port), "--max-concurrent",
-                   str(args.max_concurrent), "--max-queue", "16", *args.search]
-        server = subprocess.Popen(command, env=env, cwd=ROOT)
-        base = f"http://127.0.0.1:{port}"
-        try:
-            for _ in range(240):
-                try:
-                    if httpx.get(f"{base}/health", timeout=2).status_code == 200:
-                        break
-                except httpx.HTTPError:
-                    time.sleep(0.5)
+        command = ["--policy", str(policy), "--reward", f"hf:{reward}", "--mutator", "template", "--max-concurrent",
+                   str(args.max_concurrent), "--max-queue", "16", *search]
+        with serving(command, args.server_threads) as (base, port, pid):
             warm = httpx.post(f"{base}/v1/chat/completions", json=body(999), timeout=600).json()
             stay = args.clients - args.leavers
-            phases = {"leavers_alone": phase(base, port, server.pid, 0, args.leavers, args.leave_at),
-                      "baseline": phase(base, port, server.pid, stay, 0, args.leave_at),
-                      "abandon": phase(base, port, server.pid, stay, args.leavers, args.leave_at),
-                      "complete": phase(base, port, server.pid, args.clients, 0, args.leave_at)}
-        finally:
-            server.send_signal(signal.SIGTERM)
-            server.wait(60)
+            phases = {"leavers_alone": phase(base, port, pid, 0, args.leavers, args.leave_at),
+                      "baseline": phase(base, port, pid, stay, 0, args.leave_at),
+                      "abandon": phase(base, port, pid, stay, args.leavers, args.leave_at),
+                      "complete": phase(base, port, pid, args.clients, 0, args.leave_at)}
     abandon, baseline, complete = phases["abandon"], phases["baseline"], phases["complete"]
     periods = "darwin_periods_total"
     summary = {
@@ -193,11 +208,111 @@ def main() -> None:
         "abandon_minus_baseline_cpu_s": round(abandon["server_cpu_s"] - baseline["server_cpu_s"], 2),
         "complete_minus_baseline_cpu_s": round(complete["server_cpu_s"] - baseline["server_cpu_s"], 2),
     }
-    result = {"benchmark": "serve_load", "command": " ".join(["darwin-chains", *command[3:]]),
-              "search_tokens_per_reply": warm["usage"]["completion_tokens"], "phases": phases, "summary": summary,
-              "settings": vars(args) | {"server_env": {"OMP_NUM_THREADS": "1"}},
+    return summary, {"command": " ".join(["darwin-chains", "serve", *command]),
+                     "search_tokens_per_reply": warm["usage"]["completion_tokens"], "phases": phases}
+
+
+PROMPTS = ("Give three tips for staying healthy.", "Describe a sunset to someone who has never seen one.",
+           "Explain why the sky is blue.", "Write a short poem about autumn.",
+           "What are the pros and cons of remote work?", "Suggest a name for a bakery and say why.",
+           "How do I make a good cup of tea?", "Summarise the plot of Romeo and Juliet in three sentences.")
+
+
+async def ask(client, i: int, max_tokens: int | None = None) -> dict:
+    """One chat completion through the openai client: status, seconds, tokens and finish reason (or the error)."""
+    import openai
+
+    started = time.monotonic()
+    extra = {"max_tokens": max_tokens} if max_tokens else {}
+    try:
+        reply = await client.chat.completions.create(
+            model="darwin", seed=i, messages=[{"role": "user", "content": f"{PROMPTS[i % len(PROMPTS)]} ({i})"}],
+            **extra)
+    except openai.APIStatusError as exc:
+        return {"status": exc.status_code, "seconds": time.monotonic() - started, "error": str(exc)[:200]}
+    except openai.APIError as exc:
+        return {"status": None, "seconds": time.monotonic() - started, "error": str(exc)[:200]}
+    return {"status": 200, "seconds": time.monotonic() - started, "tokens": reply.usage.completion_tokens,
+            "finish_reason": reply.choices[0].finish_reason}
+
+
+def concurrency(args: argparse.Namespace) -> tuple[dict, dict]:
+    """1 request alone, then `--clients` at once, to the embedded model's server, through the openai client."""
+    import asyncio
+
+    import openai
+
+    search = args.search if args.search is not None else [
+        "--mutants", "5", "--keep-top", "3", "--replacement-period", "40", "--max-new-tokens", "128"]
+    command = ["--policy", "embedded", "--reward", "default", "--mutator", "template", "--max-concurrent",
+               str(args.clients), "--max-queue", str(args.clients), "--max-search-seconds", "3600", *search]
+
+    async def measure(base: str, pid: int) -> dict:
+        client = openai.AsyncOpenAI(base_url=f"{base}/v1", api_key="unused", max_retries=0, timeout=3600)
+        try:
+            warm = await ask(client, 999, max_tokens=8)
+            assert warm["status"] == 200, f"the warm-up request failed: {warm}"
+            cpu0 = cpu_seconds(pid)
+            alone = await ask(client, 0)
+            cpu1, started = cpu_seconds(pid), time.monotonic()
+            many = await asyncio.gather(*(ask(client, i) for i in range(args.clients)))
+            wall, cpu2 = time.monotonic() - started, cpu_seconds(pid)
+        finally:
+            await client.close()
+        return {"alone": alone | {"server_cpu_s": round(cpu1 - cpu0, 2)},
+                "together": {"wall_s": wall, "server_cpu_s": round(cpu2 - cpu1, 2), "requests": many}}
+
+    with serving(command, args.server_threads) as (base, _, pid):
+        phases = asyncio.run(measure(base, pid))
+    alone, together = phases["alone"], phases["together"]
+    answered = [r for r in together["requests"] if r["status"] == 200]
+    alone_tps = alone["tokens"] / alone["seconds"] if alone["status"] == 200 else None
+    together_tps = sum(r["tokens"] for r in answered) / together["wall_s"]
+    first = min(r["seconds"] for r in answered) if answered else None
+    summary = {
+        "every_request_answered": len(answered) == args.clients and alone["status"] == 200,
+        "answered": len(answered), "requests": args.clients,
+        "finish_reason_stop": sum(r.get("finish_reason") == "stop" for r in answered),
+        "throughput_ratio_together_over_alone": together_tps / alone_tps if alone_tps else None,
+        "first_answer_ratio_together_over_alone": first / alone["seconds"] if first and alone_tps else None,
+        "alone": {"latency_s": round(alone["seconds"], 2), "tokens": alone.get("tokens"),
+                  "tokens_per_second": round(alone_tps, 2) if alone_tps else None},
+        "together": {"wall_s": round(together["wall_s"], 2), "tokens": sum(r["tokens"] for r in answered),
+                     "tokens_per_second": round(together_tps, 2),
+                     "latency_s": {"first": round(first, 2) if first else None,
+                                   "median": round(statistics.median(r["seconds"] for r in answered), 2)
+                                   if answered else None,
+                                   "max": round(max(r["seconds"] for r in answered), 2) if answered else None}},
+        "targets": {"throughput_ratio_together_over_alone": ">= 3", "first_answer_ratio_together_over_alone": "<= 2",
+                    "every_request_answered": True},
+    }
+    return summary, {"command": " ".join(["darwin-chains", "serve", *command]), "phases": phases}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--scenario", choices=("leavers", "concurrency"), default="leavers")
+    parser.add_argument("--clients", type=int, default=16, help="clients at once (the leavers among them)")
+    parser.add_argument("--leavers", type=int, default=4)
+    parser.add_argument("--leave-at", type=int, default=12,
+                        help="leavers disconnect once this many periods were scored (of their 4 x 12)")
+    parser.add_argument("--max-concurrent", type=int, default=4, help="the server's, in the leavers scenario")
+    parser.add_argument("--hidden", type=int, default=256)
+    parser.add_argument("--layers", type=int, default=4)
+    parser.add_argument("--server-threads", type=int, default=1, help="the server's OMP_NUM_THREADS")
+    parser.add_argument("--search", type=shlex.split, default=None,
+                        help="the server's search flags as one string, e.g. '--max-new-tokens 8' (default: the "
+                             "scenario's, see the module docstring)")
+    parser.add_argument("--out", default=None, help="results file (default: runs/small-llama-cpu/results.json for "
+                        "leavers, runs/embedded-cpu/results.json for concurrency)")
+    args = parser.parse_args()
+
+    summary, details = (leavers if args.scenario == "leavers" else concurrency)(args)
+    result = {"benchmark": "serve_load", "scenario": args.scenario, **details, "summary": summary,
+              "settings": vars(args) | {"server_env": {"OMP_NUM_THREADS": str(args.server_threads)}},
               "machine": machine_record()}
-    out = Path(args.out)
+    default = "small-llama-cpu" if args.scenario == "leavers" else "embedded-cpu"
+    out = Path(args.out or Path(__file__).parent / "runs" / default / "results.json")
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

@@ -103,7 +103,9 @@ def _parser() -> argparse.ArgumentParser:
                        help="held-out judges: reward specs, or 'reference' (similarity to a reference answer)")
     bench.add_argument("--out", default="bench.jsonl", help="results, appended; finished prompts are skipped")
     bench.add_argument("--plots", default=None, help="write the plots into this folder")
-    bench.add_argument("--concurrency", type=int, default=1, help="prompts in flight at once (remote policies)")
+    bench.add_argument("--concurrency", type=_at_least(1, int), default=1, metavar="N",
+                       help="prompts in flight at once; their searches share a local model's batch or a server "
+                            "(default: %(default)s, so each search's seconds are its own)")
     bench.add_argument("--progress", choices=("auto", "on", "off"), default="auto")
     _search_args(bench)
 
@@ -111,17 +113,18 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--host", default="127.0.0.1", help="address to bind (default: loopback only)")
     serve.add_argument("--port", type=int, default=8000)
     serve.add_argument("--model-name", default=None, help="the model id /v1/models lists (default darwin:POLICY)")
-    # One search at a time by default: a local model serialises its forward passes, so running more only
-    # interleaves their steps and delays every answer. Raise it for a remote policy whose server batches.
-    serve.add_argument("--max-concurrent", type=_at_least(1, int), default=1, metavar="N",
-                       help="searches running at once (default: %(default)s)")
+    from .serve.admission import MAX_CONCURRENT  # here, not at the top: only the serve command needs its modules
+
+    serve.add_argument("--max-concurrent", type=_at_least(1, int), default=MAX_CONCURRENT, metavar="N",
+                       help="searches running at once; a local policy decodes their beams as one batch, a remote "
+                            "server gets their requests side by side (default: %(default)s)")
     serve.add_argument("--max-queue", type=_at_least(0, int), default=16, metavar="N",
                        help="searches waiting for a place; beyond them a request gets 429 (default: %(default)s)")
     serve.add_argument("--shutdown-timeout", type=_at_least(0, float), default=30.0, metavar="S",
                        help="seconds running searches get to finish after SIGTERM before they are cancelled "
                             "(default: %(default)s)")
     _search_args(serve)
-    from .serve.limits import add_flags  # here, not at the top: only the serve command needs its modules
+    from .serve.limits import add_flags
 
     access = serve.add_argument_group("access")
     access.add_argument("--api-key", default=None, help="clients must send Authorization: Bearer KEY "

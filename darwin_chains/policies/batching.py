@@ -1,16 +1,16 @@
 """Per-beam KV caches, batched for one forward pass and split back afterwards.
 
-Every beam keeps its own cache (one key/value tensor pair per layer), so replacement never breaks it. Each period
-the live beams' caches are stacked into one left-padded batch, and the tokens a beam has not encoded yet are fed
-right-aligned in the same forward pass. Attention masks hide the padding, explicit position ids keep RoPE right,
-and the batch is split back into per-beam caches when the period ends.
+Every beam keeps its own cache (one key/value tensor pair per layer), so replacement never breaks it. While a beam
+decodes, its cache is a row of the engine's batch (`engine.py`), left-padded so that every row's newest column is
+the last; attention reads only the row's own columns (`attention.py`), and explicit position ids keep RoPE right.
+When the beam's period ends its cache is copied back out.
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
-from ..errors import PolicyError
 
 KV = tuple  # per layer: (keys, values), each [kv_heads, cached_tokens, head_dim]
 
@@ -30,53 +30,83 @@ class State:
         return [*self.prompt_ids, *self.response_ids]
 
 
-def ragged_batch(states: list[State], feed: list[list[int]], pad_id: int, device: Any) -> tuple[Any, Any, Any, Any]:
-    """A batch that feeds `feed[i]` on top of state i's cache: caches left-padded, new tokens right-aligned.
-
-    Between a short cache and its new tokens lie padding columns; the attention mask hides them and explicit
-    position ids give every real token its true position.
-    """
+def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list[State], width: int,
+          fillers: int = 0, spare: int = 0) -> list[KV] | None:
+    """Per-layer batch tensors of `width` filled columns (and `spare` empty ones after them, to decode into):
+    rows `keep` of the old batch, then each newcomer's own cache, then `fillers` empty rows. Every row's cache is
+    left-padded, so its newest column is the last filled one."""
     import torch
-    from transformers import DynamicCache
 
-    rows, width = len(states), max(map(len, feed))
-    past = max(s.cached for s in states)
-    mask = torch.zeros(rows, past + width, dtype=torch.long, device=device)
-    input_ids = torch.full((rows, width), pad_id, dtype=torch.long, device=device)
-    positions = torch.zeros(rows, width, dtype=torch.long, device=device)
-    for r, (s, ids) in enumerate(zip(states, feed)):
-        mask[r, past - s.cached : past] = 1
-        mask[r, past + width - len(ids) :] = 1
-        input_ids[r, width - len(ids) :] = torch.tensor(ids, device=device)
-        positions[r, width - len(ids) :] = torch.arange(s.cached, s.cached + len(ids), device=device)
-    cache = DynamicCache(ddp_cache_data=stack(states, past)) if past else DynamicCache()
-    return cache, mask, input_ids, positions
-
-
-def stack(states: list[State], past: int) -> list[KV]:
-    """Per-layer batch tensors, each beam's cache left-padded to `past` tokens."""
-    reference = next(s.cache for s in states if s.cache is not None)
+    reference = old or next((s.cache for s in newcomers if s.cache is not None), None)
+    if reference is None:
+        return None
+    index = torch.tensor(keep, device=reference[0][0].device) if keep else None
+    carried = min(old_width, width)
     out = []
     for layer, (k0, v0) in enumerate(reference):
-        keys = k0.new_zeros(len(states), k0.shape[0], past, k0.shape[2])
-        values = v0.new_zeros(len(states), v0.shape[0], past, v0.shape[2])
-        for r, s in enumerate(states):
+        shape = (len(keep) + len(newcomers) + fillers, k0.shape[-3], width + spare, k0.shape[-1])
+        k, v = k0.new_zeros(shape), v0.new_zeros(shape)
+        if keep:
+            k[: len(keep), :, width - carried : width] = k0[:, :, old_width - carried : old_width].index_select(0, index)
+            v[: len(keep), :, width - carried : width] = v0[:, :, old_width - carried : old_width].index_select(0, index)
+        for r, s in enumerate(newcomers, start=len(keep)):
             if s.cached:
-                k, v = s.cache[layer]
-                keys[r, :, past - s.cached :] = k
-                values[r, :, past - s.cached :] = v
-        out.append((keys, values))
+                k[r, :, width - s.cached : width], v[r, :, width - s.cached : width] = s.cache[layer]
+        out.append((k, v))
     return out
 
 
-def split(cache: Any, mask: Any, states: list[State]) -> None:
-    """Give each unfinished state its own unpadded cache back; the last sampled token stays pending."""
-    layers = [(layer.keys, layer.values) for layer in cache.layers]
-    for r, state in enumerate(states):
-        if state.finished:
-            continue
-        columns = mask[r].nonzero().squeeze(1)
-        state.cache = tuple((k[r][:, columns], v[r][:, columns]) for k, v in layers)
-        state.cached = len(columns)
-        if state.cached != len(state.prompt_ids) + len(state.response_ids) - 1:
-            raise PolicyError("internal error: cache length does not match the beam's tokens")
+class Slab:
+    """The running batch's cache, with room to grow: each step writes one column in place, with no copy.
+
+    transformers' dynamic cache concatenates every layer's keys and values at every step, copying the whole batch;
+    here all rows append at the same column, so a step writes that column into spare room made when the batch
+    was formed (`stack(..., spare=...)`)."""
+
+    def __init__(self, layers: list[KV], width: int):
+        self.layers, self.width = layers, width
+
+    @property
+    def room(self) -> int:
+        return self.layers[0][0].shape[2] - self.width
+
+    def filled(self) -> list[KV]:
+        return [(k[:, :, : self.width], v[:, :, : self.width]) for k, v in self.layers]
+
+    def cache(self) -> Any:
+        """A transformers Cache whose layers write the next column of this slab."""
+        from transformers.cache_utils import Cache
+
+        layer = _slab_layer()
+        return Cache(layers=[layer(self, i) for i in range(len(self.layers))])
+
+
+@lru_cache(maxsize=1)
+def _slab_layer() -> type:
+    """The cache layer over a slab (built on first use: transformers is imported only when a model runs)."""
+    from transformers.cache_utils import DynamicLayer
+
+    class SlabLayer(DynamicLayer):
+        def __init__(self, slab: Slab, index: int):
+            super().__init__()
+            self.slab, self.index, self.is_initialized = slab, index, True
+            self.keys, self.values = slab.layers[index]
+
+        def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
+            keys, values = self.slab.layers[self.index]
+            start, stop = self.slab.width, self.slab.width + key_states.shape[-2]
+            keys[:, :, start:stop], values[:, :, start:stop] = key_states, value_states
+            return keys[:, :, :stop], values[:, :, :stop]
+
+        def get_seq_length(self) -> int:
+            return self.slab.width
+
+        def get_mask_sizes(self, query_length: int) -> tuple[int, int]:
+            return self.slab.width + query_length, 0
+
+    return SlabLayer
+
+
+def extract(cache: list[KV], row: int, start: int, stop: int) -> tuple[KV, ...]:
+    """Row `row`'s own cache, columns start..stop, copied out of the batch (a view would keep the batch alive)."""
+    return tuple((k[row, :, start:stop].clone(), v[row, :, start:stop].clone()) for k, v in cache)

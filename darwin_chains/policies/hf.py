@@ -1,9 +1,9 @@
 """A local Hugging Face causal LM as a Darwin policy, with a KV cache that survives replacement.
 
 The paper's reference code re-encodes prompt and response every period, because replacement breaks the batched
-cache. Here every beam keeps its own cache, and each period the live beams' caches are batched for one forward
-pass (batching.py): one carried-over token is fed for a beam that survived, the adopted response for a beam that
-was replaced. A replaced beam keeps the cache of its *own* prompt and encodes only the response it adopted; a beam
+cache. Here every beam keeps its own cache, and while it decodes it is a row of the engine's batch (engine.py),
+beside the beams of any other search on the same model: one carried-over token is fed for a beam that survived,
+the adopted response for a beam that was replaced. A replaced beam keeps the cache of its *own* prompt and encodes only the response it adopted; a beam
 adopting from a beam with the same prompt copies that cache outright.
 
 Token ids stay token ids: a response is decoded to text only for the reward, never re-encoded.
@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import threading
 from collections.abc import Sequence
 from functools import lru_cache
 from pathlib import Path
@@ -23,8 +22,9 @@ from ..devices import default_device, default_dtype
 from ..errors import ConfigError, InputError, PolicyError
 from ..prompt import Prompt
 from ..protocols import Beam, Usage
-from .batching import State, ragged_batch, split
-from .sampling import sample
+from .attention import use_row_attention
+from .batching import State
+from .engine import Engine
 
 log = logging.getLogger(__name__)
 
@@ -38,12 +38,17 @@ class HFPolicy:
         >>> usage = policy.extend(beams, 8, Sampling(), seed=0)          # 8 tokens, cache kept for the next call
 
     Device and dtype: `from_pretrained` picks cuda, then mps, then cpu, with bf16 (or fp16) on accelerators and
-    fp32 on cpu. A model passed in directly is used as it is.
+    fp32 on cpu. A model passed in directly is used as it is, switched to row-by-row attention (`attention.py`;
+    called without its rows it behaves as SDPA).
+
+    Concurrent searches share the model: their `extend` calls become rows of one batch (`engine.py`), at most
+    `max_batch_rows` rows (and `max_batch_tokens` cached tokens, when set) at a time; the rest wait for a place.
     """
 
     supports_continuation = True
 
-    def __init__(self, model: Any, tokenizer: Any, *, chat_template: str | None = None, name: str | None = None):
+    def __init__(self, model: Any, tokenizer: Any, *, chat_template: str | None = None, name: str | None = None,
+                 max_batch_rows: int = 64, max_batch_tokens: int | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.chat_template = chat_template
@@ -54,13 +59,21 @@ class HFPolicy:
         self.name = name or self._model_name()
         self.eos_ids = _eos_ids(model, tokenizer)
         self.pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else min(self.eos_ids, default=0)
-        self._lock = threading.Lock()
+        try:
+            use_row_attention(self.model)
+        except (ValueError, NotImplementedError) as exc:
+            raise ConfigError(f"{self.name} cannot take a custom attention implementation ({exc}); HFPolicy needs a "
+                              "transformers model that supports `set_attn_implementation`") from exc
+        self.engine = Engine(self.model, eos_ids=self.eos_ids, pad_id=self.pad_id, max_context=self.max_context,
+                             max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens, name=self.name)
 
     @classmethod
     def from_pretrained(
-        cls, path: str | Path, *, device: str | None = None, dtype: Any = None, **model_kwargs: Any
+        cls, path: str | Path, *, device: str | None = None, dtype: Any = None, max_batch_rows: int = 64,
+        max_batch_tokens: int | None = None, **model_kwargs: Any
     ) -> HFPolicy:
-        """Load a model directory (or hub id, where a hub is reachable) with a sensible device and dtype."""
+        """Load a model directory (or hub id, where a hub is reachable) with a sensible device and dtype;
+        `model_kwargs` go to transformers' `from_pretrained`."""
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -68,7 +81,7 @@ class HFPolicy:
         dtype = dtype or default_dtype(device)
         tokenizer = AutoTokenizer.from_pretrained(path)
         model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **model_kwargs).to(torch.device(device))
-        return cls(model, tokenizer)
+        return cls(model, tokenizer, max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens)
 
     @property
     def device(self):
@@ -120,16 +133,28 @@ class HFPolicy:
         live = [b for b in beams if not b.finished]
         if not live or max_new_tokens < 1:
             return Usage()
-        import torch
+        future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed)
+        try:
+            usage = future.result()
+        except BaseException:
+            self.engine.cancel(future)
+            raise
+        return self._finish(live, usage)
 
-        with self._lock, torch.inference_mode():
-            try:
-                usage = self._decode([b.state for b in live], max_new_tokens, sampling, seed)
-            except torch.cuda.OutOfMemoryError as exc:
-                raise PolicyError(
-                    f"{self.name} ran out of GPU memory decoding {len(live)} beams; lower mutants, beams_per_mutant "
-                    f"or max_new_tokens"
-                ) from exc
+    async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+        """`extend` without a thread: the call waits on the engine's future, and cancelling it frees its rows."""
+        live = [b for b in beams if not b.finished]
+        if not live or max_new_tokens < 1:
+            return Usage()
+        future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed)
+        try:
+            usage = await asyncio.wrap_future(future)
+        except BaseException:
+            self.engine.cancel(future)
+            raise
+        return self._finish(live, usage)
+
+    def _finish(self, live: list[Beam], usage: Usage) -> Usage:
         for beam in live:
             state = beam.state
             beam.tokens = len(state.response_ids)
@@ -137,66 +162,6 @@ class HFPolicy:
             beam.finished = state.finished
         return usage
 
-    async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
-        # Model work runs off the event loop; the lock serialises concurrent searches on one model.
-        return await asyncio.to_thread(self.extend, beams, max_new_tokens, sampling, seed)
-
-    # -- decoding ------------------------------------------------------------------------------------------------
-
-    def _decode(self, states: list[State], steps: int, sampling: Sampling, seed: int) -> Usage:
-        """Decode `steps` tokens for every state, marking the states that end (EOS or a full context window)."""
-        import torch
-
-        device = self.device
-        pending = [len(s.ids) - s.cached for s in states]
-        if min(pending) < 1:
-            raise PolicyError(f"{self.name}: a beam has no token to feed; was it adopted from a finished beam?")
-        carried = sum(1 for s, n in zip(states, pending) if n == 1 and s.response_ids)
-        usage = Usage(input_tokens=sum(pending) - carried, requests=1)
-        # Fresh prompts and adopted responses are encoded among themselves first: padding every one-token row to
-        # the longest adopted response would multiply the work.
-        backlog = [s for s, n in zip(states, pending) if n > 1]
-        if backlog:
-            feed = [s.ids[s.cached : -1] for s in backlog]
-            cache, mask, input_ids, positions = ragged_batch(backlog, feed, self.pad_id, device)
-            self.model(input_ids=input_ids, attention_mask=mask, position_ids=positions, cache=cache, use_cache=True,
-                       logits_to_keep=1)
-            split(cache, mask, backlog)
-
-        cache, mask, input_ids, positions = ragged_batch(states, [s.ids[-1:] for s in states], self.pad_id, device)
-        generator = torch.Generator(device="cuda" if device.type == "cuda" else "cpu").manual_seed(seed)
-        alive = list(range(len(states)))  # batch row -> index into states
-        next_position = positions[:, -1]
-        for step in range(steps):
-            out = self.model(input_ids=input_ids, attention_mask=mask, position_ids=next_position[:, None],
-                             cache=cache, use_cache=True, logits_to_keep=1)
-            tokens = sample(out.logits[:, -1, :], sampling, generator)
-            usage.output_tokens += len(alive)
-            ended = []
-            for r, token in enumerate(tokens.tolist()):
-                state = states[alive[r]]
-                if token in self.eos_ids:
-                    ended.append(r)
-                else:
-                    state.response_ids.append(token)
-                    if self.max_context and len(state.prompt_ids) + len(state.response_ids) >= self.max_context:
-                        ended.append(r)
-            for r in ended:
-                states[alive[r]].finished, states[alive[r]].cache = True, None
-            if step == steps - 1:
-                break
-            if ended:  # drop finished rows so they cost nothing for the rest of the period
-                keep = [r for r in range(len(alive)) if r not in set(ended)]
-                if not keep:
-                    break
-                index = torch.tensor(keep, device=device)
-                cache.batch_select_indices(index)
-                mask, tokens, next_position = mask[index], tokens[index], next_position[index]
-                alive = [alive[r] for r in keep]
-            mask = torch.cat([mask, mask.new_ones(len(alive), 1)], dim=1)
-            input_ids, next_position = tokens[:, None], next_position + 1
-        split(cache, mask, [states[i] for i in alive])
-        return usage
 
 def _eos_ids(model: Any, tokenizer: Any) -> frozenset[int]:
     ids: set[int] = set()

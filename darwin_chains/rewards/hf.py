@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import ConfigError
 from ..prompt import Prompt
+from .coalesce import Coalescer
 
 
 class HFRewardModel:
@@ -16,6 +17,11 @@ class HFRewardModel:
 
     Long inputs are cut in the middle: the start of the conversation and the END of the response are kept, because
     Darwin compares responses that differ in their latest tokens.
+
+    Concurrent calls (searches running at once) are merged into one pass, sorted by length into batches of
+    `batch_size`; a score can differ in its last bits with the rows it was padded beside. Every call reads each
+    response whole: the score is read at the last token, and a long input's cut moves with every period, so a
+    cache of what was read before would rarely apply.
 
     Example:
         >>> reward = HFRewardModel.from_pretrained("sfairXC/FsfairX-LLaMA3-RM-v0.1")
@@ -36,6 +42,7 @@ class HFRewardModel:
         self.pad_id = model.config.pad_token_id if model.config.pad_token_id is not None else tokenizer.pad_token_id
         self.name = name or Path(str(model.name_or_path or "reward-model")).name
         self._lock = threading.Lock()
+        self._coalescer: Coalescer = Coalescer(self._score_all)
 
     @classmethod
     def from_pretrained(cls, path: str | Path, *, device: str | None = None, dtype: Any = None, **kwargs: Any
@@ -60,14 +67,26 @@ class HFRewardModel:
         keep_head = min(len(head), self.max_length // 2)
         return full[:keep_head] + full[len(full) - (self.max_length - keep_head):]
 
+    @property
+    def passes(self) -> int:
+        """Passes run: concurrent calls merged into one count once."""
+        return self._coalescer.passes
+
     def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
+        return self._coalescer([(prompt, r) for r in responses]) if responses else []
+
+    def _score_all(self, items: list[tuple[Prompt, str]]) -> list[float]:
+        """One pass for every queued call's responses, shortest first (less padding)."""
         import torch
 
-        encoded = [self.encode(prompt, r) for r in responses]
-        scores: list[float] = []
         with self._lock, torch.inference_mode():
-            for start in range(0, len(encoded), self.batch_size):
-                scores += self._score_batch(encoded[start : start + self.batch_size])
+            encoded = [self.encode(prompt, r) for prompt, r in items]
+            order = sorted(range(len(encoded)), key=lambda i: len(encoded[i]))
+            scores = [0.0] * len(encoded)
+            for start in range(0, len(order), self.batch_size):
+                chunk = order[start : start + self.batch_size]
+                for i, s in zip(chunk, self._score_batch([encoded[i] for i in chunk])):
+                    scores[i] = s
         return scores
 
     async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:

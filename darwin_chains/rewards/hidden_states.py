@@ -5,18 +5,47 @@ response's tokens says how the response relates to what was asked, not only what
 GPT-4 Turbo's preferences better than the last layer (benchmarks/reward/runs/backbone-cut128/), and stopping there
 halves the cost: the model is loaded with its first 15 layers only. Because the model is causal, one forward pass
 gives the means of every prefix too (`encode(..., cuts=(40, 80))`), which is how training sees partial answers.
+
+Scoring (`means`) reads a response only from where it last read it (`blocks.py`): every forward pass there is a
+block of fixed boundaries on top of the cache of what comes before it, in batches of at least `MIN_ROWS` tokens with
+row attention (`policies/attention.py`). Each computation's inputs are then a function of the text alone, so a
+text's features are bitwise the same whether read from scratch or from cache, alone or beside other searches' rows.
 """
 from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
+from ..policies.attention import MIN_ROWS, Rows, use_row_attention
+from .blocks import Block, BlockCache
+from .coalesce import Coalescer
+
 LAYER = 15
 MAX_PROMPT_TOKENS = 160
+# Darwin's default period (m = 40; 80 was the paper's best): one block a beam a period, nothing read twice. Each
+# block is a forward pass, so fewer, longer blocks cost less (a search with blocks of 8 cost 1.7x, of 16 1.4x, in
+# benchmarks/reward/incremental.py); with another m, a period re-reads the last partial block (up to 39 tokens).
+BLOCK_TOKENS = 40
+CACHE_TOKENS = 8192  # about 180 MB in fp32 (15 layers x keys and values x 192 = 22.5 KB a token), 90 MB in bf16
+
+
+@dataclass(eq=False)
+class _Read:
+    """One response being read in a pass: its cache so far, its running sum, and the pieces still to read."""
+
+    instruction: str
+    ids: tuple[int, ...]
+    chain: list[Block]  # the cached blocks it starts with
+    total: Any  # sum of its hidden states read so far
+    pieces: list[tuple[int, int]]  # (start, stop) of each piece still to read
+    sums: dict[int, Any] = field(default_factory=dict)  # running sum at each block end
+    kv: list[Any] = field(default_factory=list)  # per layer (keys, values) over prompt and read tokens
 
 
 class ResponseEncoder:
@@ -26,10 +55,15 @@ class ResponseEncoder:
     `max_prompt_tokens`. Runs in the dtype the CPU computes fastest (`devices.feature_dtype`): fp32 without
     native bf16, bf16 with it. The head was trained on bf16 features and agrees as well on fp32 ones: within
     0.3 points on every validation figure (benchmarks/reward/runs/heads-fp32).
+
+    `means` keeps what it read in `blocks`, at most `cache_tokens` tokens of prompts and response blocks (22.5 KB
+    a token in fp32: 180 MB by default), least recently used out first; what was evicted is read again, with the
+    same result.
     """
 
     def __init__(self, path: str | Path | None = None, layer: int = LAYER, max_response_tokens: int = 256,
-                 max_prompt_tokens: int = MAX_PROMPT_TOKENS):
+                 max_prompt_tokens: int = MAX_PROMPT_TOKENS, block_tokens: int = BLOCK_TOKENS,
+                 cache_tokens: int = CACHE_TOKENS, max_rows: int = 64):
         import torch
         from transformers import AutoModel, AutoTokenizer
         from transformers.utils import logging as hf_logging
@@ -53,8 +87,13 @@ class ResponseEncoder:
             if bars:
                 hf_logging.enable_progress_bar()
         self.model.norm = torch.nn.Identity()  # the features are the residual stream itself, not its final norm
+        use_row_attention(self.model)  # calls without `rows` (encode, instruction) still go to SDPA as before
         self.dim = self.model.config.hidden_size
         self._lock = threading.Lock()  # one call at a time: torch already uses every core, and the tokenizer is shared
+        self.block_tokens, self.max_rows = block_tokens, max_rows  # rows of one forward pass in `means`
+        self.blocks = BlockCache(cache_tokens)  # LRU, bounded by `cache_tokens` cached tokens
+        self._coalescer: Coalescer = Coalescer(self._read_all)
+        self.tokens_encoded = 0  # tokens fed to the model by `means`, prompts included (tests, benchmarks)
         self._frame = self._template_frame()
         # Darwin scores against the same instruction every period: template it and read it once.
         self._prompt = lru_cache(maxsize=256)(self._templated)
@@ -117,6 +156,131 @@ class ResponseEncoder:
                         n = min(limit, len(response))
                         out[i, c] = (sums[n - 1] / n).numpy()
         return out if cuts is not None else out[:, 0]
+
+    @property
+    def passes(self) -> int:
+        """Passes `means` has run (a forward pass per block in each): concurrent calls merged into one count once."""
+        return self._coalescer.passes
+
+    def means(self, items: Sequence[tuple[str, str]], cuts: Sequence[int] | None = None) -> np.ndarray:
+        """What `encode(items, cuts)` gives, up to float rounding, read incrementally: only the response tokens
+        past the longest cached block prefix are encoded. Concurrent calls are merged into one pass. Cuts must be
+        block ends (multiples of `block_tokens`); a cut mean is then bitwise what the cut response would score."""
+        limits = list(cuts) if cuts is not None else [self.max_response_tokens]
+        if any(c < 1 or (c % self.block_tokens and c < self.max_response_tokens) for c in limits):
+            raise ValueError(f"cuts must be multiples of {self.block_tokens}, got {limits}")
+        if not items:
+            return np.empty((0, len(limits), self.dim) if cuts is not None else (0, self.dim), dtype=np.float32)
+        out = np.stack(self._coalescer([(instruction, response, tuple(limits)) for instruction, response in items]))
+        return out if cuts is not None else out[:, 0]
+
+    def _read_all(self, items: list[tuple[str, str, tuple[int, ...]]]) -> list[np.ndarray]:
+        """One pass for every queued item: prompts not cached, then one round per block still to read."""
+        torch = self.torch
+        with self._lock, torch.inference_mode():
+            reads: dict[tuple[str, tuple[int, ...]], _Read] = {}
+            wanted = []
+            for instruction, response, limits in items:
+                ids = self.tokenizer(response, add_special_tokens=False)["input_ids"][: self.max_response_tokens]
+                ids = tuple(ids or [self.tokenizer.eos_token_id])
+                if (instruction, ids) not in reads:
+                    reads[instruction, ids] = self._plan(instruction, ids)
+                wanted.append((reads[instruction, ids], limits))
+            planned = list(reads.values())
+            for start in range(0, len(planned), self.max_rows):  # each read holds its whole cache until it is done
+                group = pending = planned[start : start + self.max_rows]
+                self._read_prompts(pending)
+                while pending := [r for r in pending if r.pieces]:
+                    self._read_blocks(pending)
+                for r in group:
+                    r.kv, r.chain = [], []
+            out = []
+            for read, limits in wanted:
+                n = len(read.ids)
+                out.append(torch.stack([read.sums.get(min(c, n), read.total) / min(c, n)
+                                        for c in limits]).numpy())
+            return out
+
+    def _plan(self, instruction: str, ids: tuple[int, ...]) -> _Read:
+        """The longest cached chain of whole blocks this response starts with, and the pieces left to read."""
+        size, chain, stop = self.block_tokens, [], self.block_tokens
+        while stop <= len(ids) and (block := self.blocks.get((instruction, ids[:stop]))) is not None:
+            chain.append(block)
+            stop += size
+        done = stop - size
+        for end in range(done, 0, -size):  # the chain's start is used last, so evicted last
+            self.blocks.touch((instruction, ids[:end]))
+        self.blocks.touch((instruction,))
+        return _Read(instruction, ids, chain, chain[-1].total if chain else self.torch.zeros(self.dim),
+                     [(s, min(s + size, len(ids))) for s in range(done, len(ids), size)],
+                     {(i + 1) * size: block.total for i, block in enumerate(chain)})
+
+    def _read_prompts(self, reads: list[_Read]) -> None:
+        """Encode the prompts not cached (one row per instruction), then start each read's cache with its prompt."""
+        torch = self.torch
+        prompts = {r.instruction: self.blocks.get((r.instruction,)) for r in reads}
+        missing = [instruction for instruction, block in prompts.items() if block is None]
+        if missing:
+            ids = [self._prompt(instruction)[0] for instruction in missing]
+            caches, _ = self._forward(ids, [None] * len(ids))
+            for instruction, kv, prompt in zip(missing, caches, ids):
+                prompts[instruction] = Block(kv, None, len(prompt))
+                self.blocks.put((instruction,), prompts[instruction])
+        for r in reads:
+            parts = [prompts[r.instruction].kv, *(block.kv for block in r.chain)]
+            r.kv = [(torch.cat([p[layer][0] for p in parts], 1), torch.cat([p[layer][1] for p in parts], 1))
+                    if len(parts) > 1 else parts[0][layer] for layer in range(len(parts[0]))]
+
+    def _read_blocks(self, reads: list[_Read]) -> None:
+        """Each read's next piece on top of its cache; whole blocks are cached for the next period."""
+        caches, hidden = self._forward([list(r.ids[s:e]) for r in reads for s, e in r.pieces[:1]],
+                                       [r.kv for r in reads])
+        for r, kv, h in zip(reads, caches, hidden):
+            start, stop = r.pieces.pop(0)
+            r.kv, r.total = kv, r.total + h.float().sum(0)
+            if stop - start == self.block_tokens:
+                r.sums[stop] = r.total
+                own = tuple((k[:, -self.block_tokens :].clone(), v[:, -self.block_tokens :].clone()) for k, v in kv)
+                self.blocks.put((r.instruction, r.ids[:stop]), Block(own, r.total, self.block_tokens))
+
+    def _forward(self, feeds: list[list[int]], caches: list[list[Any] | None]) -> tuple[list[list[Any]], list[Any]]:
+        """One forward pass of each feed on top of its own cache: returns each row's cache after it and the
+        hidden states of its fed tokens. Rows are right-aligned, caches left-padded, and each row attends only its
+        own columns, in a batch of at least MIN_ROWS tokens: a row's numbers do not depend on the others."""
+        torch = self.torch
+        from transformers import DynamicCache
+
+        starts = [0 if kv is None else kv[0][0].shape[1] for kv in caches]
+        past, width = max(starts), max(map(len, feeds))
+        fillers = max(0, -(-MIN_ROWS // width) - len(feeds))  # the matmuls need MIN_ROWS tokens, not rows
+        input_ids = torch.zeros((len(feeds) + fillers, width), dtype=torch.long)
+        positions = torch.zeros_like(input_ids)
+        keys: list[Any] = []
+        for r, (ids, start) in enumerate(zip(feeds, starts)):
+            input_ids[r, width - len(ids) :] = torch.tensor(ids)
+            positions[r, width - len(ids) :] = torch.arange(start, start + len(ids))
+            keys.append(torch.cat([torch.arange(past - start, past), torch.arange(past + width - len(ids),
+                                                                                  past + width)]))
+        cache = DynamicCache()
+        if past:
+            reference = next(kv for kv in caches if kv is not None)
+            layers = []
+            for layer, (k0, v0) in enumerate(reference):
+                shape = (len(feeds) + fillers, k0.shape[0], past, k0.shape[-1])
+                k, v = k0.new_zeros(shape), v0.new_zeros(shape)
+                for r, (kv, start) in enumerate(zip(caches, starts)):
+                    if start:
+                        k[r, :, past - start :], v[r, :, past - start :] = kv[layer]
+                layers.append((k, v))
+            cache = DynamicCache(ddp_cache_data=layers)
+        hidden = self.model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True,
+                            rows=Rows(keys + [(0, 0)] * fillers, [len(f) for f in feeds] + [0] * fillers)
+                            ).last_hidden_state
+        self.tokens_encoded += sum(map(len, feeds))
+        layers = [(layer.keys, layer.values) for layer in cache.layers]
+        return ([[(k[r].index_select(1, keys[r]), v[r].index_select(1, keys[r])) for k, v in layers]
+                 for r in range(len(feeds))],
+                [hidden[r, width - len(ids) :] for r, ids in enumerate(feeds)])
 
 
 @lru_cache(maxsize=2)

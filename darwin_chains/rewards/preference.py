@@ -178,7 +178,8 @@ class PreferenceReward(_LearnedReward):
     """The default reward: a head over SmolLM2's layer-15 hidden states of the response, read after the instruction.
 
     Construction only reads the head (44 KB of JSON); SmolLM2's first 15 layers load at the first score, once per
-    process. Reads the first 256 tokens of each response.
+    process. Reads the first 256 tokens of each response, and from one period to the next only the tokens a beam
+    added; concurrent searches' beams share one pass (`ResponseEncoder.means`).
 
     Example:
         >>> reward = PreferenceReward()
@@ -200,7 +201,8 @@ class PreferenceReward(_LearnedReward):
 
     def _features(self, instruction: str, texts: list[str]) -> np.ndarray:
         encoder = self.encoder
-        return features(encoder.instruction(instruction), encoder.encode([(instruction, t) for t in texts]), texts)
+        # `means`: only what is new since the last period is read, in one pass with concurrent searches' beams
+        return features(encoder.instruction(instruction), encoder.means([(instruction, t) for t in texts]), texts)
 
 
 class MiniLMPreferenceReward(UsesEmbedder, _LearnedReward):

@@ -29,7 +29,7 @@ from ..prompt import Prompt
 from ..protocols import Beam
 from ..trace import Candidate, Cycle, Period, Trace
 from .archive import Archive, Entry, trace_reward
-from .requests import Adopt, Checkpoint, Extend, Mutate, Request, Score, Start
+from .requests import Adopt, Checkpoint, Extend, Mutate, Request, Score, Start, Together
 
 Steps = Generator[Request, Any, None]
 
@@ -71,7 +71,9 @@ class Darwin:
                 cycle_start, tokens_before, calls_before = (time.perf_counter(), self.trace.tokens_generated,
                                                             self.trace.reward_calls)
                 parent = archive.pick(self.rng)
-                instructions = yield from self._variants(parent.instruction)
+                # The seed sample needs no variant: it decodes while the mutator writes them.
+                beside = [seed_beam] if seed_beam is not None and c == 0 else []
+                instructions = yield from self._variants(parent.instruction, beside)
                 cycle = Cycle(c, parent.instruction, trace_reward(parent.reward), instructions,
                               archive_before=archive.to_list())
                 self.trace.cycles.append(cycle)
@@ -82,7 +84,7 @@ class Darwin:
                 counts = [0] * len(beams)
                 self.live = beams + bystanders
                 while not all(b.finished for b in beams + bystanders):
-                    yield from self._extend(beams + bystanders)
+                    yield from self._extend(beams, bystanders)
                     settle = None
                     if config.replaces and not all(b.finished for b in beams):
                         beams = yield from self._replace(cycle, beams, counts)
@@ -115,23 +117,38 @@ class Darwin:
                 yield Score(unscored)
             self.keep_finished(stop.reason)
 
-    def _variants(self, parent: str) -> Generator[Request, Any, list[str]]:
-        """One instruction per beam slot: mutants of the parent, or the parent itself for the non-mutating methods."""
+    def _variants(self, parent: str, beside: list[Beam]) -> Generator[Request, Any, list[str]]:
+        """One instruction per beam slot: mutants of the parent, or the parent itself for the non-mutating methods.
+        `beside` (the seed sample) decodes a period meanwhile."""
         config = self.config
         if config.mutates:
-            variants = yield Mutate(parent, config.mutants, self._seed())
+            mutate = Mutate(parent, config.mutants, self._seed())
+            if beside:
+                variants, _ = yield Together([mutate, self._period(beside)])
+                self._mark_finished(beside)
+            else:
+                variants = yield mutate
         else:
             variants = [parent] * config.mutants if config.method != "sample" else [parent]
         return [v for v in variants for _ in range(config.beams_per_mutant if config.method != "sample" else 1)]
 
-    def _extend(self, beams: list[Beam]) -> Generator[Request, Any, None]:
+    def _extend(self, beams: list[Beam], bystanders: list[Beam] = ()) -> Generator[Request, Any, None]:
+        """A period for the live beams; bystanders (the seed sample) decode theirs alongside, by their own count."""
+        groups = [g for g in ([b for b in beams if not b.finished], [b for b in bystanders if not b.finished]) if g]
+        requests = [self._period(g) for g in groups]
+        yield requests[0] if len(requests) == 1 else Together(requests)
+        for group in groups:
+            self._mark_finished(group)
+
+    def _period(self, live: list[Beam]) -> Extend:
         config = self.config
-        live = [b for b in beams if not b.finished]
         remaining = config.max_new_tokens - max(b.tokens for b in live)
         period = config.replacement_period if config.replaces and self.continues else remaining
-        yield Extend(live, min(period, remaining), self._seed())
+        return Extend(live, min(period, remaining), self._seed())
+
+    def _mark_finished(self, live: list[Beam]) -> None:
         for b in live:
-            if b.tokens >= config.max_new_tokens or not self.continues:
+            if b.tokens >= self.config.max_new_tokens or not self.continues:
                 b.finished = True
 
     def _replace(self, cycle: Cycle, beams: list[Beam], counts: list[int]) -> Generator[Request, Any, list[Beam]]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import math
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
@@ -201,3 +202,45 @@ class Checkpoint(Request):
 
     async def acall(self, run: Run) -> str | None:
         return self.call(run)
+
+
+@dataclass
+class Together(Request):
+    """Independent requests served at once (the seed sample decoding while the mutator writes); the reply is
+    their replies, in order. Calls overlap, in threads or as tasks; replies are checked one after another."""
+
+    requests: list[Request]
+
+    def call(self, run: Run) -> list[Any]:
+        with ThreadPoolExecutor(len(self.requests), thread_name_prefix="darwin-together") as pool:
+            futures = [pool.submit(_called, request, run) for request in self.requests]
+            return [future.result() for future in futures]
+
+    async def acall(self, run: Run) -> list[Any]:
+        tasks = [asyncio.ensure_future(_acalled(request, run)) for request in self.requests]
+        try:
+            return list(await asyncio.gather(*tasks))
+        finally:
+            for task in tasks:
+                task.cancel()
+
+    def check(self, run: Run, replies: list[Any]) -> list[Any]:
+        return [request.check(run, reply) for request, reply in zip(self.requests, replies)]
+
+
+def _called(request: Request, run: Run) -> Any:
+    try:
+        return request.call(run)
+    except DarwinError:
+        raise
+    except Exception as exc:
+        raise request.error(run, exc) from exc
+
+
+async def _acalled(request: Request, run: Run) -> Any:
+    try:
+        return await request.acall(run)
+    except DarwinError:
+        raise
+    except Exception as exc:
+        raise request.error(run, exc) from exc

@@ -54,7 +54,8 @@ class ChatDarwin(DarwinFields, BaseChatModel):
         >>> for chunk in chat.stream("Give three tips for writing a clear email."):
         ...     print(chunk.content, end="", flush=True)
 
-    Async: `ainvoke`, `abatch`, `astream`; model work runs in threads, off the event loop.
+    Async: `ainvoke`, `abatch`, `astream`; model work runs off the event loop. Calls made at once (`batch`,
+    `abatch`) are searches side by side, and a local policy decodes their beams as one batch.
 
     Metadata:
         >>> msg = chat.invoke("Name two primary colours.")

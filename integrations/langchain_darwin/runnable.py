@@ -74,9 +74,12 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
         the text typically arrives in one piece at the end. The last chunk brings the rest of the answer and the
         metadata; the chunks add up to the answer.
 
-    Async: `ainvoke`, `abatch`, `astream` run the model work in worker threads, so the event loop stays free.
+    Async: `ainvoke`, `abatch`, `astream` await the search, so the event loop stays free.
     `astream_events` shows the search's progress as custom events: darwin.search_started, darwin.cycle_started,
     darwin.period_scored, darwin.replacement, darwin.archive_updated and darwin.search_finished.
+
+    Batch: `batch` and `abatch` run their searches side by side, at most the config's `max_concurrency` at once;
+    on a local policy their beams decode as rows of one batch.
 
     Response metadata:
         >>> msg = align.invoke("Name two primary colours.")

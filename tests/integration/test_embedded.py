@@ -62,3 +62,23 @@ def test_replacement_happens_and_keeps_rewards_against_the_original(spied):
     result, seen = spied
     assert set(seen) == {INSTRUCTION}
     assert any(p.replacements for p in result.trace.cycles[0].periods)
+
+
+def test_seeded_searches_match_alone_and_concurrently_with_the_default_reward(smollm2_policy):
+    """Concurrent searches share the policy's batch and the reward's passes, and still give what they give alone."""
+    from darwin_chains.config import SearchConfig as Config
+
+    configs = [Config(max_new_tokens=16, replacement_period=8, mutants=3, keep_top=1, seed=5),
+               Config(max_new_tokens=24, replacement_period=8, mutants=2, keep_top=1, seed=6).replace(temperature=0.3),
+               Config(max_new_tokens=12, replacement_period=6, mutants=3, keep_top=2, seed=7).replace(top_p=0.5)]
+    questions = [INSTRUCTION, "Name two rivers in Europe.", "What does a compiler do?"]
+    reward = defaults.reward()
+    searches = [Search(smollm2_policy, reward, TemplateMutator(), c) for c in configs]
+    alone = [without_timings(s.run(q).trace.to_dict()) for s, q in zip(searches, questions)]
+
+    async def together():
+        return await asyncio.gather(*(s.arun(q) for s, q in zip(searches, questions)))
+
+    smollm2_policy.engine.peak_rows = 0
+    assert [without_timings(r.trace.to_dict()) for r in asyncio.run(together())] == alone
+    assert smollm2_policy.engine.peak_rows > 4  # more rows than any one search decodes at once

@@ -8,6 +8,7 @@ import asyncio
 
 import pytest
 from darwin_chains import Prompt, defaults
+from darwin_chains.testing import KeywordReward
 from langchain_core.output_parsers import StrOutputParser
 from langchain_core.prompts import ChatPromptTemplate
 
@@ -78,6 +79,25 @@ async def test_astream_events_reports_progress_and_streams_the_answer(align, seq
             text += event["data"]["chunk"].content
     assert text == sequential[1].content
     assert names.count("darwin.period_scored") >= 2 and "darwin.archive_updated" in names
+
+
+def test_batch_runs_up_to_max_concurrency_searches_in_one_batch(smollm2_policy):
+    """The engine records the most rows it decoded in one step: past one search's beams only when searches shared
+    a step. Two beams a search, no seed sample."""
+    align = DarwinAlign(policy=smollm2_policy, reward=KeywordReward(["email"]), seed_sample=False, mutants=2,
+                        keep_top=1, replacement_period=4, max_new_tokens=12, seed=0)
+    questions = [*QUESTIONS, "Name two primary colours."]
+    engine = smollm2_policy.engine
+
+    engine.peak_rows = 0
+    alone = [m.content for m in align.batch(questions, config={"max_concurrency": 1})]
+    assert engine.peak_rows == 2 and all(alone)
+    engine.peak_rows = 0
+    assert [m.content for m in align.batch(questions, config={"max_concurrency": 3})] == alone
+    assert engine.peak_rows > 2
+    engine.peak_rows = 0
+    assert [m.content for m in asyncio.run(align.abatch(questions, config={"max_concurrency": 3}))] == alone
+    assert engine.peak_rows > 2
 
 
 def test_refinement_never_returns_less_than_the_draft(align):

@@ -7,6 +7,7 @@ import time
 
 import pytest
 from darwin_chains import ConfigError, InputError, Prompt
+from darwin_chains.testing import KeywordReward
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
 from llama_index.llms.darwin import DarwinLLM, DarwinReplacementEvent, DarwinSearchFinishedEvent
@@ -75,6 +76,17 @@ async def test_acomplete_on_smollm2_leaves_the_event_loop_free(smollm2_policy):
     ticker.cancel()
     assert response.text.strip() and elapsed > 0.5
     assert ticks >= 0.3 * elapsed / 0.01, f"{ticks} ticks in {elapsed:.1f} s: the loop was blocked"
+
+
+async def test_gathered_achats_share_the_policys_batch(smollm2_policy):
+    # Two beams a search and no seed sample: only searches side by side decode more than two rows in one step.
+    llm = DarwinLLM(policy=smollm2_policy, reward=KeywordReward(["email"]), mutants=2, keep_top=1,
+                    replacement_period=4, max_new_tokens=12, seed_sample=False)
+    questions = [EMAIL, "Why is the sky blue?", "Name two primary colours."]
+    smollm2_policy.engine.peak_rows = 0
+    responses = await asyncio.gather(*(llm.achat([ChatMessage(role=MessageRole.USER, content=q)]) for q in questions))
+    assert all(r.message.content.strip() for r in responses)
+    assert smollm2_policy.engine.peak_rows > 2
 
 
 def test_query_engine_on_smollm2_keeps_the_context(smollm2_policy, minilm_index, rag_cookbook):

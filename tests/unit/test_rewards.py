@@ -74,3 +74,31 @@ class TestWeightedRewardContract(RewardContract):
     @pytest.fixture
     def reward(self, reward_model):
         return WeightedReward([(reward_model, 0.5), (as_reward(lambda instruction, response: len(response) / 10), 1.0)])
+
+
+def test_concurrent_calls_are_scored_in_one_pass_with_their_own_scores(reward_model):
+    import threading
+    import time
+
+    texts = [["Use a clear subject line."], ["Keep it short.", "Proofread before sending."], ["Paris"]]
+    alone = [reward_model.score(PROMPT, t) for t in texts]
+    before, results = reward_model.passes, {}
+    threads = [threading.Thread(target=lambda i=i: results.__setitem__(i, reward_model.score(PROMPT, texts[i])))
+               for i in range(3)]
+    coalescer = reward_model._coalescer
+
+    def wait_until(condition):
+        deadline = time.monotonic() + 5
+        while not condition() and time.monotonic() < deadline:
+            time.sleep(0.005)
+
+    with reward_model._lock:  # the first caller's pass waits here while the others queue behind it
+        threads[0].start()
+        wait_until(lambda: coalescer._running and not coalescer._queue)
+        for t in threads[1:]:
+            t.start()
+        wait_until(lambda: len(coalescer._queue) == 2)
+    for t in threads:
+        t.join(5)
+    assert reward_model.passes - before == 2  # the two that queued shared one pass
+    assert [results[i] for i in range(3)] == [pytest.approx(a, abs=1e-5) for a in alone]

@@ -72,7 +72,35 @@ def test_a_replaced_beam_keeps_its_own_instruction():
     policy.extend = spy
     search.run(INSTRUCTION)
     variants = suffix_mutator(INSTRUCTION, 5)
-    assert all(call[:5] == variants for call in seen_prompts)
+    cycle_calls = [call for call in seen_prompts if call != [INSTRUCTION]]  # the seed sample decodes on its own
+    assert cycle_calls and all(call == variants for call in cycle_calls)
+
+
+def test_the_seed_sample_decodes_while_the_mutator_writes():
+    """The seed sample's first period overlaps the mutation: the mutator is called while that extend runs."""
+    import threading
+
+    policy, during = FakePolicy(stop=0.0), []
+    extending, mutating = threading.Event(), threading.Event()
+    original = policy.extend
+
+    def extend(beams, n, sampling, seed):
+        if [b.prompt.request for b in beams] == [INSTRUCTION] and not during:
+            extending.set()
+            during.append(mutating.wait(5))  # the mutator is called while the seed sample decodes
+        return original(beams, n, sampling, seed)
+
+    def mutator(instruction, n):
+        mutating.set()
+        extending.wait(5)
+        return suffix_mutator(instruction, n)
+
+    policy.extend = extend
+    trace = Search(policy, KeywordReward(), mutator, SearchConfig(max_new_tokens=30, replacement_period=10)) \
+        .run(INSTRUCTION).trace
+    assert during == [True]
+    assert trace.seed_sample is not None and trace.seed_sample.response
+    assert [p.tokens for p in trace.cycles[0].periods] == [10, 20]  # the cycle's periods are its own
 
 
 def test_archive_takes_winners_that_beat_the_parent():

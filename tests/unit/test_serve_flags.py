@@ -8,7 +8,7 @@ from darwin_chains.cli import _parser
 
 def test_defaults_bound_the_work():
     args = _parser().parse_args(["serve"])
-    assert (args.max_concurrent, args.max_queue, args.shutdown_timeout) == (1, 16, 30.0)
+    assert (args.max_concurrent, args.max_queue, args.shutdown_timeout) == (8, 16, 30.0)
     args = _parser().parse_args(["serve", "--max-concurrent", "4", "--max-queue", "0", "--shutdown-timeout", "2.5"])
     assert (args.max_concurrent, args.max_queue, args.shutdown_timeout) == (4, 0, 2.5)
 

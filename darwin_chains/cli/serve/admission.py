@@ -1,10 +1,10 @@
 """Admission: how many searches run at once, how many may wait, and what happens to those nobody waits for.
 
-A search can cost a thousand plain completions, so the server bounds its work: `max_concurrent` searches run,
-`max_queue` more wait their turn, and the next is refused at once (429 with `Retry-After`) rather than left to
-wait for all of them. A search whose client has gone (disconnected, or stopped reading) is cancelled: it stops at
-its next await, between steps, so nothing is spent beyond the step in flight. At shutdown, waiting searches are
-refused and running ones may be cancelled.
+A search can cost a thousand plain completions, so the server bounds its work: `max_concurrent` searches run
+side by side, as tasks on the event loop, `max_queue` more wait their turn, and the next is refused at once (429
+with `Retry-After`) rather than left to wait for all of them. A search whose client has gone (disconnected, or
+stopped reading) is cancelled: it stops at its next await, between steps, so nothing is spent beyond the step in
+flight. At shutdown, waiting searches are refused and running ones may be cancelled.
 """
 from __future__ import annotations
 
@@ -19,6 +19,11 @@ T = TypeVar("T")
 
 #: How often a running or waiting search checks that its client is still there (seconds).
 POLL = 0.1
+#: Searches running at once by default. Running ones share the model: a local policy decodes their beams as rows
+#: of one batch (at most its `max_batch_rows`; the rest wait there), a remote server batches their requests. Eight
+#: default searches (six beams each) fit the local policy's 64 rows; every running search also keeps its beams'
+#: caches while it scores, so this, not the batch, bounds the memory they hold.
+MAX_CONCURRENT = 8
 
 
 class Refused(Exception):
@@ -40,7 +45,7 @@ class Cancelled(Exception):
 class Admission:
     """Running and waiting searches of one app; `await admission.run(work, is_disconnected)`."""
 
-    def __init__(self, max_concurrent: int = 1, max_queue: int = 16):
+    def __init__(self, max_concurrent: int = MAX_CONCURRENT, max_queue: int = 16):
         if max_concurrent < 1 or max_queue < 0:
             raise ValueError(f"max_concurrent must be >= 1 and max_queue >= 0, got {max_concurrent}, {max_queue}")
         self.max_concurrent, self.max_queue = max_concurrent, max_queue

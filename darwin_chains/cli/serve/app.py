@@ -11,19 +11,22 @@ which; who may call at all is `guard.py`'s business. No seed means a fresh one, 
 reward and a compact trace. `stream: true` is answered as server-sent events, but only once the search is done:
 Darwin cannot commit to a prefix before its last cycle.
 
-Searches run as tasks on the event loop (`Search.arun`), each with its own state; `admission.py` bounds how many
-run and wait, and cancels a search whose client has gone. `/health` and `/metrics` (`metrics.py`) never wait
-behind searches. Signals shut the server down gracefully (`lifecycle.py`).
+Searches run as tasks on the event loop (`Search.arun`), each with its own state, side by side: a local policy
+decodes the beams of all of them as rows of one batch. `admission.py` bounds how many run and wait, and cancels a
+search whose client has gone. `/health` and `/metrics` (`metrics.py`) never wait behind searches. Signals shut the
+server down gracefully (`lifecycle.py`).
 """
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import math
 import time
 import uuid
 from collections.abc import Mapping
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ...config import SearchConfig, knobs, resolve
@@ -33,7 +36,7 @@ from ...search import Search
 from ...trace import SearchResult
 from .guard import Guard, is_loopback, redact, secrets_of
 from .limits import Limits
-from .admission import Admission, Cancelled, Disconnected, Refused
+from .admission import MAX_CONCURRENT, Admission, Cancelled, Disconnected, Refused
 from .metrics import Metrics
 
 #: OpenAI request fields that are mapped onto the search (every knob, by name or alias, goes in `darwin`).
@@ -52,7 +55,7 @@ _KNOB = {k.name: k for k in knobs()}
 log = logging.getLogger(__name__)
 
 
-def create_app(search: Search, *, model: str | None = None, max_concurrent: int = 1, max_queue: int = 16,
+def create_app(search: Search, *, model: str | None = None, max_concurrent: int = MAX_CONCURRENT, max_queue: int = 16,
                limits: Limits | None = None, api_key: str | None = None, host: str = "127.0.0.1") -> Any:
     """A FastAPI app serving `search` (its config holds the defaults each request may change).
 
@@ -65,7 +68,8 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
-    app = fastapi.FastAPI(title="darwin-chains", description="Darwin decode-time alignment, OpenAI-compatible")
+    app = fastapi.FastAPI(title="darwin-chains", description="Darwin decode-time alignment, OpenAI-compatible",
+                          lifespan=_threads(max_concurrent))
     model_id = model or f"darwin:{getattr(search.policy, 'name', 'policy')}"
     admission = app.state.admission = Admission(max_concurrent, max_queue)
     metrics = app.state.metrics = Metrics(admission)
@@ -80,7 +84,7 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
 
     @app.get("/health")
     async def health() -> dict:
-        # never waits behind searches: they run in worker threads, off the event loop
+        # never waits behind searches: they await their model work, which runs off the event loop
         return {"status": "shutting_down" if admission.closed else "ok", "running": admission.running,
                 "queued": admission.queued}
 
@@ -138,6 +142,19 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
     chat_completions.__annotations__ = {"request": fastapi.Request, "return": Any}
     app.post("/v1/chat/completions")(chat_completions)
     return app
+
+
+def _threads(max_concurrent: int) -> Any:
+    """Worker threads for every running search. A search's sync calls (a reward, a mutator, a policy without
+    `aextend`) each take one, two at once while its seed sample decodes beside the mutator, and asyncio's default
+    pool has only the core count + 4: past that, running searches would take turns."""
+    @contextlib.asynccontextmanager
+    async def lifespan(app: Any):
+        pool = ThreadPoolExecutor(2 * max_concurrent + 4, thread_name_prefix="darwin-serve")
+        asyncio.get_running_loop().set_default_executor(pool)  # shut down with the loop
+        yield
+
+    return lifespan
 
 
 def read_request(raw: bytes, config: SearchConfig, limits: Limits | None = None
@@ -327,8 +344,8 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", code:
 
 
 def run(search: Search, *, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
-        max_concurrent: int = 1, max_queue: int = 16, shutdown_timeout: float = 30.0, limits: Limits | None = None,
-        api_key: str | None = None) -> None:
+        max_concurrent: int = MAX_CONCURRENT, max_queue: int = 16, shutdown_timeout: float = 30.0,
+        limits: Limits | None = None, api_key: str | None = None) -> None:
     """Serve until a signal: the first lets running searches finish within `shutdown_timeout` s, a second exits now.
 
     Binds to loopback unless told otherwise.

@@ -49,7 +49,7 @@ def test_a_disconnected_client_cancels_its_search(serve, stream):
 
 
 def test_a_client_that_leaves_the_queue_never_starts(serve):
-    search = slow_search(DELAY, replacement_period=2, max_new_tokens=16)  # 8 steps, 1.6 s
+    search = slow_search(DELAY, replacement_period=2, max_new_tokens=16, seed_sample=False)  # 8 steps, 1.6 s
     server = serve(search, max_concurrent=1)
     with httpx.Client(timeout=20) as client:
         first = {}

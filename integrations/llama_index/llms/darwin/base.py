@@ -78,6 +78,9 @@ class DarwinLLM(_Searched):
         ...     print(chunk.delta, end="")
         >>> response = await llm.achat([ChatMessage(role="user", content="Why is the sky blue?")])
 
+        Calls made at once (threads, or `asyncio.gather` of `achat`s) are searches side by side; on a local
+        policy their beams decode as rows of one batch.
+
     What you get back: `response.additional_kwargs` holds the answer's `reward` (against the original
     instruction), `finished` and the `trace` summary; `response.raw` is the full `darwin_chains.SearchResult`.
     `llm.metadata` reports the policy's context window and name. Per call, `drafts=[...]` adds candidate answers
