@@ -38,18 +38,7 @@ sys.path.insert(0, str(ROOT))
 RUNS = Path(__file__).resolve().parent / "runs"
 BEAMS = 5
 
-
-def load_prompts(n: int, data: Path) -> list[str]:
-    """The first MT-Bench questions of different categories, then AlpacaEval dev instructions (speed.py's set)."""
-    prompts, categories = [], set()
-    for line in (data / "mt_bench_questions.jsonl").read_text().splitlines():
-        row = json.loads(line)
-        if row["category"] not in categories and row["category"] not in ("math", "coding"):
-            categories.add(row["category"])
-            prompts.append(row["turns"][0])
-    for line in (data / "alpaca_eval_dev.jsonl").read_text().splitlines():
-        prompts.append(json.loads(line)["instruction"])
-    return prompts[:n]
+from benchmarks.speed.speed import load_prompts  # noqa: E402 - speed.py's prompt set, from the repository root
 
 
 def generate(policy, prompts: list[str], rows_per_prompt: int, max_new_tokens: int, seed: int) -> dict:

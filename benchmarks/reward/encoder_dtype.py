@@ -26,15 +26,20 @@ RUNS = Path(__file__).resolve().parent / "runs" / "encoder-dtype"
 INSTRUCTION = "Explain how vaccines train the immune system."
 
 
-def long_answers(data_dir: Path, tokenizer, n: int = 5, tokens: int = 256) -> list[str]:
+def long_answer_ids(data_dir: Path, tokenizer, n: int = 5, tokens: int = 256) -> list[list[int]]:
+    """The first `n` AlpacaEval dev reference answers of at least `tokens` tokens, cut to that many."""
     out = []
     for line in (data_dir / "alpaca_eval_dev.jsonl").read_text().splitlines():
         ids = tokenizer.encode(json.loads(line)["reference_output"], add_special_tokens=False)
         if len(ids) >= tokens:
-            out.append(tokenizer.decode(ids[:tokens]))
+            out.append(ids[:tokens])
         if len(out) == n:
             return out
     raise SystemExit(f"fewer than {n} answers of {tokens} tokens in {data_dir}")
+
+
+def long_answers(data_dir: Path, tokenizer, n: int = 5, tokens: int = 256) -> list[str]:
+    return [tokenizer.decode(ids) for ids in long_answer_ids(data_dir, tokenizer, n, tokens)]
 
 
 def main() -> None:

@@ -23,19 +23,10 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
 RUNS = Path(__file__).resolve().parent / "runs" / "incremental"
+
+from encoder_dtype import long_answer_ids  # noqa: E402 - beside this script, which Python puts on the path
 INSTRUCTION = "Explain how vaccines train the immune system."
 PERIODS = (40, 80, 120, 160, 200, 240, 256)
-
-
-def long_answers(data_dir: Path, tokenizer, n: int = 5, tokens: int = 256) -> list[list[int]]:
-    out = []
-    for line in (data_dir / "alpaca_eval_dev.jsonl").read_text().splitlines():
-        ids = tokenizer.encode(json.loads(line)["reference_output"], add_special_tokens=False)
-        if len(ids) >= tokens:
-            out.append(ids[:tokens])
-        if len(out) == n:
-            return out
-    raise SystemExit(f"fewer than {n} answers of {tokens} tokens in {data_dir}")
 
 
 def main() -> None:
@@ -70,7 +61,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     encoder = ResponseEncoder(**({"block_tokens": args.block_tokens} if args.block_tokens else {}))
     rewards = {"incremental": PreferenceReward(encoder=encoder), "from_scratch": FromScratch(encoder=encoder)}
-    beams = long_answers(args.data_dir, encoder.tokenizer)
+    beams = long_answer_ids(args.data_dir, encoder.tokenizer)
     periods = {n: [encoder.tokenizer.decode(ids[:n]) for ids in beams] for n in PERIODS}
     prompt = Prompt.of(INSTRUCTION)
     encoder.instruction(INSTRUCTION)  # read once per search either way

@@ -38,6 +38,7 @@ def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
     if rows is None:
         return sdpa_attention_forward(module, query, key, value, attention_mask, dropout=dropout, scaling=scaling,
                                       **kwargs)
+    sdpa = torch.nn.functional.scaled_dot_product_attention
     batch, heads, width, dim = query.shape
     groups = heads // key.shape[1]
     out = query.new_zeros(batch, width, heads, value.shape[-1])
@@ -50,22 +51,16 @@ def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
             k, v = key[r].index_select(1, columns), value[r].index_select(1, columns)
         if n == 1:  # decoding: the query heads that share a key head are that head's queries, nothing repeated
             q = query[r, :, width - 1].reshape(k.shape[0], groups, dim)
-            attended = _sdpa(q[None], k[None], v[None], attn_mask=None, scale=scaling)
+            attended = sdpa(q[None], k[None], v[None], attn_mask=None, scale=scaling)
             out[r, width - 1] = attended[0].reshape(heads, -1)
             continue
         if groups > 1:
             k, v = k.repeat_interleave(groups, dim=0), v.repeat_interleave(groups, dim=0)
         span = k.shape[1]  # causal, aligned to the last key: query i sees every key up to its own position
         mask = torch.ones(n, span, dtype=torch.bool, device=query.device).tril(span - n)
-        attended = _sdpa(query[r, :, width - n :][None], k[None], v[None], attn_mask=mask, scale=scaling)
+        attended = sdpa(query[r, :, width - n :][None], k[None], v[None], attn_mask=mask, scale=scaling)
         out[r, width - n :] = attended[0].transpose(0, 1)
     return out, None
-
-
-def _sdpa(*args: Any, **kwargs: Any) -> Any:
-    import torch
-
-    return torch.nn.functional.scaled_dot_product_attention(*args, **kwargs)
 
 
 def use_row_attention(model: Any) -> None:

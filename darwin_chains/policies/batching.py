@@ -30,14 +30,14 @@ class State:
         return [*self.prompt_ids, *self.response_ids]
 
 
-def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list[State], width: int,
-          fillers: int = 0, spare: int = 0) -> list[KV] | None:
+def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list[tuple[KV, ...] | None],
+          width: int, fillers: int = 0, spare: int = 0) -> list[KV] | None:
     """Per-layer batch tensors of `width` filled columns (and `spare` empty ones after them, to decode into):
-    rows `keep` of the old batch, then each newcomer's own cache, then `fillers` empty rows. Every row's cache is
-    left-padded, so its newest column is the last filled one."""
+    rows `keep` of the old batch, then each newcomer's own cache (None: nothing cached), then `fillers` empty rows.
+    Every row's cache is left-padded, so its newest column is the last filled one."""
     import torch
 
-    reference = old or next((s.cache for s in newcomers if s.cache is not None), None)
+    reference = old or next((c for c in newcomers if c is not None), None)
     if reference is None:
         return None
     index = torch.tensor(keep, device=reference[0][0].device) if keep else None
@@ -49,11 +49,43 @@ def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list
         if keep:
             k[: len(keep), :, width - carried : width] = k0[:, :, old_width - carried : old_width].index_select(0, index)
             v[: len(keep), :, width - carried : width] = v0[:, :, old_width - carried : old_width].index_select(0, index)
-        for r, s in enumerate(newcomers, start=len(keep)):
-            if s.cached:
-                k[r, :, width - s.cached : width], v[r, :, width - s.cached : width] = s.cache[layer]
+        for r, cache in enumerate(newcomers, start=len(keep)):
+            if cache is not None and (n := cache[layer][0].shape[1]):
+                k[r, :, width - n : width], v[r, :, width - n : width] = cache[layer]
         out.append((k, v))
     return out
+
+
+def forward_ragged(model: Any, feeds: list[list[int]], caches: list[tuple[KV, ...] | None], pad_id: int = 0,
+                   **kwargs: Any) -> tuple[list[tuple[KV, ...]], Any]:
+    """One forward pass of each `feeds[i]` on top of its own `caches[i]`: each row's cache after it (covering its
+    cached and fed tokens) and the model's output (a row's fed tokens are its last `len(feeds[i])` positions).
+
+    Caches are left-padded, feeds right-aligned, positions explicit, and each row attends only its own columns
+    (`attention.py`) in a batch of at least MIN_ROWS tokens, so a row's numbers do not depend on the others."""
+    import torch
+    from transformers import DynamicCache
+
+    from .attention import MIN_ROWS, Rows
+
+    device = model.device
+    starts = [0 if c is None else c[0][0].shape[1] for c in caches]
+    past, width = max(starts), max(map(len, feeds))
+    fillers = max(0, -(-MIN_ROWS // width) - len(feeds))  # the matmuls need MIN_ROWS tokens, not rows
+    input_ids = torch.full((len(feeds) + fillers, width), pad_id, dtype=torch.long, device=device)
+    positions = torch.zeros_like(input_ids)
+    keys = []
+    for r, (ids, start) in enumerate(zip(feeds, starts)):
+        input_ids[r, width - len(ids) :] = torch.tensor(ids, device=device)
+        positions[r, width - len(ids) :] = torch.arange(start, start + len(ids), device=device)
+        keys.append(torch.cat([torch.arange(past - start, past), torch.arange(past + width - len(ids),
+                                                                              past + width)]).to(device))
+    cache = DynamicCache(ddp_cache_data=stack(None, 0, [], caches, past, fillers)) if past else DynamicCache()
+    out = model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True,
+                rows=Rows(keys + [(0, 0)] * fillers, [len(f) for f in feeds] + [0] * fillers), **kwargs)
+    layers = [(layer.keys, layer.values) for layer in cache.layers]
+    return [tuple((k[r].index_select(1, keys[r]), v[r].index_select(1, keys[r])) for k, v in layers)
+            for r in range(len(feeds))], out
 
 
 class Slab:

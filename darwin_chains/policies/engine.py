@@ -25,7 +25,7 @@ from ..config import Sampling
 from ..errors import PolicyError
 from ..protocols import Usage
 from .attention import MIN_ROWS, Rows
-from .batching import Slab, State, extract, stack
+from .batching import Slab, State, extract, forward_ragged, stack
 from .sampling import sample
 
 log = logging.getLogger(__name__)
@@ -205,43 +205,20 @@ class Engine:
             return
         keep = [i for i, r in enumerate(before) if r in staying]
         width = max(r.state.cached for r in self._rows)
-        layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep, [r.state for r in joining],
-                       width, max(0, MIN_ROWS - len(self._rows)), SPARE_COLUMNS)
+        layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep,
+                       [r.state.cache for r in joining], width, max(0, MIN_ROWS - len(self._rows)), SPARE_COLUMNS)
         self._slab = Slab(layers, width) if layers is not None else None
         self.peak_rows = max(self.peak_rows, len(self._rows))
 
     def _prefill(self, rows: list[Row]) -> None:
         """Encode what newcomers have not encoded yet (a prompt, an adopted response), all but the last token."""
-        import torch
-        from transformers import DynamicCache
-
         if not rows:
             return
-        device = self.model.device
         states = [r.state for r in rows]
-        feed = [s.ids[s.cached : -1] for s in states]
-        past, width = max(s.cached for s in states), max(map(len, feed))
-        fillers = max(0, MIN_ROWS - len(rows))
-        input_ids = torch.full((len(rows) + fillers, width), self.pad_id, dtype=torch.long, device=device)
-        positions = torch.zeros_like(input_ids)
-        keys, queries = [], []
-        for r, (s, ids) in enumerate(zip(states, feed)):
-            input_ids[r, width - len(ids) :] = torch.tensor(ids, device=device)
-            positions[r, width - len(ids) :] = torch.arange(s.cached, s.cached + len(ids), device=device)
-            keys.append(torch.cat([torch.arange(past - s.cached, past), torch.arange(past + width - len(ids),
-                                                                                    past + width)]).to(device))
-            queries.append(len(ids))
-        keys += [(0, 0)] * fillers
-        queries += [0] * fillers
-        cache = DynamicCache()
-        if past:
-            cache = DynamicCache(ddp_cache_data=stack(None, 0, [], states, past, fillers))
-        self.model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1,
-                   rows=Rows(keys, queries))
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        for r, s in enumerate(states):
-            s.cache = tuple((k[r].index_select(1, keys[r]), v[r].index_select(1, keys[r])) for k, v in layers)
-            s.cached = len(s.ids) - 1
+        caches, _ = forward_ragged(self.model, [s.ids[s.cached : -1] for s in states],
+                                   [s.cache if s.cached else None for s in states], self.pad_id, logits_to_keep=1)
+        for s, cache in zip(states, caches):
+            s.cache, s.cached = cache, len(s.ids) - 1
 
     def _step(self) -> None:
         """One token for every row: one forward pass, then each row samples with its own settings and generator."""

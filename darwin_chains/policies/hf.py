@@ -19,7 +19,7 @@ from typing import Any
 
 from ..config import Sampling
 from ..devices import default_device, default_dtype
-from ..errors import ConfigError, InputError, PolicyError
+from ..errors import ConfigError, InputError
 from ..prompt import Prompt
 from ..protocols import Beam, Usage
 from .attention import use_row_attention
@@ -135,11 +135,10 @@ class HFPolicy:
             return Usage()
         future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed)
         try:
-            usage = future.result()
+            return self._finish(live, future.result())
         except BaseException:
             self.engine.cancel(future)
             raise
-        return self._finish(live, usage)
 
     async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
         """`extend` without a thread: the call waits on the engine's future, and cancelling it frees its rows."""
@@ -148,11 +147,10 @@ class HFPolicy:
             return Usage()
         future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed)
         try:
-            usage = await asyncio.wrap_future(future)
+            return self._finish(live, await asyncio.wrap_future(future))
         except BaseException:
             self.engine.cancel(future)
             raise
-        return self._finish(live, usage)
 
     def _finish(self, live: list[Beam], usage: Usage) -> Usage:
         for beam in live:

@@ -22,7 +22,8 @@ from typing import Any
 
 import numpy as np
 
-from ..policies.attention import MIN_ROWS, Rows, use_row_attention
+from ..policies.attention import use_row_attention
+from ..policies.batching import forward_ragged
 from .blocks import Block, BlockCache
 from .coalesce import Coalescer
 
@@ -243,44 +244,13 @@ class ResponseEncoder:
                 own = tuple((k[:, -self.block_tokens :].clone(), v[:, -self.block_tokens :].clone()) for k, v in kv)
                 self.blocks.put((r.instruction, r.ids[:stop]), Block(own, r.total, self.block_tokens))
 
-    def _forward(self, feeds: list[list[int]], caches: list[list[Any] | None]) -> tuple[list[list[Any]], list[Any]]:
-        """One forward pass of each feed on top of its own cache: returns each row's cache after it and the
-        hidden states of its fed tokens. Rows are right-aligned, caches left-padded, and each row attends only its
-        own columns, in a batch of at least MIN_ROWS tokens: a row's numbers do not depend on the others."""
-        torch = self.torch
-        from transformers import DynamicCache
-
-        starts = [0 if kv is None else kv[0][0].shape[1] for kv in caches]
-        past, width = max(starts), max(map(len, feeds))
-        fillers = max(0, -(-MIN_ROWS // width) - len(feeds))  # the matmuls need MIN_ROWS tokens, not rows
-        input_ids = torch.zeros((len(feeds) + fillers, width), dtype=torch.long)
-        positions = torch.zeros_like(input_ids)
-        keys: list[Any] = []
-        for r, (ids, start) in enumerate(zip(feeds, starts)):
-            input_ids[r, width - len(ids) :] = torch.tensor(ids)
-            positions[r, width - len(ids) :] = torch.arange(start, start + len(ids))
-            keys.append(torch.cat([torch.arange(past - start, past), torch.arange(past + width - len(ids),
-                                                                                  past + width)]))
-        cache = DynamicCache()
-        if past:
-            reference = next(kv for kv in caches if kv is not None)
-            layers = []
-            for layer, (k0, v0) in enumerate(reference):
-                shape = (len(feeds) + fillers, k0.shape[0], past, k0.shape[-1])
-                k, v = k0.new_zeros(shape), v0.new_zeros(shape)
-                for r, (kv, start) in enumerate(zip(caches, starts)):
-                    if start:
-                        k[r, :, past - start :], v[r, :, past - start :] = kv[layer]
-                layers.append((k, v))
-            cache = DynamicCache(ddp_cache_data=layers)
-        hidden = self.model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True,
-                            rows=Rows(keys + [(0, 0)] * fillers, [len(f) for f in feeds] + [0] * fillers)
-                            ).last_hidden_state
+    def _forward(self, feeds: list[list[int]], caches: list[list[Any] | None]) -> tuple[list[Any], list[Any]]:
+        """Each feed on top of its own cache (`batching.forward_ragged`): each row's cache after it and the hidden
+        states of its fed tokens."""
+        caches, out = forward_ragged(self.model, feeds, caches)
         self.tokens_encoded += sum(map(len, feeds))
-        layers = [(layer.keys, layer.values) for layer in cache.layers]
-        return ([[(k[r].index_select(1, keys[r]), v[r].index_select(1, keys[r])) for k, v in layers]
-                 for r in range(len(feeds))],
-                [hidden[r, width - len(ids) :] for r, ids in enumerate(feeds)])
+        width = out.last_hidden_state.shape[1]
+        return caches, [out.last_hidden_state[r, width - len(ids) :] for r, ids in enumerate(feeds)]
 
 
 @lru_cache(maxsize=2)

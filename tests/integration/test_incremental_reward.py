@@ -3,7 +3,6 @@ beside concurrent searches, for a cost in tokens that grows with the period, not
 from __future__ import annotations
 
 import threading
-import time
 
 import numpy as np
 import pytest
@@ -12,6 +11,7 @@ from darwin_chains import Prompt
 from darwin_chains.rewards import PreferenceReward
 from darwin_chains.rewards.blocks import BlockCache
 from darwin_chains.rewards.hidden_states import ResponseEncoder
+from tests.coalescing import queue_behind
 
 EMAIL = "Give three tips for writing a clear email."
 TEXT = ("Use a clear subject line that says what the email is about. Keep paragraphs short, put the main request "
@@ -92,18 +92,8 @@ def test_concurrent_searches_share_one_pass_and_get_their_own_features_bitwise(e
         instruction, responses = searches[i]
         results[i] = encoder.means([(instruction, r) for r in responses])
 
-    def wait_until(condition):
-        deadline = time.monotonic() + 10
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.005)
-
     threads = [threading.Thread(target=search, args=(i,)) for i in range(3)]
-    with encoder._lock:  # the first search's pass waits here while the other two queue behind it
-        threads[0].start()
-        wait_until(lambda: coalescer._running and not coalescer._queue)
-        for t in threads[1:]:
-            t.start()
-        wait_until(lambda: len(coalescer._queue) == 2)
+    queue_behind(encoder._lock, coalescer, threads)  # the first search's pass waits while the other two queue
     for t in threads:
         t.join(30)
     assert encoder.passes - passes == 2 and coalescer.calls - calls == 3

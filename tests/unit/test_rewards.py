@@ -78,7 +78,8 @@ class TestWeightedRewardContract(RewardContract):
 
 def test_concurrent_calls_are_scored_in_one_pass_with_their_own_scores(reward_model):
     import threading
-    import time
+
+    from tests.coalescing import queue_behind
 
     texts = [["Use a clear subject line."], ["Keep it short.", "Proofread before sending."], ["Paris"]]
     alone = [reward_model.score(PROMPT, t) for t in texts]
@@ -87,17 +88,7 @@ def test_concurrent_calls_are_scored_in_one_pass_with_their_own_scores(reward_mo
                for i in range(3)]
     coalescer = reward_model._coalescer
 
-    def wait_until(condition):
-        deadline = time.monotonic() + 5
-        while not condition() and time.monotonic() < deadline:
-            time.sleep(0.005)
-
-    with reward_model._lock:  # the first caller's pass waits here while the others queue behind it
-        threads[0].start()
-        wait_until(lambda: coalescer._running and not coalescer._queue)
-        for t in threads[1:]:
-            t.start()
-        wait_until(lambda: len(coalescer._queue) == 2)
+    queue_behind(reward_model._lock, coalescer, threads, seconds=5)  # the first pass waits while the others queue
     for t in threads:
         t.join(5)
     assert reward_model.passes - before == 2  # the two that queued shared one pass
