@@ -18,7 +18,7 @@ demo: setup
 PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
 
 test: setup
-	$(PYTEST)
+	$(PYTEST) --durations=20
 
 test-fast: setup
 	$(PYTEST) -m "not integration"

@@ -19,6 +19,7 @@ from .errors import ConfigError
 
 Method = Literal["darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace"]
 METHODS: tuple[str, ...] = ("darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace")
+DEFAULT_KEEP_TOP = 3  # the paper's k
 
 
 def _knob(default: Any, doc: str, *, symbol: str | None = None, aliases: tuple[str, ...] = (),
@@ -64,8 +65,9 @@ class SearchConfig:
     replacement_period: int = _knob(
         40, "Tokens decoded between two rounds of scoring and replacement (80 was best in the paper).",
         symbol="m", flags=("-m",))
-    keep_top: int = _knob(3, "Beams that survive each replacement round (the paper's top-k; not the sampling top_k).",
-                          symbol="k", flags=("-k",))
+    keep_top: int | None = _knob(
+        None, "Beams that survive each replacement round (the paper's top-k; not the sampling top_k); "
+        "None: 3, or one fewer than the beams when there are 3 or fewer.", symbol="k", flags=("-k",))
     mutation_cycles: int = _knob(1, "Mutation cycles, each with fresh variants of an archived instruction.",
                                  flags=("--cycles",))
     archive_size: int = _knob(
@@ -94,12 +96,15 @@ class SearchConfig:
                 raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
         for name in ("archive_size", "look_ahead", "keep_top"):
             value = getattr(self, name)
-            if not isinstance(value, int) or value < 0:
+            if not (value is None and name == "keep_top") and (not isinstance(value, int) or value < 0):
                 raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
-        if self.replaces and not 1 <= self.keep_top < self.beams:
+        if self.replaces and not 1 <= self.survivors < self.beams:
+            given = (f"got k={self.keep_top}" if self.keep_top is not None else
+                     f"keep_top was not given, and its default ({DEFAULT_KEEP_TOP}, or beams - 1) cannot work")
             raise ConfigError(
                 f"keep_top (k) must be at least 1 and smaller than the number of beams "
-                f"(mutants x beams_per_mutant = {self.beams}) so that some beams can be replaced; got k={self.keep_top}"
+                f"(mutants x beams_per_mutant = {self.beams}) so that some beams can be replaced; {given}. "
+                "Give at least 2 beams, or a method that does not replace (best-of-n, mutation-best-of-n)"
             )
         if self.time_budget is not None and not self.time_budget > 0:
             raise ConfigError(f"time_budget must be a positive number of seconds, got {self.time_budget}")
@@ -111,6 +116,12 @@ class SearchConfig:
     def beams(self) -> int:
         """Beams decoded side by side in one cycle."""
         return 1 if self.method == "sample" else self.mutants * self.beams_per_mutant
+
+    @property
+    def survivors(self) -> int:
+        """The beams kept each replacement round: `keep_top`, or by default 3 (fewer when there are 3 or fewer
+        beams, so that `mutants=3` alone works)."""
+        return self.keep_top if self.keep_top is not None else min(DEFAULT_KEEP_TOP, self.beams - 1)
 
     @property
     def mutates(self) -> bool:
@@ -144,7 +155,8 @@ class SearchConfig:
         return dataclasses.replace(self, sampling=dataclasses.replace(sampling, **flat), **changes)
 
     def to_dict(self) -> dict[str, Any]:
-        return dataclasses.asdict(self)
+        """The knobs as given; `keep_top` as used (a trace shows what the search did)."""
+        return {**dataclasses.asdict(self), "keep_top": self.survivors if self.replaces else self.keep_top}
 
 
 MAX_STOP = 4  # as OpenAI's API allows

@@ -76,7 +76,8 @@ def _hf_policy(path: str) -> Policy:
 def _default_reward() -> Reward:
     """The learned preference reward: on length-matched AlpacaEval pairs it agrees with GPT-4 Turbo far more often
     than cosine relevance or the MiniLM head do (benchmarks/reward/README.md), and it needs only the packaged
-    SmolLM2."""
+    SmolLM2. When the prompt carries context (a RAG chain's retrieved text), its groundedness term prefers answers
+    the context supports (benchmarks/grounding/README.md)."""
     from .rewards import PreferenceReward
 
     return PreferenceReward()
@@ -146,7 +147,8 @@ REGISTRY: dict[str, tuple[Spec, ...]] = {
     "reward": (
         Spec("default", "the preference reward", lambda _, __: _default_reward()),
         Spec("preference", "a Bradley-Terry head over SmolLM2's hidden states, trained on GPT-4 Turbo's "
-             "AlpacaEval preferences and shipped in the package", _preference),
+             "AlpacaEval preferences and shipped in the package, plus a groundedness term when the prompt has "
+             "context", _preference),
         Spec("preference-minilm", "a lighter, weaker head over MiniLM features", _preference_minilm),
         Spec("relevance", "MiniLM cosine between instruction and response", _relevance),
         Spec("relevance+distinct", "cosine plus the share of distinct trigrams", _relevance_distinct),

@@ -64,6 +64,18 @@ class Prompt:
         """The final user message as written: what rewards judge every response against."""
         return self.messages[-1]["content"]
 
+    @property
+    def context(self) -> str:
+        """Everything in the conversation but the request: system messages, earlier turns, and the final message's
+        text before and after the request, in order and separated by blank lines ("" when there is none).
+
+        What a RAG chain retrieved sits here, so a reward can check that an answer is supported by it.
+        """
+        text = self.instruction
+        parts = [m["content"] for m in self.messages[:-1]]
+        parts += [text[: self.start], text[self.start + len(self.request) :]]
+        return "\n\n".join(p.strip() for p in parts if p.strip())
+
     def with_request(self, variant: str) -> Prompt:
         """The same conversation with the request span replaced by a variant; all other text stays as it is."""
         text = self.instruction

@@ -27,7 +27,9 @@ class Beam:
     """One partial response being decoded from one (possibly mutated) prompt.
 
     `state` belongs to the policy that made the beam (token ids and KV cache for a local model); the search only
-    reads `prompt`, `response`, `tokens` and `finished`.
+    reads `prompt`, `response`, `tokens` and `finished`. A policy that ends a beam may say why in `finish_reason`
+    ("length" when a limit of its own cut it, such as the context window); the search takes "stop" otherwise,
+    and sets "length" itself when a beam reaches `max_new_tokens`.
     """
 
     prompt: Prompt
@@ -35,6 +37,7 @@ class Beam:
     tokens: int = 0
     finished: bool = False
     state: Any = field(default=None, repr=False)
+    finish_reason: str | None = None
 
 
 @dataclass
@@ -158,34 +161,91 @@ class Asking(Protocol):
 
 
 class CallableReward:
-    """A plain function `(instruction, response) -> float` as a Reward (DSPy style)."""
+    """A plain function as a Reward (DSPy style), called once per response in one of three shapes:
 
-    def __init__(self, fn: Callable[[str, str], float], name: str | None = None):
+    - `fn(instruction, response)`: the final user message as written, and the response;
+    - `fn(prompt, response)`: the whole `Prompt` (messages, request, `context`), when the first parameter is
+      named `prompt`;
+    - `fn(instruction, response, context)`: when a parameter is named `context` or three are required; `context`
+      is `prompt.context`, the retrieved text of a RAG chain among it.
+
+    The shape is read from the signature once, at construction; one that fits none is a ConfigError.
+
+    Example:
+        >>> reward = CallableReward(lambda instruction, response, context: float("7:15" in response))
+        >>> reward.score(Prompt.of([("system", "Opens at 7:15."), ("user", "When?")]), ["At 7:15.", "At 9."])
+        [1.0, 0.0]
+    """
+
+    def __init__(self, fn: Callable[..., Any], name: str | None = None):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
+        self.shape = _reward_shape(fn, self.name)
+
+    def _args(self, prompt: Prompt, response: str) -> tuple[Any, ...]:
+        if self.shape == "prompt":
+            return prompt, response
+        if self.shape == "context":
+            return prompt.instruction, response, prompt.context
+        return prompt.instruction, response
 
     def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
-        return [self.fn(prompt.instruction, r) for r in responses]
+        return [self.fn(*self._args(prompt, r)) for r in responses]
 
     async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
-        if inspect.iscoroutinefunction(self.fn):
-            return list(await asyncio.gather(*(self.fn(prompt.instruction, r) for r in responses)))
+        if _is_async(self.fn):
+            return list(await asyncio.gather(*(self.fn(*self._args(prompt, r)) for r in responses)))
         return await asyncio.to_thread(self.score, prompt, responses)
 
 
+def _is_async(fn: Any) -> bool:
+    return inspect.iscoroutinefunction(fn) or inspect.iscoroutinefunction(getattr(fn, "__call__", None))
+
+
+def _reward_shape(fn: Callable[..., Any], name: str) -> str:
+    """Which arguments a reward callable takes: "instruction", "prompt" or "context" (see CallableReward)."""
+    try:
+        params = list(inspect.signature(fn).parameters.values())
+    except (TypeError, ValueError):  # a builtin without a signature: the classic shape
+        return "instruction"
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    names = [p.name for p in positional]
+    required = sum(p.default is p.empty for p in positional)
+    most = 3 if any(p.kind is p.VAR_POSITIONAL for p in params) else len(positional)  # how many it can take
+    keyword_only = [f"*, {p.name}" for p in params if p.kind is p.KEYWORD_ONLY and p.default is p.empty]
+    if not keyword_only:
+        if names[:1] == ["prompt"] and required <= 2 <= most:
+            return "prompt"
+        if ("context" in names[:3] or required == 3) and required <= 3 <= most:
+            return "context"
+        if required <= 2 <= most:
+            return "instruction"
+    raise ConfigError(
+        f"reward callable {name!r} takes ({', '.join(names + keyword_only) or 'no arguments'}); a reward callable "
+        "takes (instruction, response), (prompt, response) with the first parameter named `prompt`, or "
+        "(instruction, response, context): change its signature, or give an object with .score(prompt, responses)")
+
+
 class CallableMutator:
-    """A plain function `(instruction, n) -> list[str]` as a Mutator."""
+    """A plain function `(instruction, n) -> list[str]` (or an async one) as a Mutator; what it returns is checked
+    by the search, so a string is an error rather than a list of characters."""
 
     def __init__(self, fn: Callable[[str, int], Sequence[str]], name: str | None = None):
         self.fn = fn
         self.name = name or getattr(fn, "__name__", type(fn).__name__)
 
-    def mutate(self, instruction: str, n: int, seed: int) -> list[str]:
-        return list(self.fn(instruction, n))
+    def mutate(self, instruction: str, n: int, seed: int) -> Any:
+        return self.fn(instruction, n)
+
+    async def amutate(self, instruction: str, n: int, seed: int) -> Any:
+        if inspect.iscoroutinefunction(self.fn):
+            return await self.fn(instruction, n)
+        return await asyncio.to_thread(self.fn, instruction, n)
 
 
 def as_reward(obj: Any) -> Reward:
-    """Accept a Reward, or a callable `(instruction, response) -> float`."""
+    """Accept a Reward, or a callable `(instruction, response)`, `(prompt, response)` or
+    `(instruction, response, context)` -> float (see CallableReward)."""
     if isinstance(obj, Reward):
         return obj
     if callable(obj):

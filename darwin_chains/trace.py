@@ -48,7 +48,11 @@ class Candidate:
     reward: float
     source: str  # "draft", "seed-sample" or "cycle C slot S"
     instruction: str
-    finished: bool = True
+    finish_reason: str = "stop"  # "stop": it ended by itself; "length": a limit cut it off
+
+    @property
+    def finished(self) -> bool:
+        return self.finish_reason == "stop"
 
 
 @dataclass
@@ -109,11 +113,18 @@ class SearchResult:
     answer: str
     reward: float
     trace: Trace
-    finished: bool = True  # False only when a budget stopped the search before any response finished
+    #: "stop": the answer ended by itself (end of text or a stop sequence); "length": a limit cut it off, either
+    #: `max_new_tokens` or a budget that stopped the search before any response finished (`trace.stopped` says).
+    finish_reason: str = "stop"
+
+    @property
+    def finished(self) -> bool:
+        """Whether the answer ended by itself, as opposed to being cut off."""
+        return self.finish_reason == "stop"
 
     def to_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "reward": finite(self.reward), "finished": self.finished,
-                "trace": self.trace.to_dict()}
+                "finish_reason": self.finish_reason, "trace": self.trace.to_dict()}
 
     def metadata(self) -> dict[str, Any]:
         """The result as response metadata, the one view LangChain, LlamaIndex and `serve` build theirs from.
@@ -125,6 +136,7 @@ class SearchResult:
         return {
             "reward": finite(self.reward),
             "finished": self.finished,
+            "finish_reason": self.finish_reason,
             "trace": trace.summary(),
             "policy_requests": trace.policy_requests,
             "policy_retries": trace.policy_retries,

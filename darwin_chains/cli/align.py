@@ -32,6 +32,9 @@ def command(args: argparse.Namespace) -> int:
         print(result.to_json(indent=2))
     else:
         print(result.answer)
+        if result.finish_reason == "length":
+            why = result.trace.stopped or f"--max-new-tokens {config.max_new_tokens}"
+            print(f"(the answer was cut off by {why}; raise it for a whole answer)", file=sys.stderr)
     return 0
 
 

@@ -24,6 +24,7 @@ class State:
     cache: tuple[KV, ...] | None = None
     cached: int = 0
     finished: bool = False
+    finish_reason: str | None = None  # "length" when the context window ended it
 
     @property
     def ids(self) -> list[int]:

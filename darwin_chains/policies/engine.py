@@ -251,7 +251,7 @@ class Engine:
             else:
                 state.response_ids.append(token)
                 if self.max_context and len(state.ids) >= self.max_context:
-                    state.finished = True
+                    state.finished, state.finish_reason = True, "length"
             if state.finished:
                 state.cache = None
 

@@ -157,7 +157,7 @@ class HFPolicy:
             state = beam.state
             beam.tokens = len(state.response_ids)
             beam.response = self.tokenizer.decode(state.response_ids, skip_special_tokens=True)
-            beam.finished = state.finished
+            beam.finished, beam.finish_reason = state.finished, state.finish_reason
         return usage
 
 

@@ -30,6 +30,7 @@ import numpy as np
 from ..embedded.embedder import UsesEmbedder
 from ..errors import ConfigError
 from ..prompt import Prompt
+from .grounding import Groundedness
 from .hidden_states import ResponseEncoder, shared_encoder
 
 WEIGHTS = Path(__file__).resolve().parent / "weights" / "preference.json"
@@ -153,9 +154,11 @@ class PreferenceHead:
 
 class _LearnedReward:
     """Scoring shared by the heads: empty responses get the head's `empty_score`, below what any training answer
-    scored; the rest are scored in one batch against the original instruction (`prompt.instruction`)."""
+    scored; the rest are scored in one batch against the original instruction (`prompt.instruction`), plus the
+    groundedness term when the prompt carries context and the reward has one (`grounding.Groundedness`)."""
 
     head: PreferenceHead
+    grounding: Groundedness | None = None
 
     def _features(self, instruction: str, texts: list[str]) -> np.ndarray:
         raise NotImplementedError
@@ -168,6 +171,9 @@ class _LearnedReward:
             texts = [responses[i] for i in filled]
             for i, s in zip(filled, self.head(self._features(prompt.instruction, texts)).tolist()):
                 scores[i] = float(s) if math.isfinite(s) else self.head.empty_score
+            if self.grounding is not None and self.grounding.applies(prompt):
+                for i, g in zip(filled, self.grounding.score(prompt, texts)):
+                    scores[i] += g
         return scores
 
     async def ascore(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
@@ -175,7 +181,12 @@ class _LearnedReward:
 
 
 class PreferenceReward(_LearnedReward):
-    """The default reward: a head over SmolLM2's layer-15 hidden states of the response, read after the instruction.
+    """The default reward: a head over SmolLM2's layer-15 hidden states of the response, read after the instruction,
+    plus a groundedness term when the prompt has context (`Prompt.context`: a RAG chain's retrieved text).
+
+    Without context, or with no facts in it ("Be brief."), the score is the head's alone. With it, answers whose
+    numbers, names and facts the context does not support lose reward (`grounding.Groundedness`, weight measured in benchmarks/grounding/README.md);
+    `grounding=False` keeps the head alone whatever the prompt holds, the context-blind reward.
 
     Construction only reads the head (44 KB of JSON); SmolLM2's first 15 layers load at the first score, once per
     process. Reads the first 256 tokens of each response, and from one period to the next only the tokens a beam
@@ -188,10 +199,12 @@ class PreferenceReward(_LearnedReward):
 
     name = "preference"
 
-    def __init__(self, weights: str | Path | None = None, encoder: ResponseEncoder | None = None):
+    def __init__(self, weights: str | Path | None = None, encoder: ResponseEncoder | None = None,
+                 grounding: Groundedness | bool = True):
         self.path = Path(weights) if weights is not None else WEIGHTS
         self.head = PreferenceHead.load(self.path, FEATURES)
         self._encoder = encoder
+        self.grounding = Groundedness() if grounding is True else grounding or None
 
     @property
     def encoder(self) -> ResponseEncoder:

@@ -96,7 +96,8 @@ class Darwin:
                 self._add_candidates(cycle, beams)
                 if bystanders:
                     (reward,) = yield Score([seed_beam.response])
-                    self.trace.seed_sample = Candidate(seed_beam.response, reward, "seed-sample", self.prompt.request)
+                    self.trace.seed_sample = Candidate(seed_beam.response, reward, "seed-sample", self.prompt.request,
+                                                       seed_beam.finish_reason)
                     self.candidates.append(self.trace.seed_sample)
                     if parent.instruction == self.prompt.request:
                         parent.reward = max(parent.reward, reward)
@@ -147,16 +148,19 @@ class Darwin:
         return Extend(live, min(period, remaining), self._seed())
 
     def _mark_finished(self, live: list[Beam]) -> None:
+        """End the beams that reached `max_new_tokens` ("length"); a beam the policy ended stopped by itself."""
         for b in live:
-            if b.tokens >= self.config.max_new_tokens or not self.continues:
-                b.finished = True
+            if not b.finished and (b.tokens >= self.config.max_new_tokens or not self.continues):
+                b.finished, b.finish_reason = True, "length" if b.tokens >= self.config.max_new_tokens else "stop"
+            if b.finished and b.finish_reason is None:
+                b.finish_reason = "stop"
 
     def _replace(self, cycle: Cycle, beams: list[Beam], counts: list[int]) -> Generator[Request, Any, list[Beam]]:
         """Score every beam; each unfinished beam outside the top-k adopts a random top-k beam's response."""
         config, started = self.config, time.perf_counter()
         rewards = yield from self._score_for_ranking(beams)
         order = sorted(range(len(beams)), key=lambda i: -rewards[i])  # stable: ties keep slot order
-        top = order[: config.keep_top]
+        top = order[: config.survivors]
         for i in top:
             counts[i] += 1
         replacements = [(i, self.rng.choice(top)) for i, b in enumerate(beams) if i not in top and not b.finished]
@@ -193,7 +197,7 @@ class Darwin:
             if beam.response not in seen:
                 seen.add(beam.response)
                 self.candidates.append(Candidate(beam.response, reward, f"cycle {cycle.index} slot {slot}",
-                                                 cycle.instructions[slot]))
+                                                 cycle.instructions[slot], beam.finish_reason))
 
     def _unscored(self) -> list[str]:
         """What a stopped search has yet to score: its finished beams (the seed sample too), or, when nothing has
@@ -209,7 +213,7 @@ class Darwin:
             if b.finished and b.response in self.scores and b.response not in seen:
                 seen.add(b.response)
                 self.candidates.append(Candidate(b.response, self.scores[b.response], f"unfinished cycle ({why})",
-                                                 b.prompt.request))
+                                                 b.prompt.request, b.finish_reason))
 
     def _checkpoint(self, **kwargs: Any) -> Generator[Request, Any, None]:
         reason = yield Checkpoint(**kwargs)

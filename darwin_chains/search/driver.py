@@ -214,19 +214,17 @@ class Run:
     # -- the result ----------------------------------------------------------------------------------------------
 
     def result(self) -> SearchResult:
-        found = self.algorithm.candidates if self.algorithm else []
-        pool, finished = found, True
+        pool = self.algorithm.candidates if self.algorithm else []
         if not pool and self.algorithm:  # a budget ran out before anything finished: the best partial response
-            finished = False
-            pool = [Candidate(b.response, self.scores.get(b.response, -math.inf), "partial", b.prompt.request, False)
-                    for b in self.algorithm.live]
+            pool = [Candidate(b.response, self.scores.get(b.response, -math.inf), "partial", b.prompt.request,
+                              "length") for b in self.algorithm.live]
         if not pool:
             raise DarwinError("the search stopped before decoding anything; raise time_budget")
         best = max(pool, key=lambda c: c.reward)
         self.trace.answer_source = best.source
         self.trace.seconds = time.perf_counter() - self.started
         self.emit("search_finished", reward=best.reward, source=best.source, seconds=self.trace.seconds)
-        return SearchResult(best.response, best.reward, self.trace, finished)
+        return SearchResult(best.response, best.reward, self.trace, best.finish_reason)
 
     def attach_partial(self, exc: DarwinError) -> None:
         """Keep what was found before the failure on the error, so no finished work is lost."""

@@ -7,6 +7,7 @@ never asks which kind it has.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import logging
 import math
 from concurrent.futures import ThreadPoolExecutor
@@ -97,7 +98,7 @@ def _end_at_stop(beam: Beam, stop: tuple[str, ...]) -> None:
     part of an answer, and a beam that adopts this one's response adopts the cut text and is finished too."""
     response = cut(beam.response, stop)
     if response != beam.response:
-        beam.response, beam.finished = response, True
+        beam.response, beam.finished, beam.finish_reason = response, True, "stop"
 
 
 @dataclass
@@ -108,6 +109,12 @@ class Adopt(Request):
 
     def call(self, run: Run) -> list[Beam]:
         return [run.policy.adopt(beam, donor) for beam, donor in self.pairs]
+
+    def check(self, run: Run, reply: list[Beam]) -> list[Beam]:
+        for (_, donor), beam in zip(self.pairs, reply):
+            if beam.finished and beam.finish_reason is None:
+                beam.finish_reason = donor.finish_reason  # a finished response ends the way it ended
+        return reply
 
 
 @dataclass
@@ -125,12 +132,16 @@ class Mutate(Request):
         return await amutate(run.mutator, self.instruction, self.n, self.seed)
 
     def check(self, run: Run, reply: Any) -> list[str]:
+        name = run.trace.mutator
+        refuse_async(reply, f"mutator {name!r}", MutationError)
         if isinstance(reply, Reported):
             run.count(reply.usage)
             run.trace.mutation_tokens += reply.usage.output_tokens
             run.trace.mutation_rejections += [(c, why) for c, why in reply.rejected]
-        variants = [v.strip() for v in reply if isinstance(v, str) and v.strip()] \
-            if isinstance(reply, (list, tuple)) else []
+        if not isinstance(reply, (list, tuple)) or not all(isinstance(v, str) for v in reply):
+            raise MutationError(f"mutator {name!r} must return a list of {self.n} strings (the variants); got "
+                                f"{type(reply).__name__} {reply!r:.120}")
+        variants = [v.strip() for v in reply if v.strip()]
         if len(variants) < self.n:
             log.warning("mutator %r gave %d usable variants of %d; using the original instruction for the rest",
                         run.trace.mutator, len(variants), self.n)
@@ -171,10 +182,17 @@ class Score(Request):
         return [run.scores[r] for r in self.responses]
 
     def _checked(self, name: str, values: Any) -> list[float]:
-        try:
-            values = [float(v) for v in values]
-        except (TypeError, ValueError) as exc:
-            raise RewardError(f"reward {name!r} must return one float per response; got {values!r:.200}") from exc
+        refuse_async(values, f"reward {name!r}", RewardError)
+        if isinstance(values, (str, bytes)) or not hasattr(values, "__iter__"):
+            raise RewardError(f"reward {name!r} must return a list of numbers, one per response; got "
+                              f"{type(values).__name__} {values!r:.120}")
+        values = list(values)
+        refuse_async(values, f"reward {name!r}", RewardError)
+        wrong = [v for v in values if isinstance(v, (str, bytes)) or not hasattr(type(v), "__float__")]
+        if wrong:
+            raise RewardError(f"reward {name!r} must return numbers, one per response; got {type(wrong[0]).__name__} "
+                              f"{wrong[0]!r:.60} (a number as text is not a score: return float(...))")
+        values = [float(v) for v in values]
         if len(values) != len(self.fresh):
             raise RewardError(f"reward {name!r} returned {len(values)} scores for {len(self.fresh)} responses")
         for i, v in enumerate(values):
@@ -226,6 +244,18 @@ class Together(Request):
 
     def check(self, run: Run, replies: list[Any]) -> list[Any]:
         return [request.check(run, reply) for request, reply in zip(self.requests, replies)]
+
+
+def refuse_async(reply: Any, who: str, error: type[DarwinError]) -> None:
+    """An async component called on a sync path returns coroutines: say which entry point awaits them."""
+    found = [r for r in ([reply] if not isinstance(reply, (list, tuple)) else reply) if inspect.isawaitable(r)]
+    if found:
+        for coroutine in found:
+            if inspect.iscoroutine(coroutine):
+                coroutine.close()  # never awaited, on purpose
+        raise error(f"{who} is async (it returned a coroutine) and was called from a sync entry point; use the async "
+                    "one: Search.arun or astream, LangChain's ainvoke, abatch or astream, LlamaIndex's achat, "
+                    "acomplete or astream_chat")
 
 
 def _called(request: Request, run: Run) -> Any:

@@ -7,6 +7,7 @@ from typing import Any, Optional
 from darwin_chains import ConfigError, Search, SearchConfig, defaults
 from darwin_chains.config import knobs, pydantic_fields, resolve
 from darwin_chains.protocols import Mutator, Policy, Reward
+from darwin_chains.rewards.gate import GatedReward
 from darwin_chains.search.components import Components
 from langchain_core.language_models import BaseLanguageModel
 from langchain_core.runnables import Runnable
@@ -28,8 +29,9 @@ class _Components(BaseModel):
         f"({', '.join(map(repr, defaults.names('policy')))}), or None for $DARWIN_CHAINS_POLICY, else the embedded "
         "SmolLM2-135M-Instruct."))
     reward: Any = Field(default=None, exclude=True, description=(
-        "A darwin_chains Reward, a callable (instruction, response) -> float, a LangChain Runnable taking "
-        f"{{'instruction', 'response'}}, a reward spec ({', '.join(map(repr, defaults.names('reward')))}), or None "
+        "A darwin_chains Reward, a callable (instruction, response), (prompt, response) or (instruction, response, "
+        "context) -> float, a LangChain Runnable taking "
+        f"{{'instruction', 'response', 'context'}}, a reward spec ({', '.join(map(repr, defaults.names('reward')))}), or None "
         "for 'default' (the preference reward trained on GPT-4 Turbo judgments)."))
     mutator: Any = Field(default="template", exclude=True, description=(
         "A darwin_chains Mutator, a callable (instruction, n) -> list[str], a mutator spec "
@@ -46,7 +48,8 @@ class DarwinFields(_Searched):
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)
 
-    include_trace: bool = Field(default=False, description="Put the full trace in response_metadata['darwin'].")
+    include_trace: bool = Field(default=False, description=(
+        "Put the full trace in response_metadata['darwin']['trace']; also per call (invoke(x, include_trace=True))."))
 
     _components: Optional[Components] = PrivateAttr(default=None)
 
@@ -95,16 +98,23 @@ class DarwinFields(_Searched):
         """Policy, reward and mutator, loaded once, at first use."""
         return self._components.get()
 
-    def search(self) -> Search:
-        """A Search over the components; per-call parameters are given to `run`/`arun`."""
+    def search(self, schema: Any = None) -> Search:
+        """A Search over the components; per-call parameters are given to `run`/`arun`. With a structured-output
+        `Schema`, answers that do not validate lose to every one that does (`GatedReward`)."""
         policy, reward, mutator = self.components()
+        if schema is not None:
+            reward = GatedReward(reward, schema.valid, schema.viable)
         return Search(policy, reward, mutator, self.search_config())
 
-    def overrides(self, kwargs: dict[str, Any]) -> dict[str, Any]:
-        """Per-call search parameters, checked now so a typo fails before the search starts."""
+    def options(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
+        """Per-call search parameters, checked now so a typo fails before the search starts, and include_trace."""
+        kwargs = dict(kwargs)
+        include_trace = kwargs.pop("include_trace", self.include_trace)
+        if not isinstance(include_trace, bool):
+            raise ConfigError(f"include_trace must be True or False, got {include_trace!r}")
         overrides = resolve(kwargs)
         self.search_config(**overrides)
-        return overrides
+        return overrides, include_trace
 
 
 def _check_policy(policy: Any) -> None:

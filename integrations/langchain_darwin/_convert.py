@@ -1,11 +1,15 @@
 """Conversions between LangChain's types and darwin_chains', at the edge and nowhere else.
 
-Two choices live here. A trailing `AIMessage` (or a dict's "draft") is a draft answer: it joins the search as a
+Four choices live here. A trailing `AIMessage` (or a dict's "draft") is a draft answer: it joins the search as a
 candidate instead of being sent to the policy. A dict's "context" becomes a system message, because mutation
-rewrites only the final user message, so retrieved text reaches every beam unchanged.
+rewrites only the final user message, so retrieved text reaches every beam unchanged. A final human message may
+mark the span that is the question (`REQUEST_KEY`, set by `mark_question`): mutation then rewrites that span only.
+Tool calls and their results (an agent's turn) become text in a system message before the question: they are
+context the answer must use, and a text policy reads no tool messages.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Optional, Union
@@ -21,6 +25,7 @@ from langchain_core.messages import (
     ChatMessage,
     HumanMessage,
     SystemMessage,
+    ToolMessage,
     convert_to_messages,
 )
 from langchain_core.messages.ai import UsageMetadata
@@ -43,6 +48,10 @@ DarwinInput = Union[str, StringPromptValue, ChatPromptValueConcrete, list[AnyMes
 _ROLES = {"system": "system", "developer": "system", "human": "user", "user": "user", "ai": "assistant",
           "assistant": "assistant"}
 _KEYS = ("question", "draft", "context", "history")
+#: Where a human message carries the span of its text that is the question, and where the span starts (the same
+#: keys as the LlamaIndex adapter's): mutation rewrites only that span.
+REQUEST_KEY = "darwin_request"
+REQUEST_START_KEY = "darwin_request_start"
 
 
 @dataclass
@@ -70,8 +79,60 @@ def to_request(value: Any) -> Request:
         )
     drafts = []
     if messages and isinstance(messages[-1], AIMessage):
+        if messages[-1].tool_calls:
+            raise InputError("the conversation ends with tool calls that have no results yet; run the tools and "
+                             "pass their ToolMessages, or drop the call")
         drafts, messages = [text_of(messages[-1])], messages[:-1]
-    return Request(Prompt.of(to_darwin(messages)), drafts)
+    return Request(prompt_of(fold_tools(messages)), drafts)
+
+
+def prompt_of(messages: Sequence[BaseMessage]) -> Prompt:
+    """The darwin Prompt; a final human message's marked question (`REQUEST_KEY`) is the request to mutate."""
+    converted = to_darwin(messages)
+    marks = messages[-1].additional_kwargs if messages else {}
+    request = marks.get(REQUEST_KEY)
+    if request is None:
+        return Prompt.of(converted)
+    start = marks.get(REQUEST_START_KEY)
+    if not isinstance(request, str) or request not in converted[-1]["content"]:
+        raise InputError(f"the marked question {request!r:.80} is not in the final message's text; mark the text "
+                         f"as it appears there (additional_kwargs[{REQUEST_KEY!r}]), or remove the mark")
+    return Prompt.of(converted, request=request, start=start)
+
+
+def fold_tools(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
+    """Tool calls and results as system messages of text: each result where it came, except that those after
+    the last human message (the turn being answered) go just before it, so the conversation ends with the question.
+    An AI message that only called tools says nothing the results do not."""
+    calls = {c["id"]: c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
+    last = max((i for i, m in enumerate(messages) if _is_user(m)), default=-1)
+    out: list[BaseMessage] = []
+    turn: list[str] = []  # what the tools said after the question
+    for i, m in enumerate(messages):
+        if isinstance(m, ToolMessage):
+            call = calls.get(m.tool_call_id)
+            if call is None:
+                raise InputError(f"ToolMessage {m.tool_call_id!r} answers no tool call of an earlier AI message")
+            text = f"Tool {call['name']}({json.dumps(call['args'], ensure_ascii=False)}) returned: {text_of(m)}"
+            if i > last:
+                turn.append(text)
+            else:
+                out.append(SystemMessage(text))
+        elif isinstance(m, AIMessage) and m.tool_calls:
+            if text_of(m).strip() and i > last:
+                turn.append(f"The assistant said: {text_of(m)}")
+            elif text_of(m).strip():
+                out.append(AIMessage(text_of(m)))
+        else:
+            out.append(m)
+    if turn:
+        results = SystemMessage("\n".join(["Results of the tools called for this question:", *turn]))
+        out.insert(len(out) - 1 if last >= 0 else len(out), results)
+    return out
+
+
+def _is_user(message: BaseMessage) -> bool:
+    return (message.role if isinstance(message, ChatMessage) else message.type) in ("human", "user")
 
 
 def _from_dict(value: Mapping[str, Any]) -> Request:
@@ -88,7 +149,7 @@ def _from_dict(value: Mapping[str, Any]) -> Request:
     messages += convert_to_messages(value.get("history") or [])
     messages.append(HumanMessage(question))
     draft = value.get("draft")
-    return Request(Prompt.of(to_darwin(messages)), [draft] if isinstance(draft, str) and draft.strip() else [])
+    return Request(prompt_of(fold_tools(messages)), [draft] if isinstance(draft, str) and draft.strip() else [])
 
 
 def to_darwin(messages: Sequence[BaseMessage]) -> list[dict[str, str]]:
@@ -119,16 +180,19 @@ def to_message(result: SearchResult, model_name: str, include_trace: bool = Fals
                chunk: bool = False) -> AIMessage:
     """The answer as an AIMessage (or the last AIMessageChunk of a stream, holding what was not yet sent).
 
-    response_metadata holds the reward against the original instruction and, under "darwin", the trace summary
-    with how the search ended; usage_metadata counts every token the whole search read and wrote.
+    response_metadata holds why the answer ended ("finish_reason": "stop" or "length"), the reward against the
+    original instruction and, under "darwin", the trace summary with how the search ended; usage_metadata counts
+    every token the whole search read and wrote.
     """
     view = result.metadata()
     usage, reward, summary = view.pop("usage"), view.pop("reward"), view.pop("trace")
+    reason = view.pop("finish_reason")
     darwin = {**summary, **view}
     if include_trace:
         darwin["trace"] = result.trace.to_dict()
     kwargs = {"content": result.answer if content is None else content,
-              "response_metadata": {"model_name": model_name, "reward": reward, "darwin": darwin},
+              "response_metadata": {"model_name": model_name, "finish_reason": reason, "reward": reward,
+                                    "darwin": darwin},
               "usage_metadata": UsageMetadata(**usage)}
     return AIMessageChunk(**kwargs, chunk_position="last") if chunk else AIMessage(**kwargs)
 

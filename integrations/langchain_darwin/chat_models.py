@@ -4,23 +4,36 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import contextvars
-from collections.abc import AsyncIterator, Iterator
+import logging
+import uuid
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass, field
+from operator import itemgetter
 from typing import Any, Optional
 
-from darwin_chains import SearchResult
+from darwin_chains import ConfigError, PolicyError, Search, SearchResult
 from darwin_chains.search.stream import cut
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 from langchain_core.callbacks.manager import AsyncRunManager
 from langchain_core.language_models import BaseChatModel, LangSmithParams
-from langchain_core.messages import BaseMessage
+from langchain_core.messages import AIMessage, AIMessageChunk, BaseMessage
 from langchain_core.outputs import ChatGeneration, ChatGenerationChunk, ChatResult
-from langchain_core.runnables import RunnableConfig
+from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, RunnableMap, RunnablePassthrough
 from langchain_core.runnables.config import ensure_config, patch_config, set_config_context
 from pydantic import ConfigDict, Field
 
 from ._base import SEARCH_FIELDS, DarwinFields
-from ._convert import to_message, to_request
+from ._convert import Request, to_message, to_request
 from ._streaming import achunks, aresult, chunks, progress
+from .policy import LangChainPolicy, estimate_tokens
+from .structured import METHODS, Schema
+
+log = logging.getLogger(__name__)
+
+#: The child config of a streamed call's run, from `stream`/`astream` to `_stream`/`_astream` (see `stream`).
+_STREAMED: contextvars.ContextVar[Optional[RunnableConfig]] = contextvars.ContextVar("darwin_streamed", default=None)
+#: Policies whose token counts are estimates, warned about once.
+_ESTIMATED: set[str] = set()
 
 
 class ChatDarwin(DarwinFields, BaseChatModel):
@@ -62,12 +75,26 @@ class ChatDarwin(DarwinFields, BaseChatModel):
         >>> msg.response_metadata["reward"], msg.response_metadata["darwin"]["replacements"]
         >>> msg.usage_metadata          # every token the search read and wrote, on the last chunk when streaming
 
-    Progress: `invoke`/`ainvoke` send darwin.* custom events (cycle_started, period_scored, replacement,
-    archive_updated, ...) to the chat model run's callbacks. LangChain gives `_stream` no run manager, so a
-    streamed call sends none; `DarwinAlign` sends them on every path.
+    Metadata also holds response_metadata["finish_reason"]: "stop" when the answer ended by itself, "length"
+    when max_new_tokens cut it off. include_trace=True, at construction or per call, adds the full trace.
 
-    Not supported: tool calling, structured output and non-text inputs. Darwin picks among free-text answers by
-    their reward.
+    Progress: `invoke`, `ainvoke`, `stream` and `astream` send darwin.* custom events (cycle_started,
+    period_scored, replacement, archive_updated, ...) to the chat model run's callbacks.
+
+    Structured output: the best answer that validates, as an object (see `with_structured_output`).
+        >>> from pydantic import BaseModel
+        >>> class City(BaseModel):
+        ...     name: str
+        ...     country: str
+        >>> chat.with_structured_output(City).invoke("Name a city in France.")
+
+    Tools: with a LangChain chat model that calls tools as the policy, `bind_tools` lets it decide each turn; a
+    final answer is refined by the search (see `bind_tools`). Other policies refuse, naming what would work.
+
+    Token counts: `get_num_tokens` uses the policy's own tokenizer, so `trim_messages(token_counter=chat)` works
+    offline.
+
+    Not supported: non-text inputs. Darwin picks among text answers by their reward.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)
@@ -94,53 +121,204 @@ class ChatDarwin(DarwinFields, BaseChatModel):
             params["ls_stop"] = stop or self.stop
         return params
 
+    # -- token counts ---------------------------------------------------------------------------------------------
+
+    def get_token_ids(self, text: str) -> list[int]:
+        """Token ids from the policy's own tokenizer (LangChain's default is GPT-2's, which is not here offline)."""
+        if self.custom_get_token_ids is not None:
+            return self.custom_get_token_ids(text)
+        policy = self._components.policy()
+        if isinstance(policy, LangChainPolicy):
+            return policy.model.get_token_ids(text)
+        if (tokenizer := getattr(policy, "tokenizer", None)) is not None:
+            return list(tokenizer.encode(text, add_special_tokens=False))
+        raise PolicyError(f"policy {self.policy_name!r} has no tokenizer to give token ids; give it one (e.g. "
+                          "OpenAIPolicy(..., tokenizer=...)) or pass ChatDarwin(custom_get_token_ids=...)")
+
+    def get_num_tokens(self, text: str) -> int:
+        """Tokens in `text` by the policy's tokenizer (what `trim_messages(..., token_counter=chat)` counts with).
+
+        A policy without a tokenizer (a remote one given none) is counted at about 4 characters a token, with a
+        warning naming the fix."""
+        try:
+            return len(self.get_token_ids(text))
+        except PolicyError as exc:
+            if self.policy_name not in _ESTIMATED:
+                _ESTIMATED.add(self.policy_name)
+                log.warning("%s; counting about 4 characters a token meanwhile", exc)
+            return estimate_tokens(text)
+
+    # -- tools and structured output ------------------------------------------------------------------------------
+
+    def bind_tools(self, tools: Sequence[Any], *, tool_choice: Any = None, **kwargs: Any) -> Runnable:
+        """Tools for the policy to call: it decides each turn, and a turn that calls tools comes back as it is.
+        When it answers instead, its answer is a draft and the search refines it (tool results are context).
+
+        Needs a LangChain chat model with tool calling as the policy; any other policy is a ConfigError naming
+        what would work."""
+        model = _tool_model(self.policy)
+        if model is None:
+            raise ConfigError(
+                f"ChatDarwin.bind_tools needs a policy that can call tools: a LangChain chat model with tool calling "
+                f"(ChatDarwin(policy=ChatOpenAI(...)), say); the policy {self.policy_name!r} writes text only. With "
+                "this policy, run the agent on a tool-calling model and refine its final answer with DarwinRefine "
+                "(a LangGraph node) or DarwinRefineMiddleware (create_agent)")
+        options = {"tool_choice": tool_choice, **kwargs} if tool_choice is not None else kwargs
+        model.bind_tools(tools, **options)  # the policy's own checks of the tools, now rather than at first call
+        return self.bind(tools=list(tools), tool_options=options)
+
+    def with_structured_output(self, schema: Any = None, *, include_raw: bool = False, method: Optional[str] = None,
+                               strict: Optional[bool] = None, **kwargs: Any) -> Runnable:
+        """The search's answer as an object of `schema` (a pydantic model, a TypedDict or a JSON schema dict).
+
+        The schema's format instructions go into the system message (mutation never rewrites them) and
+        "parses and validates" becomes a hard gate on the reward: an invalid answer loses to every valid one, so
+        the result is the best valid answer. When none validates, `StructuredOutputError` (an
+        `OutputParserException`) carries the best text. Every `method` (json_schema, json_mode,
+        function_calling) runs this same search over JSON text, and answers are always validated (`strict`).
+        With include_raw=True the result is {"raw": message, "parsed": object or None, "parsing_error": ...}.
+        """
+        if kwargs:
+            raise ConfigError(f"unknown with_structured_output argument(s): {', '.join(sorted(kwargs))}")
+        if method not in METHODS:
+            raise ConfigError(f"method must be one of {', '.join(m for m in METHODS if m)}; got {method!r}")
+        spec = Schema(schema)  # a schema that cannot work fails here
+        llm = self.bind(response_format=spec.json_schema if schema is None else schema, ls_structured_output_format={
+            "kwargs": {"method": method or "json_schema"}, "schema": spec.json_schema})
+        parser = RunnableLambda(spec.parse_message, name=f"parse {spec.name}")
+        if not include_raw:
+            return llm | parser
+        parsed = RunnablePassthrough.assign(parsed=itemgetter("raw") | parser, parsing_error=lambda _: None)
+        failed = RunnablePassthrough.assign(parsed=lambda _: None)
+        return RunnableMap(raw=llm) | parsed.with_fallbacks([failed], exception_key="parsing_error")
+
+    def _should_stream(self, *, async_api: bool, run_manager: Any = None, **kwargs: Any) -> bool:
+        # A tool turn or a structured answer is one message, known when the search ends: nothing to stream.
+        if kwargs.get("tools") is not None or kwargs.get("response_format") is not None:
+            return False
+        return super()._should_stream(async_api=async_api, run_manager=run_manager, **kwargs)
+
+    # -- streaming: LangChain gives _stream no run manager, so the run is set up here --------------------------
+
+    def stream(self, input: Any, config: Optional[RunnableConfig] = None, *, stop: Optional[list[str]] = None,
+               **kwargs: Any) -> Iterator[AIMessageChunk]:
+        config, child = _streamed_run(config, CallbackManager)
+        _STREAMED.set(child)
+        try:
+            yield from super().stream(input, config, stop=stop, **kwargs)
+        finally:
+            _STREAMED.set(None)
+
+    async def astream(self, input: Any, config: Optional[RunnableConfig] = None, *,
+                      stop: Optional[list[str]] = None, **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
+        config, child = _streamed_run(config, AsyncCallbackManager)
+        _STREAMED.set(child)
+        try:
+            async for chunk in super().astream(input, config, stop=stop, **kwargs):
+                yield chunk
+        finally:
+            _STREAMED.set(None)
+
     # -- BaseChatModel's hooks ----------------------------------------------------------------------------------
 
     def _generate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
-        request, search, overrides = to_request(messages), self.search(), self.overrides(_with_stop(kwargs, stop))
-        config = _child_config(run_manager)
+        call, config = self._call(kwargs, stop), _child_config(run_manager)
+        if call.tools is not None:
+            reply = _tool_model(self.policy).bind_tools(call.tools, **call.tool_options).invoke(messages, config)
+            if reply.tool_calls:
+                return ChatResult(generations=[ChatGeneration(message=reply)])
+            messages = [*messages, AIMessage(reply.text)]  # the policy's answer: a draft for the search
+        request = call.request(messages)
         with _context(config) as context:
-            result = context.run(search.run, request.prompt, drafts=request.drafts, on_event=progress(config),
-                                 **overrides)
-        return self._result(result, stop)
+            result = context.run(call.search.run, request.prompt, drafts=request.drafts, on_event=progress(config),
+                                 **call.overrides)
+        return self._result(result, call)
 
     async def _agenerate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                          **kwargs: Any) -> ChatResult:
-        request = to_request(messages)
-        search = await asyncio.to_thread(self.search)  # the first call loads models: off the event loop
+        call = await asyncio.to_thread(self._call, kwargs, stop)  # the first call loads models: off the event loop
         config = _child_config(run_manager)
+        if call.tools is not None:
+            model = _tool_model(self.policy).bind_tools(call.tools, **call.tool_options)
+            reply = await model.ainvoke(messages, config)
+            if reply.tool_calls:
+                return ChatResult(generations=[ChatGeneration(message=reply)])
+            messages = [*messages, AIMessage(reply.text)]
+        request = call.request(messages)
         with _context(config) as context:
-            events = search.astream(request.prompt, drafts=request.drafts, context=context,
-                                    **self.overrides(_with_stop(kwargs, stop)))
-            return self._result(await aresult(events, config), stop)
+            events = call.search.astream(request.prompt, drafts=request.drafts, context=context, **call.overrides)
+            return self._result(await aresult(events, config), call)
 
     def _stream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
-        request, search, overrides = to_request(messages), self.search(), self.overrides(_with_stop(kwargs, stop))
-        config = _child_config(run_manager)
+        config = _child_config(run_manager) if run_manager is not None else _STREAMED.get()
+        _STREAMED.set(None)  # this run's: a later call in this context is another run
+        call = self._call(kwargs, stop)
+        request = call.request(messages)
         with _context(config) as context:
-            events = search.stream(request.prompt, drafts=request.drafts, context=context,
-                                   **overrides)
-            for chunk in chunks(events, config, self.policy_name, self.include_trace):
+            events = call.search.stream(request.prompt, drafts=request.drafts, context=context, **call.overrides)
+            for chunk in chunks(events, config, self.policy_name, call.include_trace):
                 yield ChatGenerationChunk(message=chunk)
 
     async def _astream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
-        request = to_request(messages)
-        search = await asyncio.to_thread(self.search)
-        config = _child_config(run_manager)
+        config = _child_config(run_manager) if run_manager is not None else _STREAMED.get()
+        _STREAMED.set(None)
+        call = await asyncio.to_thread(self._call, kwargs, stop)
+        request = call.request(messages)
         with _context(config) as context:
-            events = search.astream(request.prompt, drafts=request.drafts, context=context,
-                                    **self.overrides(_with_stop(kwargs, stop)))
-            async for chunk in achunks(events, config, self.policy_name, self.include_trace):
+            events = call.search.astream(request.prompt, drafts=request.drafts, context=context, **call.overrides)
+            async for chunk in achunks(events, config, self.policy_name, call.include_trace):
                 yield ChatGenerationChunk(message=chunk)
 
-    def _result(self, result: SearchResult, stop: Optional[list[str]]) -> ChatResult:
+    def _call(self, kwargs: dict[str, Any], stop: Optional[list[str]]) -> _Call:
+        """One call's options, checked before anything runs: tools, a schema, include_trace, search parameters."""
+        kwargs = dict(kwargs)
+        tools, tool_options, schema = kwargs.pop("tools", None), kwargs.pop("tool_options", {}), kwargs.pop(
+            "response_format", None)
+        spec = Schema(schema) if schema is not None else None
+        overrides, include_trace = self.options(_with_stop(kwargs, stop))
+        return _Call(self.search(spec), overrides, include_trace, stop or self.stop, spec, tools, tool_options)
+
+    def _result(self, result: SearchResult, call: _Call) -> ChatResult:
         """The answer, ended before the first stop sequence, with all the metadata."""
-        answer = cut(result.answer, stop or self.stop)
-        message = to_message(result, self.policy_name, self.include_trace, answer)
+        message = to_message(result, self.policy_name, call.include_trace, cut(result.answer, call.stop))
         return ChatResult(generations=[ChatGeneration(message=message)])
+
+
+@dataclass
+class _Call:
+    search: Search
+    overrides: dict[str, Any]
+    include_trace: bool
+    stop: Optional[Sequence[str]]
+    schema: Optional[Schema] = None
+    tools: Optional[list[Any]] = None
+    tool_options: dict[str, Any] = field(default_factory=dict)
+
+    def request(self, messages: list[BaseMessage]) -> Request:
+        """What the search answers; a schema's format instructions join the system message."""
+        return to_request(self.schema.instruct(messages) if self.schema is not None else messages)
+
+
+def _tool_model(policy: Any) -> Optional[BaseChatModel]:
+    """The LangChain chat model behind the policy, if it implements tool calling."""
+    model = policy.model if isinstance(policy, LangChainPolicy) else policy
+    if isinstance(model, BaseChatModel) and type(model).bind_tools is not BaseChatModel.bind_tools:
+        return model
+    return None
+
+
+def _streamed_run(config: Optional[RunnableConfig], manager_type: type) -> tuple[RunnableConfig, RunnableConfig]:
+    """The config for a streamed call with its run id fixed in advance, and the child config under that run
+    (callbacks for the search's runs and progress events), as `_child_config` makes from a run manager."""
+    config = ensure_config(config)
+    run_id = config.get("run_id") or uuid.uuid4()
+    manager = manager_type.configure(inheritable_callbacks=config.get("callbacks"),
+                                     inheritable_tags=config.get("tags"), inheritable_metadata=config.get("metadata"))
+    manager.parent_run_id = run_id
+    return {**config, "run_id": run_id}, patch_config(config, callbacks=manager)
 
 
 def _with_stop(kwargs: dict[str, Any], stop: Optional[list[str]]) -> dict[str, Any]:

@@ -132,7 +132,7 @@ class LangChainPolicy:
             text = str(reply.text)
             reported = getattr(reply, "usage_metadata", None) or {}
             beam.state = beam.response = text
-            beam.tokens = reported.get("output_tokens") or _estimate(text)
+            beam.tokens = reported.get("output_tokens") or estimate_tokens(text)
             beam.finished = True
             usage.input_tokens += reported.get("input_tokens") or 0
             usage.output_tokens += beam.tokens
@@ -146,7 +146,7 @@ class LangChainPolicy:
             text = generations[0].text
             reason = (generations[0].generation_info or {}).get("finish_reason")
             ended = reason in _ENDED or not text.strip()
-            added = min(max_new_tokens, _estimate(text)) if ended else max_new_tokens
+            added = min(max_new_tokens, estimate_tokens(text)) if ended else max_new_tokens
             beam.state += text
             beam.response = beam.state.lstrip()  # "Assistant:" is followed by a space the answer does not need
             beam.tokens += added
@@ -168,6 +168,6 @@ def model_name(model: BaseLanguageModel) -> str:
     return model._llm_type
 
 
-def _estimate(text: str) -> int:
+def estimate_tokens(text: str) -> int:
     """About 4 characters a token: the usual rule of thumb when a model reports no counts."""
     return (len(text) + 3) // 4

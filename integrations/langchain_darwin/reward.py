@@ -13,7 +13,7 @@ _NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)(?:[eE][-+]?\d+)?")
 
 
 class RunnableReward:
-    """Scores responses with a Runnable that takes `{"instruction": ..., "response": ...}` and returns a number.
+    """Scores responses with a Runnable that takes `{"instruction", "response", "context"}` and returns a number.
 
     Example:
         >>> from langchain_core.runnables import RunnableLambda
@@ -21,7 +21,8 @@ class RunnableReward:
         >>> reward.score(Prompt.of("Name two colours."), ["red and blue", "red red"])
         [3.0, 1.0]
 
-    `instruction` is the original final user message: Darwin never scores against a mutated instruction. The
+    `instruction` is the original final user message: Darwin never scores against a mutated instruction;
+    `context` is the rest of the prompt (`Prompt.context`: system messages, earlier turns, retrieved text). The
     responses of one step go out as one `batch` (`abatch` on the async path). The output may be a float or int,
     or text or a message holding a number (a judge's "Score: 7"); anything else is a RewardError naming the
     runnable. Its runs are child runs of the search's run, with the caller's callbacks, tags and metadata.
@@ -42,7 +43,7 @@ class RunnableReward:
 
     @staticmethod
     def _inputs(prompt: Prompt, responses: Sequence[str]) -> list[dict[str, str]]:
-        return [{"instruction": prompt.instruction, "response": r} for r in responses]
+        return [{"instruction": prompt.instruction, "response": r, "context": prompt.context} for r in responses]
 
     def _config(self) -> dict[str, Any]:
         # Callbacks, tags and metadata come from the caller's context, where LangChain keeps the running config.

@@ -29,8 +29,9 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
         policy: the model that writes. None: $DARWIN_CHAINS_POLICY if set (any policy spec, e.g. "hf:/models/x"),
             else the embedded SmolLM2-135M-Instruct, loaded at first use. Also: a darwin_chains Policy, a LangChain
             chat model or LLM (see `LangChainPolicy`), or a policy spec.
-        reward: what "better" means. A callable (instruction, response) -> float, a darwin_chains Reward, a
-            LangChain Runnable taking {"instruction", "response"} (see `RunnableReward`), or a spec. None: "default"
+        reward: what "better" means. A callable (instruction, response) -> float (or (prompt, response), or
+            (instruction, response, context) to see retrieved context), a darwin_chains Reward, a
+            LangChain Runnable taking {"instruction", "response", "context"} (see `RunnableReward`), or a spec. None: "default"
             (the packaged preference reward, a head over SmolLM2 hidden states trained on GPT-4 Turbo judgments).
         mutator: "template" (fixed, intent-preserving augmentations; the default), "llm" (the policy rewrites the
             instruction), a LangChain model that rewrites it, a Mutator or a callable (instruction, n) -> list[str].
@@ -60,7 +61,11 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
         >>> align.invoke([HumanMessage("Why is the sky blue?"), AIMessage("Because of the sea.")])
 
     RAG: put the context in a system message (or the dict's "context"); mutation rewrites only the final user
-    message, so the retrieved text reaches every beam unchanged.
+    message, so the retrieved text reaches every beam unchanged. A template with the question and the context in
+    one human message (the hub's rlm/rag-prompt) marks its question: `mark_question(prompt) | align`.
+
+    Agents: a conversation with tool calls and ToolMessages is fine; the results become a system message before
+    the question. `DarwinRefine` runs this as a LangGraph node on an agent's final answer.
 
     Stream (commit semantics):
         >>> for chunk in align.stream("Give three tips for writing a clear email."):
@@ -88,7 +93,10 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
         >>> msg.response_metadata["model_name"]             # the policy's name
         >>> msg.usage_metadata                              # tokens the whole search read and wrote
 
-        With include_trace=True, response_metadata["darwin"]["trace"] holds the full trace.
+        >>> msg.response_metadata["finish_reason"]          # "stop" (ended by itself) or "length" (cut off)
+
+        With include_trace=True (at construction or per call), response_metadata["darwin"]["trace"] holds the
+        full trace.
     """
 
     model_config = ConfigDict(arbitrary_types_allowed=True, extra="forbid", populate_by_name=True)
@@ -130,30 +138,30 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
     # -- implementations --------------------------------------------------------------------------------------------
 
     def _invoke(self, input: DarwinInput, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> AIMessage:
-        request, search, overrides = to_request(input), self.search(), self.overrides(kwargs)
+        request, search, (overrides, include_trace) = to_request(input), self.search(), self.options(kwargs)
         config = patch_config(config, callbacks=run_manager.get_child())
         result = search.run(request.prompt, drafts=request.drafts, on_event=progress(config), **overrides)
-        return to_message(result, self.policy_name, self.include_trace)
+        return to_message(result, self.policy_name, include_trace)
 
     async def _ainvoke(self, input: DarwinInput, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> AIMessage:
-        request = to_request(input)
+        request, (overrides, include_trace) = to_request(input), self.options(kwargs)
         search = await asyncio.to_thread(self.search)  # the first call loads models: off the event loop
         config = patch_config(config, callbacks=run_manager.get_child())
-        events = search.astream(request.prompt, drafts=request.drafts, **self.overrides(kwargs))
-        return to_message(await aresult(events, config), self.policy_name, self.include_trace)
+        events = search.astream(request.prompt, drafts=request.drafts, **overrides)
+        return to_message(await aresult(events, config), self.policy_name, include_trace)
 
     def _transform(self, inputs: Iterator[DarwinInput], run_manager: Any, config: RunnableConfig,
                    **kwargs: Any) -> Iterator[AIMessageChunk]:
-        request, search, overrides = to_request(_gather(inputs)), self.search(), self.overrides(kwargs)
+        request, search, (overrides, include_trace) = to_request(_gather(inputs)), self.search(), self.options(kwargs)
         events = search.stream(request.prompt, drafts=request.drafts, **overrides)
-        yield from chunks(events, config, self.policy_name, self.include_trace)
+        yield from chunks(events, config, self.policy_name, include_trace)
 
     async def _atransform(self, inputs: AsyncIterator[DarwinInput], run_manager: Any, config: RunnableConfig,
                           **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        request = to_request(await _agather(inputs))
+        request, (overrides, include_trace) = to_request(await _agather(inputs)), self.options(kwargs)
         search = await asyncio.to_thread(self.search)
-        events = search.astream(request.prompt, drafts=request.drafts, **self.overrides(kwargs))
-        async for chunk in achunks(events, config, self.policy_name, self.include_trace):
+        events = search.astream(request.prompt, drafts=request.drafts, **overrides)
+        async for chunk in achunks(events, config, self.policy_name, include_trace):
             yield chunk
 
 

@@ -1,8 +1,10 @@
-"""ChatDarwin beyond the standard suite: drafts, stop sequences, progress events, child runs, per-call parameters."""
+"""ChatDarwin beyond the standard suite: drafts, stop sequences, progress events, child runs, per-call parameters,
+token counts and finish reasons."""
 from __future__ import annotations
 
 import pytest
 from darwin_chains import ConfigError, Prompt
+from darwin_chains.testing import FakePolicy
 from langchain_core.callbacks import BaseCallbackHandler
 from langchain_core.language_models import BaseChatModel
 from langchain_core.load import dumpd, load
@@ -69,17 +71,20 @@ def test_per_call_search_parameters_and_their_langchain_names(chat):
         chat.invoke(QUESTION, keep_top=7)
 
 
+class Recorder(BaseCallbackHandler):
+    """The chat model's run id and every custom event with the run it was sent under."""
+
+    def __init__(self):
+        self.events, self.chat_run = [], None
+
+    def on_chat_model_start(self, serialized, messages, *, run_id, **kwargs):
+        self.chat_run = run_id
+
+    def on_custom_event(self, name, data, *, run_id, **kwargs):
+        self.events.append((name, run_id))
+
+
 def test_invoke_sends_progress_events_to_the_chat_runs_callbacks(chat):
-    class Recorder(BaseCallbackHandler):
-        def __init__(self):
-            self.events, self.chat_run = [], None
-
-        def on_chat_model_start(self, serialized, messages, *, run_id, **kwargs):
-            self.chat_run = run_id
-
-        def on_custom_event(self, name, data, *, run_id, **kwargs):
-            self.events.append((name, run_id))
-
     recorder = Recorder()
     chat.invoke(QUESTION, {"callbacks": [recorder]})
     names = [name for name, _ in recorder.events]
@@ -120,3 +125,80 @@ def test_serialisation_round_trip():
     back = load(dumpd(chat), valid_namespaces=["langchain_darwin"], allowed_objects=[ChatDarwin])
     assert isinstance(back, ChatDarwin) and back.model_dump() == chat.model_dump()
     assert (back.policy, back.reward) == ("embedded", "relevance")
+
+
+# -- no silent wrong results --------------------------------------------------------------------------------------
+
+
+@pytest.mark.integration
+def test_token_counts_use_the_policys_tokenizer(smollm2_policy):
+    from langchain_core.messages import SystemMessage, trim_messages
+
+    chat = ChatDarwin(policy=smollm2_policy)
+    assert chat.get_num_tokens("hello world") == len(smollm2_policy.tokenizer.encode("hello world",
+                                                                                     add_special_tokens=False)) > 0
+    history = [SystemMessage("Be brief."), HumanMessage("word " * 100), AIMessage("ok " * 100), HumanMessage(QUESTION)]
+    kept = trim_messages(history, max_tokens=60, token_counter=chat, strategy="last", include_system=True)
+    assert kept == [history[0], history[-1]]
+
+
+def test_token_counts_of_a_policy_without_tokenizer_are_estimates_with_a_warning(fake_policy, caplog):
+    chat = ChatDarwin(policy=fake_policy)
+    assert chat.get_num_tokens("twelve chars") == 3
+    assert "no tokenizer" in caplog.text and "custom_get_token_ids" in caplog.text
+    assert ChatDarwin(policy=fake_policy, custom_get_token_ids=lambda t: [1] * len(t.split())).get_num_tokens(
+        "a b c") == 3
+
+
+@pytest.mark.parametrize("path", ["invoke", "stream"])
+def test_include_trace_per_call(chat, path):
+    def meta(**kwargs):
+        if path == "invoke":
+            return chat.invoke(QUESTION, **kwargs).response_metadata
+        return list(chat.stream(QUESTION, **kwargs))[-1].response_metadata
+
+    assert "trace" not in meta()["darwin"]
+    assert meta(include_trace=True)["darwin"]["trace"]["prompt"]["request"] == QUESTION
+    with pytest.raises(ConfigError, match="include_trace"):
+        chat.invoke(QUESTION, include_trace="yes")
+
+
+def test_include_trace_per_call_on_darwin_align(align):
+    assert "trace" not in align.invoke(QUESTION).response_metadata["darwin"]
+    assert align.invoke(QUESTION, include_trace=True).response_metadata["darwin"]["trace"]["cycles"]
+
+
+def test_misspelt_arguments_are_refused_at_construction_and_per_call(chat):
+    with pytest.raises(ValueError, match="mutant"):
+        ChatDarwin(mutant=3)
+    for call in (lambda: chat.invoke(QUESTION, mutant=3), lambda: list(chat.stream(QUESTION, mutant=3))):
+        with pytest.raises(ConfigError, match="unknown search parameter"):
+            call()
+
+
+@pytest.mark.parametrize("path", ["stream", "astream"])
+async def test_a_streamed_call_sends_progress_events_under_its_run(chat, path):
+    recorder = Recorder()
+    if path == "stream":
+        text = "".join(c.content for c in chat.stream(QUESTION, {"callbacks": [recorder]}))
+    else:
+        text = "".join([c.content async for c in chat.astream(QUESTION, {"callbacks": [recorder]})])
+    assert text == chat.invoke(QUESTION).content
+    names = [name for name, _ in recorder.events]
+    assert names[0] == "darwin.search_started" and "darwin.period_scored" in names
+    assert names[-1] == "darwin.search_finished"
+    assert {run for _, run in recorder.events} == {recorder.chat_run}
+
+
+async def test_astream_events_shows_a_chat_models_progress(chat):
+    names = [e["name"] async for e in chat.astream_events(QUESTION, version="v2") if e["event"] == "on_custom_event"]
+    assert names[0] == "darwin.search_started" and "darwin.replacement" in names
+
+
+def test_finish_reason_says_whether_the_answer_was_cut_off(fake_policy, cat_reward):
+    cut_off = ChatDarwin(policy=fake_policy, reward=cat_reward, **FAST).invoke(QUESTION)
+    assert cut_off.response_metadata["finish_reason"] == "length"  # FakePolicy never stops by itself
+    ended = ChatDarwin(policy=FakePolicy(stop=0.5), reward=cat_reward, **FAST).invoke(QUESTION)
+    assert ended.response_metadata["finish_reason"] == "stop"
+    assert list(ChatDarwin(policy=fake_policy, reward=cat_reward, **FAST).stream(QUESTION))[-1] \
+        .response_metadata["finish_reason"] == "length"

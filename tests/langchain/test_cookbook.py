@@ -44,3 +44,11 @@ def test_agent_refine(run):
     out = run("langchain_agent_refine.py")
     draft, refined = map(float, re.search(r"draft reward (\S+) -> refined reward (\S+)", out).groups())
     assert refined >= draft
+
+
+def test_langgraph_refine(run):
+    out = run("langgraph_refine.py")
+    assert "messages: HumanMessage -> AIMessage -> ToolMessage -> AIMessage" in out
+    assert "tool called: search_documents({'query': 'How do honeybees tell each other" in out
+    draft, refined = map(float, re.search(r"draft reward (\S+) -> refined reward (\S+)", out).groups())
+    assert refined >= draft and "; 1 Darwin search)" in out

@@ -1,15 +1,19 @@
 """RAG: a real InMemoryVectorStore over the cookbook's documents, embedded with the packaged MiniLM.
 
 Checks that retrieval finds the relevant document, and that mutation rewrites the question only: the retrieved
-context reaches every beam's prompt exactly as retrieved.
+context reaches every beam's prompt exactly as retrieved, in a system message or, with `mark_question`, in the
+one human message of a hub-style RAG prompt.
 """
 from __future__ import annotations
 
 import pytest
+from darwin_chains import ConfigError, InputError
 from darwin_chains.testing import FakePolicy, KeywordReward
+from langchain_core.prompts import ChatPromptTemplate
 from langchain_core.runnables import RunnablePassthrough
 
-from langchain_darwin import DarwinAlign, MiniLMEmbeddings
+from langchain_darwin import DarwinAlign, MiniLMEmbeddings, mark_question
+from langchain_darwin._convert import to_request
 
 from ..cookbooks import load_cookbook
 from .conftest import SMALL
@@ -79,3 +83,50 @@ def test_a_dict_with_retrieved_context_keeps_it_out_of_mutation(retriever):
     context = rag.format_docs(retriever.invoke(rag.QUESTION))
     assert all(context in p.messages[0]["content"] and p.messages[0]["role"] == "system" for p in policy.prompts)
     assert all(context not in p.instruction for p in policy.prompts)
+
+
+#: The hub's rlm/rag-prompt: one human message holding the instructions, the question and the context.
+HUB_RAG = ChatPromptTemplate.from_messages([("human", (
+    "You are an assistant for question-answering tasks. Use the following pieces of retrieved context to answer "
+    "the question. If you don't know the answer, just say that you don't know. Use three sentences maximum and "
+    "keep the answer concise.\nQuestion: {question} \nContext: {context} \nAnswer:"))])
+
+
+@pytest.mark.parametrize("marked", [True, False])
+def test_a_marked_question_is_all_that_mutation_rewrites_in_a_hub_rag_prompt(retriever, marked):
+    policy = Recording(FakePolicy())
+    align = DarwinAlign(policy=policy, reward=KeywordReward(["dance"]), include_trace=True, mutants=3, keep_top=1,
+                        max_new_tokens=8)
+    prompt = mark_question(HUB_RAG) if marked else HUB_RAG
+    message = ({"context": retriever | rag.format_docs, "question": RunnablePassthrough()} | prompt | align) \
+        .invoke(rag.QUESTION)
+    original = HUB_RAG.invoke({"question": rag.QUESTION, "context": rag.format_docs(retriever.invoke(rag.QUESTION))}
+                              ).to_messages()[0].text
+    instructions = message.response_metadata["darwin"]["trace"]["cycles"][0]["instructions"]
+    assert len(policy.prompts) == 4 and len(set(instructions)) == 3
+    if not marked:  # the whole message, context and all, is the request: every mutant rewrites it
+        assert all(p.request == p.instruction for p in policy.prompts)
+        return
+    start = original.index(f"Question: {rag.QUESTION} ") + len("Question: ")
+    for p in policy.prompts:
+        assert p.messages[0]["content"] == original[:start] + p.request + original[start + len(rag.QUESTION):]
+        assert p.start == start and rag.QUESTION in p.request
+    assert {p.request for p in policy.prompts} == {rag.QUESTION, *instructions}
+    assert message.response_metadata["darwin"]["trace"]["prompt"]["messages"][0]["content"] == original
+
+
+def test_mark_question_finds_the_marked_copy_and_refuses_what_it_cannot_mark():
+    prompt = ChatPromptTemplate.from_messages([("system", "Topic: {question}"),
+                                               ("human", "{question}? Context: {context}. Again: {question}")])
+    value = mark_question(prompt).invoke({"question": "Why", "context": "a Why in the context"})
+    request = to_request(value)
+    assert (request.prompt.request, request.prompt.start) == ("Why", len("Why? Context: a Why in the context. Again: "))
+    with pytest.raises(ConfigError, match="no input variable 'query'"):
+        mark_question(prompt, "query")
+    outside = ChatPromptTemplate.from_messages([("system", "Question: {question}"), ("human", "Context: {context}")])
+    with pytest.raises(InputError, match="outside its final human message"):
+        mark_question(outside).invoke({"question": "Why?", "context": "c"})
+    edited = value.to_messages()
+    edited[-1] = edited[-1].model_copy(update={"content": "something else"})
+    with pytest.raises(InputError, match="not in the final message"):
+        to_request(edited)

@@ -44,9 +44,9 @@ async def test_it_sees_the_original_instruction_and_takes_the_async_path_when_aw
     assert reward.score(PROMPT, ["ab", "abc"]) == [2.0, 3.0]
     assert await reward.ascore(PROMPT, ["a"]) == [1.0]
     assert sorted(seen, key=lambda s: (s[0], s[1]["response"])) == [
-        ("async", {"instruction": "Why do cats purr?", "response": "a"}),
-        ("sync", {"instruction": "Why do cats purr?", "response": "ab"}),
-        ("sync", {"instruction": "Why do cats purr?", "response": "abc"})]
+        ("async", {"instruction": "Why do cats purr?", "response": "a", "context": "ctx"}),
+        ("sync", {"instruction": "Why do cats purr?", "response": "ab", "context": "ctx"}),
+        ("sync", {"instruction": "Why do cats purr?", "response": "abc", "context": "ctx"})]
 
 
 def test_a_prompt_and_parser_chain_as_the_reward(fake_policy):

@@ -6,6 +6,7 @@ milliseconds; test_embedded.py runs the same paths on the embedded SmolLM2.
 from __future__ import annotations
 
 import asyncio
+import inspect
 import threading
 import time
 from pathlib import Path
@@ -105,6 +106,9 @@ def test_default_policy_is_not_loaded_at_construction_nor_for_tracing():
         (dict(reward="helpfulness"), "unknown reward"),
         (dict(policy=object()), "policy must be a darwin_chains Policy"),
         (dict(policy=FakePolicy(max_context=64), max_new_tokens=64), "context window is 64 tokens"),
+        (dict(mutant=3), r"unknown search parameter\(s\): mutant \(did you mean mutants\?\)"),
+        (dict(search="all"), "search must be one of final, everywhere"),
+        (dict(system_promt="Be brief."), r"system_promt \(did you mean system_prompt\?\)"),
     ],
 )
 def test_bad_configuration_fails_at_construction(kwargs, match):
@@ -137,7 +141,8 @@ def test_complete_is_a_thin_wrapper_over_search_run():
     assert response.text == direct.answer
     assert isinstance(response.raw, SearchResult) and response.raw.answer == response.text
     assert response.additional_kwargs["reward"] == pytest.approx(direct.reward)
-    assert response.additional_kwargs["finished"] is True
+    # FakePolicy(stop=0) never ends an answer by itself: max_new_tokens cut every one off.
+    assert (response.additional_kwargs["finish_reason"], response.additional_kwargs["finished"]) == ("length", False)
     trace = response.additional_kwargs["trace"]
     assert trace["method"] == "darwin" and trace["replacements"] > 0 and trace["tokens_generated"] > 0
     # Every score was against the original instruction, never against a mutant.
@@ -189,9 +194,34 @@ def test_per_call_overrides_and_drafts():
     response = llm.chat([user("say cat")], drafts=["cat cat cat"])  # KeywordReward's best possible answer
     assert response.message.content == "cat cat cat"
     assert response.additional_kwargs["trace"]["answer_source"] == "draft"
-    assert llm.complete("say cat", formatted=True, not_a_search_field=1).text  # LlamaIndex's own kwargs pass by
     with pytest.raises(ConfigError, match="keep_top"):
         llm.complete("say cat", keep_top=3)
+
+
+def test_an_answer_that_ends_by_itself_says_stop():
+    response = fake_llm(FakePolicy(stop=0.3)).complete("say cat")
+    assert (response.additional_kwargs["finish_reason"], response.additional_kwargs["finished"]) == ("stop", True)
+    assert response.raw.finish_reason == "stop"
+
+
+@pytest.mark.parametrize("call", ["complete", "chat", "acomplete", "achat", "stream_complete", "astream_chat"])
+@pytest.mark.parametrize("kwargs, match", [
+    (dict(mutant=3), r"mutant \(did you mean mutants\?\)"),
+    (dict(max_tokens=-1), "max_new_tokens must be a whole number >= 1"),
+    (dict(tools=["lookup"]), r"unknown search parameter\(s\): tools"),
+])
+async def test_every_call_refuses_unknown_or_bad_arguments(call, kwargs, match):
+    llm = fake_llm()
+    arg = [user("say cat")] if "chat" in call else "say cat"
+    with pytest.raises(ConfigError, match=match):
+        result = getattr(llm, call)(arg, **kwargs)  # a stream fails here too, before it is read
+        await result if inspect.iscoroutine(result) else None
+
+
+def test_llama_indexs_own_call_arguments_pass_by():
+    llm = fake_llm()
+    assert llm.complete("say cat", formatted=True).text
+    assert llm.chat([user("say cat")], formatted=True).message.content  # as CustomLLM-style callers pass it
 
 
 def test_message_conversion():

@@ -102,7 +102,7 @@ def test_chat_engine_keeps_context_and_history_verbatim(minilm_index, rag_cookbo
     assert "waggle dance" in node and first.response
     assert all(node in p.messages[0]["content"] and p.messages[0]["role"] == "system" for p in spy.prompts)
     assert scrambler.seen == [rag_cookbook.QUESTION]
-    if chat_mode == "context":  # condense_plus_context would first condense the follow-up with another search
+    if chat_mode == "context":  # condense_plus_context first condenses the follow-up: test_calls.py covers it
         spy.prompts.clear()
         engine.chat(FOLLOW_UP)
         history = [{"role": "user", "content": rag_cookbook.QUESTION}, {"role": "assistant", "content": first.response}]

@@ -3,19 +3,27 @@ from __future__ import annotations
 
 import asyncio
 import math
+import re
 import time
+from pathlib import Path
 
 import pytest
 from darwin_chains import ConfigError, InputError, Prompt
 from darwin_chains.testing import KeywordReward
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.instrumentation.events.llm import LLMChatEndEvent
-from llama_index.llms.darwin import DarwinLLM, DarwinReplacementEvent, DarwinSearchFinishedEvent
+from llama_index.llms.darwin import (
+    DarwinLLM,
+    DarwinReplacementEvent,
+    DarwinSearchFinishedEvent,
+    DarwinSearchStartedEvent,
+)
 
 from .fakes import SpyPolicy
 
 pytestmark = pytest.mark.integration
 
+README = Path(__file__).resolve().parents[2] / "README.md"
 SMALL = dict(mutants=3, keep_top=1, replacement_period=8, max_new_tokens=16)
 EMAIL = "Give three tips for writing a clear email."
 
@@ -99,12 +107,34 @@ def test_query_engine_on_smollm2_keeps_the_context(smollm2_policy, minilm_index,
     assert len({p.request for p in spy.prompts}) == 4  # the template mutator rewrote the query three ways
 
 
-def test_streaming_chat_engine_on_smollm2(smollm2_policy, minilm_index, rag_cookbook):
+def test_streaming_chat_engine_turn_on_smollm2_is_one_search(smollm2_policy, minilm_index, rag_cookbook, recorder):
     spy = SpyPolicy(smollm2_policy)
     llm = DarwinLLM(policy=spy, **{**SMALL, "seed_sample": False})
     engine = minilm_index.as_chat_engine(chat_mode="condense_plus_context", llm=llm, similarity_top_k=1)
-    streaming = engine.stream_chat(rag_cookbook.FOLLOW_UP)
+    history = [ChatMessage(role=MessageRole.USER, content="Tell me about the Rosetta Stone."),
+               ChatMessage(role=MessageRole.ASSISTANT, content="It is a stone slab with one decree in three scripts.")]
+    streaming = engine.stream_chat(rag_cookbook.FOLLOW_UP, chat_history=history)
     text = "".join(streaming.response_gen)
     assert text.strip() and text == streaming.response
+    # With history to condense, the turn is one plain sample of the real model (the standalone question), then one
+    # search for the answer, which gets the retrieved text verbatim in its system message.
+    assert [e.method for e in recorder.of(DarwinSearchStartedEvent)] == ["sample", "darwin"]
+    condense, *searched = spy.prompts
+    assert "standalone question" in condense.instruction and rag_cookbook.FOLLOW_UP in condense.instruction
+    assert streaming.sources[0].raw_input["message"].strip()  # what the model condensed it to, used to retrieve
     node = streaming.source_nodes[0].text
-    assert "hieroglyphic" in node and all(node in p.messages[0]["content"] for p in spy.prompts)
+    assert len(searched) == 3 and all(node in p.messages[0]["content"] for p in searched)
+    assert all(p.messages[1:3] == tuple({"role": m.role.value, "content": m.content} for m in history)
+               for p in searched)
+
+
+def test_the_readme_llama_index_lines_run(smollm2_policy, minilm_index, monkeypatch):
+    """README's own line once raised ConfigError (keep_top's old default, 3, needs more than 3 beams)."""
+    monkeypatch.delenv("DARWIN_CHAINS_POLICY", raising=False)
+    blocks = re.findall(r"```python\n(.*?)```", README.read_text(), re.DOTALL)
+    (block,) = [b for b in blocks if "from llama_index.llms.darwin import DarwinLLM" in b]
+    scope = {"index": minilm_index}
+    exec(block, scope)
+    llm = scope["engine"]._response_synthesizer._llm
+    assert isinstance(llm, DarwinLLM) and llm.policy is smollm2_policy  # the embedded default, loaded for metadata
+    assert (llm.mutants, llm.max_new_tokens, llm.search) == (3, 48, "final")

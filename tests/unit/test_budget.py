@@ -79,7 +79,7 @@ def test_a_slow_reward_past_the_budget_still_leaves_a_finite_answer():
 def test_non_finite_numbers_never_reach_json():
     trace = Trace("darwin", {}, "p", "r", None, "token", {}, 0,
                   cycles=[Cycle(0, "x", None, ["x"], final_rewards=[float("nan")])])
-    result = SearchResult("", -math.inf, trace, finished=False)
+    result = SearchResult("", -math.inf, trace, finish_reason="length")
     data = strict(result.to_json())
     assert data["reward"] is None and data["trace"]["cycles"][0]["final_rewards"] == [None]
     assert result.metadata()["reward"] is None and trace.to_dict()["cycles"][0]["final_rewards"] == [None]
@@ -94,4 +94,5 @@ def test_the_cli_prints_strict_json_when_the_budget_runs_out(tiny_llama, tiny_re
     assert code == 0
     data = strict(capsys.readouterr().out)
     assert data["trace"]["stopped"] == "time_budget"
-    assert data["finished"] is True and isinstance(data["reward"], float)
+    # the best-of-n samples reached --max-new-tokens before the budget ran out: finished work, cut at the limit
+    assert (data["finished"], data["finish_reason"]) == (False, "length") and isinstance(data["reward"], float)

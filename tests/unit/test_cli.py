@@ -33,3 +33,18 @@ def test_bad_input_exits_non_zero_with_one_clear_line(args, message):
 def test_unknown_method_is_an_argparse_error():
     out = run("align", "hi", "--method", "beam")
     assert out.returncode == 2 and "invalid choice" in out.stderr
+
+
+def test_align_reads_stdin_prints_the_answer_and_says_when_it_was_cut_off(tiny_llama, tiny_reward_model, capsys,
+                                                                          monkeypatch):
+    import io
+
+    from darwin_chains.cli import main
+
+    monkeypatch.setattr("sys.stdin", io.StringIO("Say hello."))
+    code = main(["align", "-", "--method", "sample", "--max-new-tokens", "6", "--policy", str(tiny_llama),
+                 "--reward", f"hf:{tiny_reward_model}", "--progress", "off"])
+    out = capsys.readouterr()
+    assert code == 0 and out.out.strip()
+    # the tiny random model never ends by itself: six tokens, then the limit
+    assert "the answer was cut off by --max-new-tokens 6; raise it for a whole answer" in out.err

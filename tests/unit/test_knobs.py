@@ -149,7 +149,7 @@ def test_langchain_construction_takes_every_name(langchain_class, knob, name):
 @pytest.mark.parametrize("knob, name", NAMES, ids=ids(NAMES))
 def test_langchain_per_call_takes_every_name(langchain_class, knob, name):
     runnable = langchain_class()
-    overrides = runnable.overrides({name: other(knob)})
+    overrides, _ = runnable.options({name: other(knob)})
     assert knob.of(runnable.search_config(**overrides)) == other(knob)
     assert knob.of(runnable.search_config()) == knob.default  # the instance keeps its own value
 
@@ -158,7 +158,7 @@ def test_langchain_refuses_a_misspelt_knob(langchain_class):
     with pytest.raises(ValueError, match="mutant"):
         langchain_class(mutant=3)
     with pytest.raises(ConfigError, match="did you mean mutants"):
-        langchain_class().overrides({"mutant": 3})
+        langchain_class().options({"mutant": 3})
 
 
 # -- LlamaIndex -----------------------------------------------------------------------------------------------------
@@ -185,7 +185,9 @@ def test_llama_index_refuses_a_misspelt_knob_but_not_its_own_kwargs(darwin_llm):
         darwin_llm(mutant=3)
     with pytest.raises(ConfigError, match="did you mean mutants"):
         darwin_llm().overrides({"mutant": 3})
-    assert darwin_llm().overrides({"formatted": True, "not_a_search_field": 1}) == {}
+    assert darwin_llm().overrides({"formatted": True}) == {}
+    with pytest.raises(ConfigError, match="unknown search parameter"):  # not close to any knob, still refused
+        darwin_llm().overrides({"not_a_search_field": 1})
     assert darwin_llm(system_prompt="Be brief.").system_prompt == "Be brief."
 
 

@@ -12,7 +12,8 @@ def test_metadata_holds_the_reward_the_trace_summary_and_every_token_spent():
                     SearchConfig(mutants=3, keep_top=1, replacement_period=4, max_new_tokens=12)).run("say cat")
     meta = result.metadata()
     trace = result.trace
-    assert (meta["reward"], meta["finished"]) == (result.reward, True)
+    assert (meta["reward"], meta["finished"], meta["finish_reason"]) == (result.reward, result.finished,
+                                                                        result.finish_reason)
     assert meta["trace"] == trace.summary() and meta["trace"]["answer_source"] == trace.answer_source
     assert (meta["policy_requests"], meta["policy_retries"]) == (trace.policy_requests, 0) and trace.policy_requests
     assert meta["notes"] == trace.notes and meta["notes"] is not trace.notes

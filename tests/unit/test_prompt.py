@@ -47,3 +47,14 @@ def test_request_must_be_in_the_final_message():
         Prompt.of("what do cats eat?", request="dogs")
     with pytest.raises(InputError, match="request to mutate is empty"):
         Prompt.of("what do cats eat?", request="  ")
+
+
+def test_context_is_everything_but_the_request():
+    assert Prompt.of("What do cats eat?").context == ""
+    rag = Prompt.of([("system", "Context:\nThe pool opens at 7:15 AM."), ("user", "When does it open?")])
+    assert rag.context == "Context:\nThe pool opens at 7:15 AM."
+    turns = Prompt.of([("system", "Be brief."), ("user", "Hi"), ("assistant", "Hello!"),
+                       ("user", "Notes: cats purr.\n\nQuestion: why?\n\nAnswer in one line.")], request="why?")
+    assert turns.context == "Be brief.\n\nHi\n\nHello!\n\nNotes: cats purr.\n\nQuestion:\n\nAnswer in one line."
+    assert turns.with_request("Explain why.").context == turns.context  # mutation never touches the context
+    assert Prompt.of([("system", "  "), ("user", "Why?")]).context == ""

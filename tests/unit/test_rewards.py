@@ -93,3 +93,45 @@ def test_concurrent_calls_are_scored_in_one_pass_with_their_own_scores(reward_mo
         t.join(5)
     assert reward_model.passes - before == 2  # the two that queued shared one pass
     assert [results[i] for i in range(3)] == [pytest.approx(a, abs=1e-5) for a in alone]
+
+
+RAG = Prompt.of([("system", "Context: the pool opens at 7:15 AM."), ("user", "Notes below.\nWhen does it open?")],
+                request="When does it open?")
+
+
+def test_a_callable_reward_gets_the_arguments_its_signature_names():
+    from darwin_chains.protocols import CallableReward
+
+    seen = []
+    shapes = {
+        "instruction": lambda instruction, response: seen.append(instruction) or 1.0,
+        "prompt": lambda prompt, response: seen.append(prompt) or 2.0,
+        "context": lambda instruction, response, context: seen.append(context) or 3.0,
+    }
+    for expected, (shape, fn) in enumerate(shapes.items(), start=1):
+        assert CallableReward(fn).shape == shape
+        assert as_reward(fn).score(RAG, ["a", "b"]) == [float(expected)] * 2
+    assert seen == [RAG.instruction] * 2 + [RAG] * 2 + ["Context: the pool opens at 7:15 AM.\n\nNotes below."] * 2
+    assert CallableReward(lambda i, r, c: 0.0).shape == "context"  # three required arguments
+    assert CallableReward(lambda instruction, response, context=None: 0.0).shape == "context"
+    assert CallableReward(lambda *args: 0.0).shape == "instruction"
+
+
+def test_an_async_callable_reward_sees_the_context_on_the_async_path():
+    async def grounded(instruction, response, context):
+        return float(response in context)
+
+    assert asyncio.run(as_reward(grounded).ascore(RAG, ["7:15 AM", "9 AM"])) == [1.0, 0.0]
+
+
+@pytest.mark.parametrize("fn, named", [
+    (lambda response: 0.0, "(response)"),
+    (lambda a, b, c, d: 0.0, "(a, b, c, d)"),
+    (lambda instruction, response, *, context: 0.0, "*, context"),
+])
+def test_a_callable_reward_whose_signature_fits_no_shape_is_refused(fn, named):
+    from darwin_chains import ConfigError
+
+    with pytest.raises(ConfigError, match=r"\(instruction, response, context\)") as error:
+        as_reward(fn)
+    assert named in str(error.value)

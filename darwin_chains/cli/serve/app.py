@@ -282,7 +282,7 @@ def completion(result: SearchResult, model: str) -> dict[str, Any]:
         "created": int(time.time()),
         "model": model,
         "choices": [{"index": 0, "message": {"role": "assistant", "content": result.answer},
-                     "finish_reason": "stop" if result.finished else "length", "logprobs": None}],
+                     "finish_reason": result.finish_reason, "logprobs": None}],
         "usage": {"prompt_tokens": usage["input_tokens"], "completion_tokens": usage["output_tokens"],
                   "total_tokens": usage["total_tokens"]},
         "darwin": darwin,

@@ -257,6 +257,8 @@ class OpenAIPolicy:
                 beam.tokens += min(count, max_tokens)
                 beam.finished = (not self.supports_continuation or reply.finish_reason != "length"
                                  or not reply.text)
+                if beam.finished and reply.finish_reason == "length":
+                    beam.finish_reason = "length"
                 written += min(count, max_tokens)
             usage.output_tokens += completion_tokens or written
         return leftover

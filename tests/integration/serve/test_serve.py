@@ -105,7 +105,11 @@ def test_concurrent_requests_get_their_own_answers(client, fake_server):
 def test_streaming_sends_the_answer_then_done(client):
     chunks = list(ask(client, stream=True))
     text = "".join(c.choices[0].delta.content or "" for c in chunks if c.choices)
-    assert text.strip() and chunks[-1].choices[0].finish_reason == "stop"
+    whole = ask(client)
+    # the fake policy writes until max_tokens: the answer was cut off, and both paths say so
+    assert text.strip() and chunks[-1].choices[0].finish_reason == whole.choices[0].finish_reason == "length"
+    ended = ask(client, extra_body={"darwin": {"stop": ["cat"]}}, content="say the cat")
+    assert ended.choices[0].finish_reason == "stop" and "cat" not in ended.choices[0].message.content
 
 
 def test_langchain_chat_openai_invokes_it(fake_server):

@@ -1,7 +1,10 @@
-"""DarwinLLM: any darwin_chains policy behind LlamaIndex's LLM interface, every answer found by a Darwin search.
+"""DarwinLLM: any darwin_chains policy behind LlamaIndex's LLM interface, its answers found by a Darwin search.
 
 The wrapper is thin. It turns LlamaIndex messages into a `darwin_chains.Prompt`, runs `Search.run` (or `arun`), and
-turns the `SearchResult` back into a response. Three LlamaIndex-specific choices live here:
+turns the `SearchResult` back into a response. Four LlamaIndex-specific choices live here:
+
+- **Search only where it pays.** An engine's intermediate calls (condensing a question, routing, an agent's
+  reasoning steps) get one plain sample; the answer gets the search (`calls.py` says how a call is told apart).
 
 - **Context protection.** `_get_messages` is where `predict`/`stream`/`apredict`/`astream` (the calls every query
   and chat engine makes) format a template with its variables. There the query is marked, so mutation rewrites
@@ -15,12 +18,13 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import difflib
 import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
 from darwin_chains import ConfigError, Mutator, Policy, Prompt, Reward, Search, SearchConfig, SearchResult, defaults
-from darwin_chains.config import close_knob, knobs, pydantic_fields, resolve
+from darwin_chains.config import knobs, pydantic_fields, resolve
 from darwin_chains.protocols import as_mutator, as_reward, component_name
 from darwin_chains.search.components import Components
 from darwin_chains.search.stream import Delta, Event, Progress
@@ -35,13 +39,14 @@ from llama_index.core.base.llms.types import (
     LLMMetadata,
     MessageRole,
 )
-from llama_index.core.bridge.pydantic import PrivateAttr, create_model
+from llama_index.core.bridge.pydantic import Field, PrivateAttr, create_model
 from llama_index.core.constants import DEFAULT_CONTEXT_WINDOW
 from llama_index.core.instrumentation import get_dispatcher
 from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_callback
 from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 
+from .calls import ANSWER, PROMPT_TYPE_KEY, SEARCH_MODES, Call, answer_messages, classify, final_answer, react_answer
 from .events import to_event
 from .utils import SENTINEL, request_variable, sentinel_start, tag_request, to_prompt
 
@@ -49,6 +54,9 @@ log = logging.getLogger(__name__)
 dispatcher = get_dispatcher(__name__)
 
 Chunk = Tuple[str, str, Optional[SearchResult]]  # (text so far, delta, the result on the last chunk)
+
+#: Keyword arguments LlamaIndex itself passes to an LLM call (CustomLLM passes `formatted` on to `complete`).
+LLAMA_INDEX_KWARGS = frozenset({"formatted"})
 
 # One field per knob of SearchConfig, generated, each alias accepted; each may also be given per call.
 _Searched = create_model("_Searched", __base__=LLM, __module__=__name__, **pydantic_fields())
@@ -63,16 +71,21 @@ class DarwinLLM(_Searched):
     Key init args (components, the same as the core's):
         policy: a darwin_chains Policy, a policy spec ("embedded", "hf:PATH", "openai:MODEL@URL") or None for
             $DARWIN_CHAINS_POLICY / the embedded SmolLM2; loaded at first use.
-        reward: a Reward, a callable (instruction, response) -> float, or a spec ("default", "relevance",
+        reward: a Reward, a callable (instruction, response) -> float (or (prompt, response), or
+            (instruction, response, context) to see retrieved context), or a spec ("default", "relevance",
             "judge", "hf:PATH").
         mutator: a Mutator, a callable (instruction, n) -> list[str], "template" (default), "llm" or "none".
+        search: "final" (default) searches only the answer to the user: a query or chat engine's synthesis, a
+            ReAct agent's final answer, a direct call; an engine's intermediate calls (condensing a follow-up,
+            routing, keyword extraction, agent reasoning steps) get one plain sample (`method="sample"`).
+            "everywhere" searches every call. See `llama_index.llms.darwin.calls`.
     Key init args (the search, as in `darwin_chains.SearchConfig`, aliases too):
         mutants, replacement_period, keep_top, mutation_cycles, max_new_tokens (max_tokens), temperature, seed,
         time_budget (timeout), ...; a misspelt one is a ConfigError that names the close ones.
 
     Instantiate, invoke, stream, async:
         >>> from llama_index.llms.darwin import DarwinLLM
-        >>> llm = DarwinLLM(mutants=3, keep_top=1, replacement_period=8, max_new_tokens=48)
+        >>> llm = DarwinLLM(mutants=3, replacement_period=8, max_new_tokens=48)
         >>> response = llm.complete("Give three tips for writing a clear email.")
         >>> for chunk in llm.stream_complete("Name two primary colours."):
         ...     print(chunk.delta, end="")
@@ -81,12 +94,19 @@ class DarwinLLM(_Searched):
         Calls made at once (threads, or `asyncio.gather` of `achat`s) are searches side by side; on a local
         policy their beams decode as rows of one batch.
 
+        Engines and agents: `index.as_query_engine(llm=llm)`, `index.as_chat_engine(llm=llm)` (one search per
+        turn) and `ReActAgent(llm=llm, tools=[...])` (one search per run). `FunctionAgent` needs a
+        FunctionCallingLLM, and no darwin_chains policy calls tools, so it refuses DarwinLLM: use ReActAgent.
+
     What you get back: `response.additional_kwargs` holds the answer's `reward` (against the original
-    instruction), `finished` and the `trace` summary; `response.raw` is the full `darwin_chains.SearchResult`.
+    instruction), `finished`, `finish_reason` ("stop" when the answer ended by itself, "length" when
+    max_new_tokens cut it off) and the `trace` summary; `response.raw` is the full `darwin_chains.SearchResult`.
     `llm.metadata` reports the policy's context window and name. Per call, `drafts=[...]` adds candidate answers
-    (the answer never scores below them), and any search field overrides the instance's value.
+    (the answer never scores below them), and any search field overrides the instance's value; any other keyword
+    (bar LlamaIndex's own `formatted`) is a ConfigError.
     """
 
+    search: str = Field(default="final", description="'final': search only the answer; 'everywhere': every call.")
     _components: Any = PrivateAttr(default=None)  # a darwin_chains Components: resolved at first use
 
     def __init__(
@@ -94,10 +114,14 @@ class DarwinLLM(_Searched):
         policy: Policy | str | None = None,
         reward: Reward | Callable[[str, str], float] | str | None = None,
         mutator: Mutator | Callable[[str, int], Sequence[str]] | str | None = "template",
+        search: str = "final",
         **kwargs: Any,
     ) -> None:
+        if search not in SEARCH_MODES:
+            raise ConfigError(f"search must be one of {', '.join(SEARCH_MODES)}, got {search!r}: 'final' searches "
+                              "only an engine's answer, 'everywhere' every LLM call")
         own = {k: v for k, v in kwargs.items() if k in LLM.model_fields}
-        super().__init__(**own, **resolve({k: v for k, v in kwargs.items() if k not in own}))  # a typo fails here
+        super().__init__(search=search, **own, **_searched({k: v for k, v in kwargs.items() if k not in own}))
         config = self.search_config()  # and a bad value here, before any model loads
         if isinstance(policy, Policy):
             self._check_context(policy)
@@ -125,9 +149,12 @@ class DarwinLLM(_Searched):
 
     @staticmethod
     def overrides(kwargs: Dict[str, Any]) -> Dict[str, Any]:
-        """The search parameters among a call's kwargs, by name. LlamaIndex's own kwargs (`formatted`, ...) pass by,
-        but one that is a near miss of a search parameter (`mutant=3`) is a ConfigError, not silently ignored."""
-        return resolve({k: v for k, v in kwargs.items() if close_knob(k)})  # a knob is its own closest match
+        """The search parameters among a call's kwargs, by name. LlamaIndex's own kwargs (LLAMA_INDEX_KWARGS) pass
+        by; any other name (`mutant=3`, `tools=[...]`) is a ConfigError, never silently ignored."""
+        try:
+            return resolve({k: v for k, v in kwargs.items() if k not in LLAMA_INDEX_KWARGS})
+        except ConfigError as error:
+            raise ConfigError(f"DarwinLLM call: {error}; a call also takes drafts=[...]") from None
 
     @property
     def policy(self) -> Policy:
@@ -171,15 +198,48 @@ class DarwinLLM(_Searched):
     def _get_messages(self, prompt: BasePromptTemplate, **prompt_args: Any) -> List[ChatMessage]:
         # predict, stream, apredict and astream all format their template here: the one place that still knows
         # which variable is the query and which is retrieved context.
+        # It is also the one place that knows the template's prompt type, which says whether the call is an answer.
         messages = super()._get_messages(prompt, **prompt_args)
         variables = {**prompt.kwargs, **prompt_args}
         key = request_variable(variables)
-        if key is None:
+        if key is not None:
+            probe = super()._get_messages(prompt, **{**prompt_args, key: SENTINEL})  # where the query lands
+            messages = tag_request(messages, variables, start=sentinel_start(probe))
+        kind = prompt.metadata.get("prompt_type")
+        if not messages or kind is None:
             return messages
-        probe = super()._get_messages(prompt, **{**prompt_args, key: SENTINEL})  # where the query lands
-        return tag_request(messages, variables, start=sentinel_start(probe))
+        last = messages[-1]
+        marks = {**last.additional_kwargs, PROMPT_TYPE_KEY: getattr(kind, "value", kind)}
+        return [*messages[:-1], last.model_copy(update={"additional_kwargs": marks})]
 
     # -- the one implementation every call shares ---------------------------------------------------------------
+
+    def _call(self, messages: Sequence[ChatMessage] = ()) -> Call:
+        """What this call is for (answer, step or agent step); it must be asked at the call's entry, where the
+        caller's frame is still on the stack."""
+        if self.search == "everywhere":
+            return ANSWER
+        marks = messages[-1].additional_kwargs if messages else {}
+        return classify(marks.get(PROMPT_TYPE_KEY))
+
+    def _routed(self, kwargs: Dict[str, Any], call: Call) -> Dict[str, Any]:
+        """The call's kwargs, checked now (a stream too fails where it is asked for, not where it is read). A step
+        is one plain sample, through the same Search, so its trace and budget look like a search's."""
+        self.search_config(**self.overrides({k: v for k, v in kwargs.items() if k != "drafts"}))
+        return kwargs if call.searched else {**kwargs, "method": "sample"}
+
+    async def _agent_step(self, messages: Sequence[ChatMessage], kwargs: Dict[str, Any], agent: Any) -> ChatResponse:
+        """A ReAct step: one plain sample; when the agent reads it as its final answer, one search refines that
+        answer, with the sample as a draft, over the person's conversation (`calls.answer_messages`)."""
+        step = await self._arun(to_prompt(messages), self._routed(kwargs, Call("step")))
+        parsed = final_answer(agent, step.answer)
+        conversation = answer_messages(agent, list(messages)) if parsed else None
+        if conversation is None:
+            return _chat(step)
+        thought, draft = parsed
+        drafts = [*kwargs.get("drafts", ()), *([draft] if draft.strip() else [])]
+        result = await self._arun(to_prompt(conversation), {**kwargs, "drafts": drafts})
+        return _chat(result, text=react_answer(thought, result.answer))
 
     def _prepare(self, kwargs: Dict[str, Any]) -> Tuple[Search, List[str]]:
         drafts = list(kwargs.pop("drafts", None) or ())
@@ -232,39 +292,63 @@ class DarwinLLM(_Searched):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        kwargs = self._routed(kwargs, self._call())
         return _completion(self._run(self._completion_prompt(prompt), kwargs))
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
+        kwargs = self._routed(kwargs, self._call())
         chunks = self._stream(self._completion_prompt(prompt), kwargs, contextvars.copy_context())
         return (_completion(result, text, piece) for text, piece, result in chunks)
 
     @llm_chat_callback()
     def chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
+        kwargs = self._routed(kwargs, self._call(messages))
         return _chat(self._run(to_prompt(messages), kwargs))
 
     @llm_chat_callback()
     def stream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseGen:
+        kwargs = self._routed(kwargs, self._call(messages))
         chunks = self._stream(to_prompt(messages), kwargs, contextvars.copy_context())
         return (_chat(result, text, piece) for text, piece, result in chunks)
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
+        kwargs = self._routed(kwargs, self._call())
         return _completion(await self._arun(self._completion_prompt(prompt), kwargs))
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
+        kwargs = self._routed(kwargs, self._call())
         chunks = self._astream(self._completion_prompt(prompt), kwargs, contextvars.copy_context())
         return _amap(chunks, lambda text, piece, result: _completion(result, text, piece))
 
     @llm_chat_callback()
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
-        return _chat(await self._arun(to_prompt(messages), kwargs))
+        call = self._call(messages)
+        if call.kind == "agent":
+            return await self._agent_step(messages, kwargs, call.agent)
+        return _chat(await self._arun(to_prompt(messages), self._routed(kwargs, call)))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
-        chunks = self._astream(to_prompt(messages), kwargs, contextvars.copy_context())
+        call = self._call(messages)
+        if call.kind == "agent":  # whether a step is the answer is known once it is written: one chunk
+            return _once(await self._agent_step(messages, kwargs, call.agent))
+        chunks = self._astream(to_prompt(messages), self._routed(kwargs, call), contextvars.copy_context())
         return _amap(chunks, lambda text, piece, result: _chat(result, text, piece))
+
+
+def _searched(kwargs: Dict[str, Any]) -> Dict[str, Any]:
+    """The search fields among the constructor's kwargs; a misspelt LlamaIndex field is named as such."""
+    try:
+        return resolve(kwargs)
+    except ConfigError as error:
+        close = [f"{k} (did you mean {m[0]}?)" for k in kwargs
+                 if (m := difflib.get_close_matches(k, list(LLM.model_fields), 1))]
+        fields = f"; a LlamaIndex LLM field misspelt: {', '.join(close)}" if close else ""
+        raise ConfigError(f"{error}{fields}; DarwinLLM also takes policy, reward, mutator, search and LlamaIndex's "
+                          f"LLM fields ({', '.join(LLM.model_fields)})") from None
 
 
 # -- responses and streaming chunks ---------------------------------------------------------------------------------
@@ -277,11 +361,17 @@ def _completion(result: Optional[SearchResult], text: Optional[str] = None, piec
 
 
 def _chat(result: Optional[SearchResult], text: Optional[str] = None, piece: Optional[str] = None) -> ChatResponse:
-    content = result.answer if result is not None else text
+    """A chat response: a streamed chunk (`text` so far and its `piece`), or the `result` (its answer, unless `text`
+    writes it in the caller's format)."""
+    content = text if result is None or text is not None else result.answer
     message = ChatMessage(role=MessageRole.ASSISTANT, content=content)
     if result is None:
         return ChatResponse(message=message, delta=piece)
     return ChatResponse(message=message, delta=piece, raw=result, additional_kwargs=result.metadata())
+
+
+async def _once(response: ChatResponse):
+    yield response.model_copy(update={"delta": response.message.content})
 
 
 async def _amap(chunks: AsyncIterator[Chunk], make: Callable[[str, str, Optional[SearchResult]], Any]):
