@@ -26,7 +26,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
-import os
 import re
 import statistics
 import sys
@@ -38,7 +37,7 @@ sys.path.insert(0, str(ROOT))
 RUNS = Path(__file__).resolve().parent / "runs"
 BEAMS = 5
 
-from benchmarks.speed.speed import load_prompts  # noqa: E402 - speed.py's prompt set, from the repository root
+from benchmarks.speed.speed import add_data_dir, load_prompts  # noqa: E402 - speed.py's prompt set, from the repository root
 
 
 def generate(policy, prompts: list[str], rows_per_prompt: int, max_new_tokens: int, seed: int) -> dict:
@@ -77,9 +76,7 @@ def main() -> None:
     parser.add_argument("--policy", default="embedded")
     parser.add_argument("--reward", default="default")
     parser.add_argument("--mutator", default="template")
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")),
-                        help="folder with mt_bench_questions.jsonl and alpaca_eval_dev.jsonl")
+    add_data_dir(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for results.json (default: benchmarks/concurrency/runs/<policy>-<device>)")
     args = parser.parse_args()

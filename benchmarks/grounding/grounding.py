@@ -17,7 +17,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import time
 from collections import defaultdict
 from pathlib import Path
@@ -61,6 +60,7 @@ def main() -> None:
     from darwin_chains import Prompt, defaults
     from darwin_chains.rewards import PreferenceReward
     from darwin_chains.rewards.grounding import WEIGHT
+    from darwin_chains.cli.record import machine_record
 
     default, blind = defaults.reward(), PreferenceReward(grounding=False)
 
@@ -103,8 +103,7 @@ def main() -> None:
                   "test": sorted({c["passage"] for c in cases if c["split"] == "test"}),
                   "by": "passage, seeded shuffle in build.py"},
         "seconds_scoring": round(seconds, 1),
-        "machine": {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-                    "threads": args.threads, "platform": platform.platform()},
+        "machine": machine_record(),
     }
     print(json.dumps({k: results[k] for k in ("with_context", "blind", "weight", "lost_with_context", "swaps")},
                      indent=1))

@@ -15,7 +15,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import platform
 import re
 import sys
 import time
@@ -89,6 +88,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from darwin_chains import defaults
     from darwin_chains.rewards import PreferenceReward
+    from darwin_chains.cli.record import machine_record
     from langchain_core.output_parsers import StrOutputParser
     from langchain_core.prompts import ChatPromptTemplate
     from langchain_core.runnables import RunnablePassthrough
@@ -120,8 +120,7 @@ def main() -> None:
             "settings": {**SETTINGS, "retriever_k": 2, "policy": "embedded SmolLM2-135M-Instruct",
                          "blind": "PreferenceReward(grounding=False)", "with_context": "defaults.reward()"},
             "seconds": round(seconds, 1),
-            "machine": {"cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch": torch.__version__,
-                        "threads": args.threads, "platform": platform.platform()},
+            "machine": machine_record(),
             "rows": rows,
         })
 

@@ -22,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.speed.speed import add_data_dir  # noqa: E402 - the shared --data-dir, from the repository root
 RUNS = Path(__file__).resolve().parent / "runs" / "encoder-dtype"
 INSTRUCTION = "Explain how vaccines train the immune system."
 
@@ -44,10 +46,7 @@ def long_answers(data_dir: Path, tokenizer, n: int = 5, tokens: int = 256) -> li
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")),
-                        help="folder with alpaca_eval_dev.jsonl (default: $DARWIN_CHAINS_DATA, else ../shared/data "
-                             "beside the checkout)")
+    add_data_dir(parser, "alpaca_eval_dev.jsonl")
     parser.add_argument("--threads", type=int, default=1, help="torch threads (1: other processes share the cores)")
     parser.add_argument("--repeats", type=int, default=5)
     parser.add_argument("--out", type=Path, default=None, help="default: runs/encoder-dtype/<cpu capability>.json")

@@ -22,6 +22,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.speed.speed import add_data_dir  # noqa: E402 - the shared --data-dir, from the repository root
 RUNS = Path(__file__).resolve().parent / "runs" / "incremental"
 
 from encoder_dtype import long_answer_ids  # noqa: E402 - beside this script, which Python puts on the path
@@ -31,10 +33,7 @@ PERIODS = (40, 80, 120, 160, 200, 240, 256)
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")),
-                        help="folder with alpaca_eval_dev.jsonl (default: $DARWIN_CHAINS_DATA, else ../shared/data "
-                             "beside the checkout)")
+    add_data_dir(parser, "alpaca_eval_dev.jsonl")
     parser.add_argument("--threads", type=int, default=1, help="torch threads")
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--block-tokens", type=int, default=None, help="default: the encoder's (BLOCK_TOKENS)")

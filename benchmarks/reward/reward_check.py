@@ -14,12 +14,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent.parent
 sys.path.insert(0, str(ROOT))
+
+from benchmarks.speed.speed import add_data_dir  # noqa: E402 - the shared --data-dir, from the repository root
 RESULTS = Path(__file__).resolve().parent / "runs" / "reward-check"
 
 
@@ -61,10 +62,7 @@ def main() -> None:
                         default=["relevance", "distinct", "relevance+distinct", "preference", "default"])
     parser.add_argument("--prompts", type=int, default=40)
     parser.add_argument("--tokens", type=int, default=160)
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")),
-                        help="folder with alpaca_eval_dev.jsonl (default: $DARWIN_CHAINS_DATA, else ../shared/data "
-                             "beside the checkout)")
+    add_data_dir(parser, "alpaca_eval_dev.jsonl")
     args = parser.parse_args()
 
     from transformers import AutoTokenizer

@@ -32,6 +32,15 @@ sys.path.insert(0, str(ROOT))
 RUNS = Path(__file__).resolve().parent / "runs"
 
 
+def add_data_dir(parser: argparse.ArgumentParser,
+                 holds: str = "mt_bench_questions.jsonl and alpaca_eval_dev.jsonl") -> None:
+    """--data-dir, which every benchmark reads its shared prompts and answers from."""
+    parser.add_argument("--data-dir", type=Path,
+                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")),
+                        help=f"folder with {holds} (default: $DARWIN_CHAINS_DATA, else ../shared/data beside the "
+                             "checkout)")
+
+
 def load_prompts(n: int, data: Path) -> list[str]:
     """The first MT-Bench questions of different categories, then AlpacaEval dev instructions."""
     prompts, categories = [], set()
@@ -72,9 +81,7 @@ def main() -> None:
     parser.add_argument("--policy", default="embedded")
     parser.add_argument("--reward", default="default")
     parser.add_argument("--max-new-tokens", type=int, default=256)
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")),
-                        help="folder with mt_bench_questions.jsonl and alpaca_eval_dev.jsonl")
+    add_data_dir(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for speed.json (default: benchmarks/speed/runs/<policy>-<device>)")
     args = parser.parse_args()

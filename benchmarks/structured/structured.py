@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "integrations"))
 RUNS = Path(__file__).resolve().parent / "runs"
 
-from benchmarks.speed.speed import load_prompts  # noqa: E402 - the shared prompt set
+from benchmarks.speed.speed import add_data_dir, load_prompts  # noqa: E402 - the shared prompt set
 
 SEARCHES = {
     "darwin": dict(method="darwin", mutants=3, keep_top=1, replacement_period=16),
@@ -51,8 +51,7 @@ def main() -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy", default="embedded")
     parser.add_argument("--reward", default="default")
-    parser.add_argument("--data-dir", type=Path,
-                        default=Path(os.environ.get("DARWIN_CHAINS_DATA", ROOT.parent / "shared" / "data")))
+    add_data_dir(parser)
     parser.add_argument("--out", type=Path, default=None, help="folder for results.json")
     args = parser.parse_args()
 

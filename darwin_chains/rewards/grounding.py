@@ -15,8 +15,9 @@ Monday, June 15th" (nowhere in them). This term can, in two parts:
 The term is `weight * (support - unsupported)`, added to the preference head's logit. It applies only when the
 context has facts to check (a number or a name, or a dozen content words): "Be brief." or "You are a helpful
 assistant." leave the score exactly as it was. It reads partial responses: the last word is left out while it may
-still be growing (no space or punctuation after it), so "7:1" of "7:15" costs nothing. Context chunks are embedded once per context, answer sentences once each (Darwin rescores the same
-sentences every period), both with the packaged MiniLM that other components already load.
+still be growing (no space or punctuation after it), so "7:1" of "7:15" costs nothing. Context chunks are
+embedded once per context, answer sentences once each (Darwin rescores the same sentences every period), both
+with the packaged MiniLM that other components already load.
 
 `WEIGHT` was measured, not guessed (benchmarks/grounding/README.md): on the dev half (77) of 160 labelled
 (grounded answer, same answer with one fact changed) pairs, the preference head alone prefers the grounded answer
@@ -33,6 +34,7 @@ import threading
 from collections import OrderedDict
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -42,6 +44,7 @@ from ..prompt import Prompt
 
 WEIGHT = 0.5
 STRONG, WEAK = 1.0, 0.2  # cost of an unsupported number or name, and of an unsupported content word
+SENTENCE_CACHE = 2048  # answer sentences' embeddings kept
 GATE = (0.15, 0.4)  # MiniLM cosine below which a sentence is not about the context, and where it fully is
 
 _WORD = re.compile(r"\d+(?:[.,:]\d+)*|[A-Za-z][A-Za-z'\-]*")
@@ -142,16 +145,10 @@ def settled(response: str) -> str:
     return response[: len(response) - len(re.split(r"\s", response)[-1])]
 
 
-class _Cache(OrderedDict):
-    def __init__(self, size: int):
-        super().__init__()
-        self.size = size
-
-    def put(self, key: Any, value: Any) -> Any:
-        self[key] = value
-        while len(self) > self.size:
-            self.popitem(last=False)
-        return value
+def has_facts(context: str) -> bool:
+    """Whether a context has facts to check: a number or a name, or a dozen content words."""
+    found = [s for sentence in sentences(context) for s in specifics(sentence)]
+    return any(s.cost == STRONG for s in found) or len(found) >= 12
 
 
 class Groundedness(UsesEmbedder):
@@ -171,48 +168,33 @@ class Groundedness(UsesEmbedder):
     def __init__(self, weight: float = WEIGHT, embedder: Any = None):
         super().__init__(embedder)
         self.weight = float(weight)
-        self._contexts: _Cache = _Cache(32)
-        self._applies: _Cache = _Cache(32)
-        self._sentences: _Cache = _Cache(2048)
+        # Darwin scores against one prompt every period: its context is read once (as ResponseEncoder does).
+        self._context = lru_cache(maxsize=32)(self._read_context)
+        self._has_facts = lru_cache(maxsize=32)(has_facts)
+        self._sentences: OrderedDict[str, np.ndarray] = OrderedDict()
         self._lock = threading.Lock()
 
-    def _context(self, context: str, request: str) -> tuple[np.ndarray, frozenset[str]]:
-        """Chunk embeddings (one per context sentence) and the supported vocabulary, once per context."""
-        key = (context, request)
-        with self._lock:
-            found = self._contexts.get(key)
-        if found is None:
-            chunks = sentences(context)
-            found = (self.embedder.encode(chunks).numpy(), vocabulary(context) | vocabulary(request))
-            with self._lock:
-                self._contexts.put(key, found)
-        return found
+    def _read_context(self, context: str, request: str) -> tuple[np.ndarray, frozenset[str]]:
+        """Chunk embeddings (one per context sentence) and the supported vocabulary."""
+        return self.embedder.encode(sentences(context)).numpy(), vocabulary(context) | vocabulary(request)
 
     def _embed(self, texts: list[str]) -> np.ndarray:
         with self._lock:
-            missing = [t for t in dict.fromkeys(texts) if t not in self._sentences]
+            found = {t: self._sentences[t] for t in dict.fromkeys(texts) if t in self._sentences}
+        missing = [t for t in dict.fromkeys(texts) if t not in found]
         if missing:
-            vectors = self.embedder.encode(missing).numpy()
+            found.update(zip(missing, self.embedder.encode(missing).numpy()))
             with self._lock:
-                for text, vector in zip(missing, vectors):
-                    self._sentences.put(text, vector)
-        with self._lock:
-            return np.stack([self._sentences.get(t) for t in texts])
+                self._sentences.update((t, found[t]) for t in missing)
+                while len(self._sentences) > SENTENCE_CACHE:
+                    self._sentences.popitem(last=False)
+        return np.stack([found[t] for t in texts])
 
     def applies(self, prompt: Prompt) -> bool:
         """Whether the prompt has context with facts to check: a number or a name, or a dozen content words.
         An instruction such as "Be brief." or "You are a helpful assistant." is no evidence, so it changes nothing."""
         context = prompt.context
-        if not context.strip():
-            return False
-        with self._lock:
-            known = self._applies.get(context)
-        if known is None:
-            found = [s for sentence in sentences(context) for s in specifics(sentence)]
-            known = any(s.cost == STRONG for s in found) or len(found) >= 12
-            with self._lock:
-                self._applies.put(context, known)
-        return known
+        return bool(context.strip()) and self._has_facts(context)
 
     def parts(self, prompt: Prompt, responses: Sequence[str]) -> list[tuple[float, float]]:
         """(support, unsupported) per response, before the weight; (0, 0) without facts in the context, or text."""

@@ -13,6 +13,7 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+import jsonschema
 from darwin_chains import ConfigError, DarwinError
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
@@ -66,6 +67,13 @@ class Schema:
                               f"got {schema!r:.80}")
         name = schema.get("function", schema).get("name") if isinstance(schema, dict) else None
         self.name = name or self.json_schema.get("title") or "a JSON object"
+        if self._adapter is None:  # a JSON schema: checked now, so a broken one fails before any search
+            kind = jsonschema.validators.validator_for(self.json_schema)
+            try:
+                kind.check_schema(self.json_schema)
+            except jsonschema.SchemaError as exc:
+                raise ConfigError(f"with_structured_output got an invalid JSON schema: {exc.message}") from None
+            self._validator = kind(self.json_schema)
 
     @property
     def instructions(self) -> str:
@@ -138,8 +146,9 @@ class Schema:
         except json.JSONDecodeError as exc:
             raise OutputParserException(f"the answer's JSON is not complete: {exc}", llm_output=text) from exc
         if self._adapter is None:
-            if problem := _mismatch(value, self.json_schema):
-                raise OutputParserException(f"the answer does not match the schema: {problem}", llm_output=text)
+            if problem := jsonschema.exceptions.best_match(self._validator.iter_errors(value)):
+                raise OutputParserException(f"the answer does not match the schema: {problem.message}",
+                                            llm_output=text)
             return value
         try:
             return self._adapter.validate_python(value)
@@ -194,31 +203,3 @@ def _shape(schema: dict) -> Any:
     if kind == "array":
         return [_shape(schema.get("items", {}))]
     return {"integer": 0, "number": 0.0, "boolean": True, "null": None}.get(kind, "...")
-
-
-_TYPES = {"string": str, "integer": int, "number": (int, float), "boolean": bool, "array": list, "object": dict,
-          "null": type(None)}
-
-
-def _mismatch(value: Any, schema: dict, where: str = "the answer") -> str | None:
-    """Why `value` fails a JSON schema dict, or None. Checks type, enum, required, properties and items: the
-    keywords a structured-output schema uses (no $ref, anyOf or formats)."""
-    kind = schema.get("type")
-    kinds = kind if isinstance(kind, list) else [kind] if kind else []
-    if kinds and not any(isinstance(value, _TYPES[k]) and not (k in ("integer", "number") and isinstance(value, bool))
-                         for k in kinds if k in _TYPES):
-        return f"{where} should be {' or '.join(kinds)}, got {type(value).__name__}"
-    if "enum" in schema and value not in schema["enum"]:
-        return f"{where} should be one of {schema['enum']}"
-    if isinstance(value, dict):
-        missing = [k for k in schema.get("required", []) if k not in value]
-        if missing:
-            return f"{where} lacks {', '.join(missing)}"
-        for key, sub in schema.get("properties", {}).items():
-            if key in value and (problem := _mismatch(value[key], sub, f"{key!r}")):
-                return problem
-    if isinstance(value, list) and isinstance(schema.get("items"), dict):
-        for i, item in enumerate(value):
-            if problem := _mismatch(item, schema["items"], f"item {i}"):
-                return problem
-    return None
