@@ -15,7 +15,8 @@ demo: setup
 
 # Two test processes of one torch thread each: a small model's decoding steps keep one core busy, and one thread
 # per process keeps two processes from oversubscribing the cores (pytest alone, with no flags, runs serially).
-PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -q -n 2 --dist worksteal
+# Not -q: the header says which CPU kind, threads and dtypes the run had (tests/conftest.py).
+PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dist worksteal
 
 test: setup
 	$(PYTEST) --durations=20

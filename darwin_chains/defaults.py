@@ -12,11 +12,11 @@ from __future__ import annotations
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .loading import load_once
 from .protocols import Mutator, Policy, Reward
 
 POLICY_ENV = "DARWIN_CHAINS_POLICY"
@@ -65,14 +65,14 @@ def _model_dir(spec: str, _: Policy | None) -> Policy:
     return _hf_policy(str(Path(path).resolve()))
 
 
-@lru_cache(maxsize=4)
+@load_once
 def _hf_policy(path: str) -> Policy:
     from .policies.hf import HFPolicy
 
     return HFPolicy.from_pretrained(path)
 
 
-@lru_cache(maxsize=1)
+@load_once
 def _default_reward() -> Reward:
     """The learned preference reward: on length-matched AlpacaEval pairs it agrees with GPT-4 Turbo far more often
     than cosine relevance or the MiniLM head do (benchmarks/reward/README.md), and it needs only the packaged

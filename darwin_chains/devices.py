@@ -1,11 +1,21 @@
-"""Which device to run on and which dtype the hardware runs well there: chosen by capability, not by habit.
+"""Which device to run on and which dtype to run in there: chosen by what each model's numbers must promise.
 
-On CPUs without native bf16 (AVX2-only machines, for example), bf16 matmuls run about 5x slower than fp32, so
-bf16 is used on a CPU only where AVX512-BF16 or AMX is present.
+A policy runs in the dtype its hardware runs fast (bf16 or fp16 on accelerators, fp32 on CPU). A feature encoder
+(the default reward's SmolLM2 layers) runs in fp32 everywhere unless told otherwise: its features are compared
+across calls (a beam's reward this period against another's, the reward a search reports against a rescore), and in
+bf16 a row's numbers depend on the shape of the call that computed them on some CPUs (AMX). bf16 is an opt-in
+(`DARWIN_CHAINS_FEATURE_DTYPE=bf16`), faster where the CPU runs it natively (benchmarks/reward/README.md).
 """
 from __future__ import annotations
 
+import os
 from typing import Any
+
+from .errors import ConfigError
+
+FEATURE_DTYPE_ENV = "DARWIN_CHAINS_FEATURE_DTYPE"
+#: The dtypes a feature encoder can run in, by the names users write.
+FEATURE_DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
 
 
 def default_device() -> str:
@@ -19,12 +29,16 @@ def default_device() -> str:
     return "cpu"
 
 
-def cpu_has_native_bf16() -> bool:
-    """Whether this CPU computes bf16 in hardware (AVX512-BF16 or AMX tiles)."""
+def cpu_bf16() -> str | None:
+    """How this CPU computes bf16 in hardware: "amx" (AMX tiles), "avx512_bf16", or None (emulated, several times
+    slower than fp32). torch's CPU capability (AVX512) does not tell these apart, and their bf16 numbers differ."""
     import torch
 
-    probes = (getattr(torch.cpu, "_is_avx512_bf16_supported", None), getattr(torch.cpu, "_is_amx_tile_supported", None))
-    return any(probe() for probe in probes if probe is not None)
+    for name, probe in (("amx", "_is_amx_tile_supported"), ("avx512_bf16", "_is_avx512_bf16_supported")):
+        check = getattr(torch.cpu, probe, None)
+        if check is not None and check():
+            return name
+    return None
 
 
 def default_dtype(device: str) -> Any:
@@ -38,11 +52,20 @@ def default_dtype(device: str) -> Any:
     return torch.float32
 
 
-def feature_dtype(device: str = "cpu") -> Any:
-    """A feature encoder's dtype: the fastest the hardware runs natively. bf16 on accelerators and on CPUs with
-    native bf16, fp32 on the rest."""
+def feature_dtype_name(dtype: Any = None) -> str:
+    """A feature encoder's dtype by name ("float32" or "bfloat16"): `dtype` (a torch dtype, or a name such as "fp32"
+    or "bf16") when given, else $DARWIN_CHAINS_FEATURE_DTYPE, else float32, on every device. Imports no torch."""
+    source = "dtype" if dtype is not None else FEATURE_DTYPE_ENV
+    given = dtype if dtype is not None else os.environ.get(FEATURE_DTYPE_ENV) or "fp32"
+    name = str(given).removeprefix("torch.").strip().lower()
+    if name not in FEATURE_DTYPES:
+        raise ConfigError(f"{source} {given!r} is not a feature dtype; use fp32 (exact, the default) or bf16 "
+                          "(faster on CPUs with native bf16, approximate)")
+    return FEATURE_DTYPES[name]
+
+
+def feature_dtype(dtype: Any = None) -> Any:
+    """The torch dtype `feature_dtype_name` names."""
     import torch
 
-    if device.startswith("cpu"):
-        return torch.bfloat16 if cpu_has_native_bf16() else torch.float32
-    return default_dtype(device)
+    return getattr(torch, feature_dtype_name(dtype))

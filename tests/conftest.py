@@ -14,8 +14,28 @@ import pytest
 # Spinning OpenMP threads make every op crawl when another process holds the cores (75x on a tiny model, measured
 # under load); passive waiting costs nothing when the machine is quiet. Set before torch is imported.
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+# One torch thread unless told otherwise (make test runs two processes on two cores), and the library's default
+# dtypes: the suite tests the defaults, and runs the other dtypes by name (test_incremental_reward.py).
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
+os.environ.pop("DARWIN_CHAINS_FEATURE_DTYPE", None)
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+
+
+
+def pytest_report_header(config) -> list[str]:
+    """What a failure may depend on: the CPU kind, torch's threads, the dtypes the library picks here, and any cap
+    on the kernels (test_cpu_kinds.py sets them)."""
+    from darwin_chains.cli.record import machine
+
+    m = machine()
+    caps = ", ".join(f"{k}={v}" for k, v in m["kernel_caps"].items())
+    return [f"darwin-chains: {m['cpu']}, CPU capability {m['cpu_capability']}, bf16 in hardware: "
+            f"{m['cpu_bf16'] or 'no (emulated)'}, torch {m['torch']} with {m['torch_threads']} thread(s); "
+            f"policy dtype {m['policy_dtype']}, reward features {m['feature_dtype']}"
+            + (f"; kernels capped: {caps}" if caps else "")]
+
 
 CHATML = (
     "{% for m in messages %}<|im_start|>{{ m['role'] }}\n{{ m['content'] }}<|im_end|>\n{% endfor %}"

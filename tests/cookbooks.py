@@ -16,7 +16,7 @@ def run_cookbook(*args: str) -> str:
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     env.pop("DARWIN_CHAINS_POLICY", None)
     done = subprocess.run([sys.executable, *args], cwd=COOKBOOK.parent, env=env, capture_output=True, text=True,
-                          timeout=180)
+                          timeout=400)
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 

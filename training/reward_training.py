@@ -312,10 +312,10 @@ class _PrefixMeans:
     `incremental`: read block by block as the reward scores (`ResponseEncoder.means`), in passes of `chunk`
     answers (each pass holds its answers' whole caches); otherwise one full pass per answer (`encode`)."""
 
-    def __init__(self, incremental: bool = False, chunk: int = 32):
+    def __init__(self, incremental: bool = False, chunk: int = 32, dtype: str | None = None):
         from darwin_chains.rewards.hidden_states import ResponseEncoder
 
-        self.encoder = ResponseEncoder(max_response_tokens=WHOLE)
+        self.encoder = ResponseEncoder(max_response_tokens=WHOLE, dtype=dtype)
         self.incremental, self.chunk = incremental, chunk
 
     def encode(self, keys: Sequence[str]):
@@ -345,19 +345,19 @@ class _InstructionMeans:
         return torch.from_numpy(np.stack([self.encoder.instruction(i) for i in instructions]))
 
 
-def encoder_dtype() -> str:
-    """The dtype the SmolLM2 encoder runs in on this machine (`devices.feature_dtype`), short: bf16, fp32, fp16."""
-    from darwin_chains.devices import feature_dtype
+def encoder_dtype(dtype: str | None = None) -> str:
+    """The dtype the SmolLM2 encoder runs in (`devices.feature_dtype_name`: `dtype`, else
+    $DARWIN_CHAINS_FEATURE_DTYPE, else fp32), short: bf16 or fp32."""
+    from darwin_chains.devices import feature_dtype_name
 
-    name = str(feature_dtype()).removeprefix("torch.")
-    return {"bfloat16": "bf16", "float32": "fp32", "float16": "fp16"}.get(name, name)
+    return {"bfloat16": "bf16", "float32": "fp32"}[feature_dtype_name(dtype)]
 
 
-def hidden_state_cache(incremental: bool = False) -> Path:
-    """Where the SmolLM2 features are cached: one folder per dtype the encoder runs in here (bf16 where the CPU has
-    it natively, fp32 elsewhere), so features of two dtypes never mix in one table. bf16 keeps the original name;
-    features read block by block (`incremental`, as the reward scores) get their own folder too."""
-    suffix = "" if encoder_dtype() == "bf16" else f"-{encoder_dtype()}"
+def hidden_state_cache(incremental: bool = False, dtype: str | None = None) -> Path:
+    """Where the SmolLM2 features are cached: one folder per dtype the encoder runs in, so features of two dtypes
+    never mix in one table. bf16 keeps the original name; features read block by block (`incremental`, as the
+    reward scores) get their own folder too."""
+    suffix = "" if encoder_dtype(dtype) == "bf16" else f"-{encoder_dtype(dtype)}"
     return cache_dir() / "reward-training" / f"smollm2-L15-cuts{suffix}{'-blocks' if incremental else ''}"
 
 
@@ -365,9 +365,9 @@ class HiddenStateTable(Table):
     """SmolLM2 prefix means by (instruction, answer): one cached forward pass serves the answer and its prefixes."""
 
     def __init__(self, cache: EmbeddingCache | None = None, cutter: PrefixCutter | None = None,
-                 incremental: bool = False):
-        super().__init__(cache or EmbeddingCache(hidden_state_cache(incremental)), cutter)
-        self.incremental = incremental
+                 incremental: bool = False, dtype: str | None = None):
+        super().__init__(cache or EmbeddingCache(hidden_state_cache(incremental, dtype)), cutter)
+        self.incremental, self.dtype = incremental, dtype
         self.instructions = EmbeddingCache(self.cache.directory / "instructions")
         self._keys: set[str] = set()
         self.origin: dict[tuple[str, str], tuple[str, int]] = {}  # (instruction, text) -> (answer, cut)
@@ -382,7 +382,7 @@ class HiddenStateTable(Table):
         answers = sorted(k for k in self._keys if SEP in k)
         instructions = sorted(k for k in self._keys if SEP not in k)
         if self.cache.missing(answers) or self.instructions.missing(instructions):
-            means = _PrefixMeans(self.incremental)
+            means = _PrefixMeans(self.incremental, dtype=self.dtype)
             self.cache.fill(answers, embedder=means)
             self.instructions.fill(instructions, embedder=_InstructionMeans(means.encoder))
 
@@ -575,7 +575,8 @@ def train(settings: Settings, table: Table | None = None, rows: list[dict] | Non
         "training": {**asdict(settings), "data": Path(settings.data).name, "l2": l2, "l2_tried": tried,
                      "train_instructions": len(train_set), "validation_instructions": len(val_set),
                      "training_pairs": int(len(pairs)), "backbone": BACKBONES[settings.backbone],
-                     **({"feature_dtype": encoder_dtype()} if settings.backbone == "smollm2" else {}),
+                     **({"feature_dtype": encoder_dtype(getattr(table, "dtype", None))}
+                        if settings.backbone == "smollm2" else {}),
                      "length_weight_per_log_word": round(head.length_weight, 4),
                      "seconds": round(time.time() - started, 1)},
         "validation": report,

@@ -4,15 +4,15 @@ Uses the validation instructions of the shipped preference heads (same seed and 
 project's pair builder (--pairs-tool, by default ../shared/tools/preference_pairs.py beside the checkout).
 Compares: "longer wins", MiniLM cosine (instruction vs response), the shipped SmolLM2 preference head (the default;
 also with its length weight zeroed), the MiniLM preference head, and SmolLM2-135M-Instruct as a 1-9 judge on a
-subsample of length-matched pairs. Also times loading and scoring. The SmolLM2 features are computed in the dtype
-the encoder runs in on this machine (`devices.feature_dtype`), so the default output is
-runs/heads-<dtype>/results.json; rewards not named in --rewards keep their figures from the last run in that file.
-Run from the repository root:
+subsample of length-matched pairs. Also times loading and scoring. The SmolLM2 features are computed in --dtype
+(default: the encoder's, `devices.feature_dtype_name`), one full pass per answer or, with --incremental, block by
+block as the reward scores; the default output is runs/heads-<dtype>[-blocks]/<machine>.json, and rewards
+not named in --rewards keep their figures from the last run in that file. Run from the repository root:
 
-    python benchmarks/reward/evaluate.py                 # writes benchmarks/reward/runs/heads-<dtype>/results.json
+    python benchmarks/reward/evaluate.py                 # -> benchmarks/reward/runs/heads-fp32/<machine>.json
     python benchmarks/reward/evaluate.py --rewards preference --judge-pairs 0
-    python benchmarks/reward/evaluate.py --incremental --rewards preference preference_length_weight_zeroed \
-        --judge-pairs 0 --no-timing                      # features read block by block, as the reward scores
+    python benchmarks/reward/evaluate.py --dtype bf16 --incremental --rewards preference \
+        preference_length_weight_zeroed --judge-pairs 0 --no-timing   # -> runs/heads-bf16-blocks/...
 """
 from __future__ import annotations
 
@@ -120,22 +120,25 @@ def main() -> None:
                         help="the pair builder (default: ../shared/tools/preference_pairs.py)")
     parser.add_argument("--incremental", action="store_true",
                         help="SmolLM2 features read block by block, as PreferenceReward scores (ResponseEncoder.means)")
+    parser.add_argument("--dtype", choices=("fp32", "bf16"), default=None,
+                        help="the SmolLM2 encoder's dtype (default: the library's, fp32 unless "
+                             "$DARWIN_CHAINS_FEATURE_DTYPE says otherwise)")
     parser.add_argument("--out", type=Path, default=None,
-                        help="default: benchmarks/reward/runs/heads-<dtype>/results.json "
-                             "(heads-incremental with --incremental)")
+                        help="default: benchmarks/reward/runs/heads-<dtype>[-blocks]/<machine>.json "
+                             "(record.machine_name: avx512-avx512_bf16, avx2, ...)")
     args = parser.parse_args()
 
     import numpy as np
     import torch
 
     from darwin_chains import Prompt
-    from darwin_chains.cli.record import machine_record
+    from darwin_chains.cli.record import machine, machine_name, machine_record
     from darwin_chains.rewards import MiniLMPreferenceReward, PreferenceReward
     from darwin_chains.rewards.preference import FEATURES, MINILM_FEATURES, MINILM_WEIGHTS, WEIGHTS, PreferenceHead
     from training import reward_training as rt
 
-    dtype = rt.encoder_dtype()
-    out = args.out or RUNS / ("heads-incremental" if args.incremental else f"heads-{dtype}") / "results.json"
+    dtype = rt.encoder_dtype(args.dtype)
+    out = args.out or RUNS / f"heads-{dtype}{'-blocks' if args.incremental else ''}" / f"{machine_name(machine())}.json"
     prefs, tool = args.prefs or rt.DEFAULT_DATA, args.pairs_tool or rt.DEFAULT_PAIRS_TOOL
     ys = rt.yardstick(tool)
     head = PreferenceHead.load(WEIGHTS, FEATURES)
@@ -148,7 +151,7 @@ def main() -> None:
 
     def table(backbone: str) -> rt.Table:
         if backbone not in tables:
-            extra = {"incremental": True} if args.incremental and backbone == "smollm2" else {}
+            extra = {"incremental": args.incremental, "dtype": dtype} if backbone == "smollm2" else {}
             tables[backbone] = rt.TABLES[backbone](cutter=cutter, **extra)
             for p in val:
                 for answer in (p["a"], p["b"]):

@@ -81,6 +81,8 @@ def main() -> None:
     parser.add_argument("--policy", default="embedded")
     parser.add_argument("--reward", default="default")
     parser.add_argument("--max-new-tokens", type=int, default=256)
+    parser.add_argument("--bf16-features", action="store_true",
+                        help="also run Darwin with the default reward's encoder in bf16, side by side")
     add_data_dir(parser)
     parser.add_argument("--out", type=Path, default=None,
                         help="folder for speed.json (default: benchmarks/speed/runs/<policy>-<device>)")
@@ -97,6 +99,10 @@ def main() -> None:
         "darwin (no seed sample)": Search(policy, reward, TemplateMutator(), base.replace(seed_sample=False)),
         "best-of-5": Search(policy, reward, None, base.replace(method="best-of-n")),
     }
+    if args.bf16_features:
+        from darwin_chains.rewards import PreferenceReward
+
+        runs["darwin (bf16 features)"] = Search(policy, PreferenceReward(dtype="bf16"), TemplateMutator(), base)
     # Warm-up: first calls pay for lazy loading and allocator growth.
     for search in runs.values():
         search.run("Say hello.", max_new_tokens=8)
@@ -123,6 +129,8 @@ def main() -> None:
         "wall_ratio_darwin_over_best_of_5": med(lambda r: r["darwin"]["seconds"] / r["best-of-5"]["seconds"]),
         "wall_ratio_darwin_no_seed_sample_over_best_of_5": med(
             lambda r: r["darwin (no seed sample)"]["seconds"] / r["best-of-5"]["seconds"]),
+        **({"wall_ratio_darwin_bf16_features_over_fp32_features": med(
+            lambda r: r["darwin (bf16 features)"]["seconds"] / r["darwin"]["seconds"])} if args.bf16_features else {}),
         "throughput_ratio_darwin_over_generate": med(lambda r: tps(r, "darwin") / tps(r, "generate")),
         "throughput_ratio_best_of_5_over_generate": med(lambda r: tps(r, "best-of-5") / tps(r, "generate")),
         "median_seconds": {k: med(lambda r, k=k: r[k]["seconds"]) for k in (*runs, "generate")},

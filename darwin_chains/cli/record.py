@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 PACKAGE = Path(__file__).resolve().parent.parent
+#: Environment variables that cap torch's, oneDNN's and MKL's kernels below the CPU's own instruction set.
+KERNEL_CAPS = ("ATEN_CPU_CAPABILITY", "ONEDNN_MAX_CPU_ISA", "MKL_ENABLE_INSTRUCTIONS")
 
 
 def git_commit() -> str | None:
@@ -41,18 +43,31 @@ def cpu_model() -> str:
 
 
 def machine() -> dict[str, Any]:
-    """Library versions, CPU, cores, torch threads and the CPU capability torch dispatches to (AVX2, AVX512, ...),
-    and the GPU when there is one."""
+    """Library versions, CPU, cores, torch threads, the CPU capability torch dispatches to (AVX2, AVX512, ...) and
+    how the CPU runs bf16 (AMX, AVX512-BF16 or emulated: one capability, three kinds of numbers), the dtypes the
+    library picks here, and the GPU when there is one."""
     import torch
     import transformers
 
     from .. import __version__
+    from ..devices import cpu_bf16, default_device, default_dtype, feature_dtype_name
 
     return {"darwin_chains": __version__, "python": platform.python_version(), "torch": torch.__version__,
             "transformers": transformers.__version__, "cpu": cpu_model(), "cpus": os.cpu_count(),
-            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "torch_threads": torch.get_num_threads(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cpu_bf16": cpu_bf16(),
+            "torch_threads": torch.get_num_threads(),
+            "policy_dtype": str(default_dtype(default_device())).removeprefix("torch."),
+            "feature_dtype": feature_dtype_name(),
+            "kernel_caps": {k: os.environ[k] for k in KERNEL_CAPS if os.environ.get(k)},
             "platform": platform.platform(),
             "cuda": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None}
+
+
+def machine_name(record: dict[str, Any]) -> str:
+    """A result file's name for the machine: its CPU capability, how it runs bf16, "-capped" under kernel caps
+    (avx512-avx512_bf16, avx2, avx2-capped, ...)."""
+    name = "-".join(filter(None, [record["cpu_capability"].lower(), record.get("cpu_bf16")]))
+    return name + ("-capped" if record.get("kernel_caps") else "")
 
 
 def machine_record() -> dict[str, Any]:
@@ -60,4 +75,4 @@ def machine_record() -> dict[str, Any]:
     return {"commit": git_commit(), **machine()}
 
 
-__all__ = ["git_commit", "cpu_model", "machine", "machine_record"]
+__all__ = ["KERNEL_CAPS", "git_commit", "cpu_model", "machine", "machine_name", "machine_record"]

@@ -14,6 +14,7 @@ import tempfile
 from pathlib import Path
 
 from ..errors import MissingDependencyError
+from ..loading import LOCK
 
 log = logging.getLogger(__name__)
 
@@ -47,6 +48,13 @@ def smollm2_dir() -> Path:
     target = cache_dir() / "smollm2-135m-instruct"
     if (target / "config.json").exists():
         return target
+    with LOCK:  # one conversion per process; the rename below keeps other processes safe
+        if not (target / "config.json").exists():
+            _convert_smollm2(target)
+    return target
+
+
+def _convert_smollm2(target: Path) -> None:
     gguf = smollm2_gguf()
     log.info("converting %s to %s (once; about 20 s)", gguf.name, target)
     import torch
@@ -75,7 +83,6 @@ def smollm2_dir() -> Path:
                 raise
     finally:
         shutil.rmtree(staging, ignore_errors=True)
-    return target
 
 
 def minilm_dir() -> Path:

@@ -6,8 +6,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
+
+import numpy as np
+
+from ..loading import LOCK, load_once
 
 
 class Embedder:
@@ -29,9 +32,10 @@ class Embedder:
 
     @classmethod
     def from_pretrained(cls, path: str | Path, **kwargs) -> Embedder:
-        from transformers import AutoModel, AutoTokenizer
+        with LOCK:
+            from transformers import AutoModel, AutoTokenizer
 
-        return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), **kwargs)
+            return cls(AutoModel.from_pretrained(path), AutoTokenizer.from_pretrained(path), **kwargs)
 
     @classmethod
     def minilm(cls) -> Embedder:
@@ -59,12 +63,19 @@ class Embedder:
                 mask = batch["attention_mask"].unsqueeze(-1).to(hidden.dtype)
                 pooled = (hidden * mask).sum(1) / mask.sum(1).clamp(min=1e-9)
                 chunks.append(torch.nn.functional.normalize(pooled.float(), dim=-1))
-        return torch.cat(chunks) if chunks else torch.empty(0, self.dim)
+        return torch.cat(chunks) if chunks else torch.empty(0, self.dim, dtype=torch.float32)
 
     def similarity(self, anchor: str, texts: Sequence[str]) -> list[float]:
         """Cosine similarity of each text to the anchor."""
-        vectors = self.encode([anchor, *texts])
-        return (vectors[1:] @ vectors[0]).tolist()
+        vectors = self.encode([anchor, *texts]).numpy()
+        return dots(vectors[1:], vectors[:1])[:, 0].tolist()
+
+
+def dots(rows, columns) -> np.ndarray:
+    """`rows @ columns.T`, each entry a dot product of its own. A matrix product's entries depend on how many rows it
+    has (BLAS blocks them differently), and a response's score must not depend on which others it was scored beside."""
+    rows, columns = np.asarray(rows), np.atleast_2d(np.asarray(columns))
+    return (rows[:, None, :] * columns[None, :, :]).sum(-1)
 
 
 class UsesEmbedder:
@@ -81,7 +92,7 @@ class UsesEmbedder:
         return self._embedder
 
 
-@lru_cache(maxsize=1)
+@load_once
 def _minilm() -> Embedder:
     from . import minilm_dir
 

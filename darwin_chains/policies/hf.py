@@ -13,13 +13,13 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from functools import lru_cache
 from pathlib import Path
 from typing import Any
 
 from ..config import Sampling
 from ..devices import default_device, default_dtype
 from ..errors import ConfigError, InputError
+from ..loading import LOCK
 from ..prompt import Prompt
 from ..protocols import Beam, Usage
 from .attention import use_row_attention
@@ -75,12 +75,14 @@ class HFPolicy:
         """Load a model directory (or hub id, where a hub is reachable) with a sensible device and dtype;
         `model_kwargs` go to transformers' `from_pretrained`."""
         import torch
-        from transformers import AutoModelForCausalLM, AutoTokenizer
 
         device = device or default_device()
         dtype = dtype or default_dtype(device)
-        tokenizer = AutoTokenizer.from_pretrained(path)
-        model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **model_kwargs).to(torch.device(device))
+        with LOCK:
+            from transformers import AutoModelForCausalLM, AutoTokenizer
+
+            tokenizer = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **model_kwargs).to(torch.device(device))
         return cls(model, tokenizer, max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens)
 
     @property
@@ -176,8 +178,3 @@ def _encode(tokenizer: Any, template: str | None, messages: tuple) -> tuple[int,
     ids = encoded["input_ids"] if hasattr(encoded, "keys") else encoded
     return tuple(int(i) for i in ids)
 
-
-@lru_cache(maxsize=4)
-def load_cached(path: str, device: str | None = None) -> HFPolicy:
-    """One policy per model directory and device per process: models load on first use, once."""
-    return HFPolicy.from_pretrained(path, device=device)

@@ -39,7 +39,7 @@ from typing import Any
 
 import numpy as np
 
-from ..embedded.embedder import UsesEmbedder
+from ..embedded.embedder import UsesEmbedder, dots
 from ..prompt import Prompt
 
 WEIGHT = 0.5
@@ -204,7 +204,7 @@ class Groundedness(UsesEmbedder):
         if not texts or not self.applies(prompt):
             return parts
         chunks, supported = self._context(prompt.context, prompt.request)
-        best = iter((self._embed(texts) @ chunks.T).max(axis=1).tolist())
+        best = iter(dots(self._embed(texts), chunks).max(axis=1).tolist())
         low, high = GATE
         for i, ss in enumerate(split):
             if not ss:

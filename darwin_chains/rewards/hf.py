@@ -48,13 +48,17 @@ class HFRewardModel:
     def from_pretrained(cls, path: str | Path, *, device: str | None = None, dtype: Any = None, **kwargs: Any
                         ) -> HFRewardModel:
         import torch
-        from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         from ..devices import default_device, default_dtype
+        from ..loading import LOCK
 
         device = device or default_device()
-        model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype or default_dtype(device))
-        return cls(model.to(torch.device(device)), AutoTokenizer.from_pretrained(path), **kwargs)
+        with LOCK:
+            from transformers import AutoModelForSequenceClassification, AutoTokenizer
+
+            model = AutoModelForSequenceClassification.from_pretrained(path, dtype=dtype or default_dtype(device))
+            tokenizer = AutoTokenizer.from_pretrained(path)
+        return cls(model.to(torch.device(device)), tokenizer, **kwargs)
 
     def encode(self, prompt: Prompt, response: str) -> list[int]:
         """Token ids of the scored text, cut in the middle when too long."""

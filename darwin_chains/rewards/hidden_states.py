@@ -10,6 +10,7 @@ Scoring (`means`) reads a response only from where it last read it (`blocks.py`)
 block of fixed boundaries on top of the cache of what comes before it, in batches of at least `MIN_ROWS` tokens with
 row attention (`policies/attention.py`). Each computation's inputs are then a function of the text alone, so a
 text's features are bitwise the same whether read from scratch or from cache, alone or beside other searches' rows.
+That holds in fp32, the encoder's default dtype (`devices.feature_dtype`); in bf16 it is approximate (see there).
 """
 from __future__ import annotations
 
@@ -22,6 +23,8 @@ from typing import Any
 
 import numpy as np
 
+from ..devices import feature_dtype
+from ..loading import LOCK, load_once
 from ..policies.attention import use_row_attention
 from ..policies.batching import forward_ragged
 from .blocks import Block, BlockCache
@@ -53,9 +56,9 @@ class ResponseEncoder:
     """Mean hidden state after `layer` decoder layers over the first `max_response_tokens` response tokens.
 
     The instruction is framed by the model's chat template, as the policy frames it, and cut from the left to
-    `max_prompt_tokens`. Runs in the dtype the CPU computes fastest (`devices.feature_dtype`): fp32 without
-    native bf16, bf16 with it. The head was trained on bf16 features and agrees as well on fp32 ones: within
-    0.3 points on every validation figure (benchmarks/reward/runs/heads-fp32).
+    `max_prompt_tokens`. Runs in `dtype` (`devices.feature_dtype`: fp32 unless asked otherwise), the dtype in which
+    a text's features do not depend on how they were read. The head was trained on bf16 features and agrees as well
+    on fp32 ones (benchmarks/reward/README.md).
 
     `means` keeps what it read in `blocks`, at most `cache_tokens` tokens of prompts and response blocks (22.5 KB
     a token in fp32: 180 MB by default), least recently used out first; what was evicted is read again, with the
@@ -64,29 +67,30 @@ class ResponseEncoder:
 
     def __init__(self, path: str | Path | None = None, layer: int = LAYER, max_response_tokens: int = 256,
                  max_prompt_tokens: int = MAX_PROMPT_TOKENS, block_tokens: int = BLOCK_TOKENS,
-                 cache_tokens: int = CACHE_TOKENS, max_rows: int = 64):
+                 cache_tokens: int = CACHE_TOKENS, max_rows: int = 64, dtype: Any = None):
         import torch
-        from transformers import AutoModel, AutoTokenizer
-        from transformers.utils import logging as hf_logging
 
-        from ..devices import feature_dtype
         from ..embedded import smollm2_dir
 
         path = Path(path) if path is not None else smollm2_dir()
-        self.torch, self.layer = torch, layer
+        self.path, self.torch, self.layer, self.dtype = path, torch, layer, feature_dtype(dtype)
         self.max_response_tokens, self.max_prompt_tokens = max_response_tokens, max_prompt_tokens
-        self.tokenizer = AutoTokenizer.from_pretrained(path)
-        # Quietly: the dropped upper layers are reported as unexpected weights, and a reward loading mid-search
-        # should not draw a progress bar over the search's own.
-        verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-        hf_logging.set_verbosity_error()
-        hf_logging.disable_progress_bar()
-        try:
-            self.model = AutoModel.from_pretrained(path, num_hidden_layers=layer, dtype=feature_dtype()).eval()
-        finally:
-            hf_logging.set_verbosity(verbosity)
-            if bars:
-                hf_logging.enable_progress_bar()
+        with LOCK:
+            from transformers import AutoModel, AutoTokenizer
+            from transformers.utils import logging as hf_logging
+
+            self.tokenizer = AutoTokenizer.from_pretrained(path)
+            # Quietly: the dropped upper layers are reported as unexpected weights, and a reward loading mid-search
+            # should not draw a progress bar over the search's own.
+            verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+            hf_logging.set_verbosity_error()
+            hf_logging.disable_progress_bar()
+            try:
+                self.model = AutoModel.from_pretrained(path, num_hidden_layers=layer, dtype=self.dtype).eval()
+            finally:
+                hf_logging.set_verbosity(verbosity)
+                if bars:
+                    hf_logging.enable_progress_bar()
         self.model.norm = torch.nn.Identity()  # the features are the residual stream itself, not its final norm
         use_row_attention(self.model)  # calls without `rows` (encode, instruction) still go to SDPA as before
         self.dim = self.model.config.hidden_size
@@ -212,7 +216,8 @@ class ResponseEncoder:
         for end in range(done, 0, -size):  # the chain's start is used last, so evicted last
             self.blocks.touch((instruction, ids[:end]))
         self.blocks.touch((instruction,))
-        return _Read(instruction, ids, chain, chain[-1].total if chain else self.torch.zeros(self.dim),
+        start = chain[-1].total if chain else self.torch.zeros(self.dim, dtype=self.torch.float32)
+        return _Read(instruction, ids, chain, start,
                      [(s, min(s + size, len(ids))) for s in range(done, len(ids), size)],
                      {(i + 1) * size: block.total for i, block in enumerate(chain)})
 
@@ -253,10 +258,14 @@ class ResponseEncoder:
         return caches, [out.last_hidden_state[r, width - len(ids) :] for r, ids in enumerate(feeds)]
 
 
-@lru_cache(maxsize=2)
-def shared_encoder(path: str | None = None, max_response_tokens: int = 256) -> ResponseEncoder:
-    """One encoder per process: rewards built for concurrent searches share its weights."""
-    return ResponseEncoder(path, max_response_tokens=max_response_tokens)
+def shared_encoder(path: str | None = None, max_response_tokens: int = 256, dtype: Any = None) -> ResponseEncoder:
+    """One encoder per process and dtype: rewards built for concurrent searches share its weights and its cache."""
+    return _shared_encoder(path, max_response_tokens, feature_dtype(dtype))
+
+
+@load_once
+def _shared_encoder(path: str | None, max_response_tokens: int, dtype: Any) -> ResponseEncoder:
+    return ResponseEncoder(path, max_response_tokens=max_response_tokens, dtype=dtype)
 
 
 __all__ = ["ResponseEncoder", "shared_encoder", "LAYER"]

@@ -27,7 +27,8 @@ from typing import Any
 
 import numpy as np
 
-from ..embedded.embedder import UsesEmbedder
+from ..devices import feature_dtype_name
+from ..embedded.embedder import UsesEmbedder, dots
 from ..errors import ConfigError
 from ..prompt import Prompt
 from .grounding import Groundedness
@@ -73,7 +74,7 @@ def features(instruction: np.ndarray, hidden: np.ndarray, texts: Sequence[str]) 
     training and scoring so the two cannot drift apart."""
     hidden = np.asarray(hidden, dtype=np.float32).reshape(len(texts), -1)
     instruction = np.asarray(instruction, dtype=np.float32).reshape(-1)
-    cosine = hidden @ instruction / (np.linalg.norm(hidden, axis=1) * np.linalg.norm(instruction) + 1e-6)
+    cosine = dots(hidden, instruction)[:, 0] / (np.linalg.norm(hidden, axis=1) * np.linalg.norm(instruction) + 1e-6)
     length = np.array([[log_words(t)] for t in texts], dtype=np.float32).reshape(len(texts), 1)
     return np.hstack([hidden, hidden * instruction, cosine[:, None], length])
 
@@ -83,7 +84,7 @@ def minilm_features(instruction: np.ndarray, responses: np.ndarray, texts: Seque
     cosine, surface style cues and log word count (last)."""
     responses = np.asarray(responses, dtype=np.float32).reshape(len(texts), -1)
     instruction = np.asarray(instruction, dtype=np.float32).reshape(-1)
-    cosine = responses @ instruction
+    cosine = dots(responses, instruction)[:, 0]
     cues = np.array([style(t) for t in texts], dtype=np.float32).reshape(len(texts), len(STYLE))
     length = np.array([log_words(t) for t in texts], dtype=np.float32)
     return np.hstack([responses, responses * instruction, cosine[:, None], cues, length[:, None]])
@@ -104,7 +105,7 @@ class PreferenceHead:
         self.features = tuple(features)
 
     def __call__(self, x: np.ndarray) -> np.ndarray:
-        return ((x - self.mean) / self.scale) @ self.weights + self.bias
+        return dots((x - self.mean) / self.scale, self.weights)[:, 0] + self.bias
 
     @property
     def length_weight(self) -> float:
@@ -189,8 +190,12 @@ class PreferenceReward(_LearnedReward):
     `grounding=False` keeps the head alone whatever the prompt holds, the context-blind reward.
 
     Construction only reads the head (44 KB of JSON); SmolLM2's first 15 layers load at the first score, once per
-    process. Reads the first 256 tokens of each response, and from one period to the next only the tokens a beam
-    added; concurrent searches' beams share one pass (`ResponseEncoder.means`).
+    process and dtype. Reads the first 256 tokens of each response, and from one period to the next only the tokens
+    a beam added; concurrent searches' beams share one pass (`ResponseEncoder.means`).
+
+    `dtype` is the encoder's (`devices.feature_dtype`): fp32 by default, in which a score does not depend on how it
+    was computed (alone or beside other searches, read incrementally or afresh); "bf16" is faster on CPUs with
+    native bf16 and approximate (benchmarks/reward/README.md).
 
     Example:
         >>> reward = PreferenceReward()
@@ -200,16 +205,20 @@ class PreferenceReward(_LearnedReward):
     name = "preference"
 
     def __init__(self, weights: str | Path | None = None, encoder: ResponseEncoder | None = None,
-                 grounding: Groundedness | bool = True):
+                 grounding: Groundedness | bool = True, dtype: Any = None):
+        if encoder is not None and dtype is not None:
+            raise ConfigError("PreferenceReward takes an encoder or a dtype, not both: the encoder has its own dtype")
         self.path = Path(weights) if weights is not None else WEIGHTS
         self.head = PreferenceHead.load(self.path, FEATURES)
         self._encoder = encoder
+        # checked now, loaded at the first score (a name: construction imports no torch)
+        self.dtype = feature_dtype_name(dtype if encoder is None else encoder.dtype)
         self.grounding = Groundedness() if grounding is True else grounding or None
 
     @property
     def encoder(self) -> ResponseEncoder:
         if self._encoder is None:
-            self._encoder = shared_encoder()
+            self._encoder = shared_encoder(dtype=self.dtype)
         return self._encoder
 
     def _features(self, instruction: str, texts: list[str]) -> np.ndarray:

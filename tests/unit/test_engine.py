@@ -39,6 +39,7 @@ def fresh_policy(tiny_llama):
     return lambda **kw: HFPolicy.from_pretrained(tiny_llama, device="cpu", **kw)
 
 
+@pytest.mark.cpu_kernels
 def test_seeded_searches_give_the_same_traces_alone_and_together(fresh_policy):
     policy = fresh_policy()
     alone = [comparable(search.run(q)) for search, q in searches(policy)]
@@ -63,6 +64,7 @@ def test_seeded_searches_give_the_same_traces_alone_and_together(fresh_policy):
     assert [comparable(r) for r in asyncio.run(gathered())] == alone
 
 
+@pytest.mark.cpu_kernels
 def test_max_batch_rows_is_honoured_by_queueing(fresh_policy):
     reference = [comparable(search.run(q)) for search, q in searches(fresh_policy())]
     policy = fresh_policy(max_batch_rows=3)
@@ -74,23 +76,47 @@ def test_max_batch_rows_is_honoured_by_queueing(fresh_policy):
     assert policy.engine.peak_rows == 3
 
 
+class HeldAtDecoding:
+    """The model, holding every one-token (decoding) forward pass until `released` is set; `decoding` says that
+    one is waiting."""
+
+    def __init__(self, model):
+        self.model = model
+        self.decoding, self.released = threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, *, input_ids, **kwargs):
+        if input_ids.shape[1] == 1:
+            self.decoding.set()
+            self.released.wait(60)
+        return self.model(input_ids=input_ids, **kwargs)
+
+
 def test_a_short_call_leaves_the_batch_without_waiting_for_a_long_one(fresh_policy):
+    """The long call's batch is held at its first step until the short call is in, so the short one joins a
+    running batch; whether the long one is done is read when the short one finishes, on the engine's thread."""
     policy = fresh_policy()
     long_beams = policy.start([Prompt.of(QUESTIONS[0])] * 2, 200)
     short_beams = policy.start([Prompt.of(QUESTIONS[1])], 200)
     sampling = Sampling(temperature=1.0, top_p=1.0)
+    held = policy.engine.model = HeldAtDecoding(policy.model)
     # A vocabulary without EOS keeps every row alive for its whole period.
     eos = policy.engine.eos_ids
     policy.engine.eos_ids = frozenset()
     try:
         slow = policy.engine.submit([b.state for b in long_beams], 150, sampling, 0)
-        while not policy.engine.peak_rows:
-            time.sleep(0.001)
+        assert held.decoding.wait(60)
         fast = policy.engine.submit([b.state for b in short_beams], 3, sampling, 1)
+        slow_done_when_fast_finished = []
+        fast.add_done_callback(lambda _: slow_done_when_fast_finished.append(slow.done()))
+        held.released.set()
         assert fast.result(timeout=60).output_tokens == 3
-        assert not slow.done()  # the short call joined the running batch and left it first
+        assert slow_done_when_fast_finished == [False]  # the short call joined the running batch and left it first
         assert slow.result(timeout=120).output_tokens == 300
     finally:
+        held.released.set()
         policy.engine.eos_ids = eos
 
 
@@ -110,6 +136,7 @@ class OutOfMemoryAbove:
         return self.model(input_ids=input_ids, **kwargs)
 
 
+@pytest.mark.cpu_kernels
 def test_out_of_memory_splits_the_batch_instead_of_failing(fresh_policy):
     reference = [comparable(search.run(q)) for search, q in searches(fresh_policy())]
     policy = fresh_policy()
@@ -140,17 +167,21 @@ def test_a_failing_forward_fails_its_callers_and_the_engine_goes_on(fresh_policy
 
 
 def test_cancelling_an_async_call_frees_its_rows(fresh_policy):
+    """Decoding is held at its first step until the call is cancelled, so the cancellation lands mid-period."""
     policy = fresh_policy()
+    held = policy.engine.model = HeldAtDecoding(policy.model)
     policy.engine.eos_ids = frozenset()
     beams = policy.start([Prompt.of(QUESTIONS[0])] * 3, 450)
 
     async def main():
         task = asyncio.ensure_future(policy.aextend(beams, 450, Sampling(), 0))
-        while not policy.engine.peak_rows:
-            await asyncio.sleep(0.001)
-        task.cancel()
-        with pytest.raises(asyncio.CancelledError):
-            await task
+        try:
+            assert await asyncio.to_thread(held.decoding.wait, 60)
+            task.cancel()
+            with pytest.raises(asyncio.CancelledError):
+                await task
+        finally:
+            held.released.set()
         started = time.perf_counter()
         while policy.engine._rows or policy.engine._waiting:
             await asyncio.sleep(0.01)

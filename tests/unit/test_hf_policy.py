@@ -74,6 +74,7 @@ def test_adopting_from_the_same_prompt_shares_the_cache(tiny_policy):
     assert usage.input_tokens == 0
 
 
+@pytest.mark.cpu_kernels
 def test_ragged_batch_decodes_like_each_beam_alone(tiny_policy):
     """Left padding and holes in the mask must not change what any beam decodes (greedy)."""
     prompts = [Prompt.of("Hi"), Prompt.of("Give three tips for writing a clear email, please, today.")]

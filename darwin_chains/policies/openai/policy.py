@@ -11,6 +11,7 @@ from typing import Any, Literal
 
 from ...config import Sampling
 from ...errors import ConfigError, InputError, PolicyError, require
+from ...loading import LOCK
 from ...prompt import Prompt
 from ...protocols import Beam, Reply, Reported, Usage
 from .. import chat_template
@@ -121,9 +122,11 @@ class OpenAIPolicy:
     @property
     def tokenizer(self) -> Any:
         if isinstance(self._tokenizer, (str, Path)):
-            from transformers import AutoTokenizer
+            with LOCK:  # concurrent first calls load it once, and transformers' lazy imports never race
+                if isinstance(self._tokenizer, (str, Path)):
+                    from transformers import AutoTokenizer
 
-            self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer)
+                    self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer)
         return self._tokenizer
 
     # -- the Policy protocol -------------------------------------------------------------------------------------
