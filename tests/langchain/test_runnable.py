@@ -5,6 +5,7 @@ The same behaviour on the embedded model is in test_embedded.py.
 from __future__ import annotations
 
 import asyncio
+import threading
 import time
 
 import pytest
@@ -195,13 +196,19 @@ def test_closing_a_stream_early_stops_the_search(cat_reward):
     policy = SlowPolicy()
     align = DarwinAlign(policy=policy, reward=cat_reward, seed_sample=False, mutants=3, keep_top=1,
                         replacement_period=1, max_new_tokens=200)
+    before = set(_search_threads())
     stream = align.stream(QUESTION)
     next(stream)
     stream.close()
-    time.sleep(0.3)
-    calls = len(policy.calls)
-    time.sleep(0.3)
-    assert len(policy.calls) == calls < 100
+    at_close = len(policy.calls)
+    for worker in set(_search_threads()) - before:
+        worker.join(timeout=10)
+        assert not worker.is_alive()
+    assert len(policy.calls) <= at_close + 1 and len(policy.calls) < 100  # at most the step already under way
+
+
+def _search_threads() -> list[threading.Thread]:
+    return [t for t in threading.enumerate() if t.name == "darwin-search"]
 
 
 # -- events, callbacks and config ---------------------------------------------------------------------------------

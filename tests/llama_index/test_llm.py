@@ -5,10 +5,8 @@ milliseconds; test_embedded.py runs the same paths on the embedded SmolLM2.
 """
 from __future__ import annotations
 
-import asyncio
 import inspect
 import threading
-import time
 from pathlib import Path
 
 import pytest
@@ -44,6 +42,7 @@ from llama_index.llms.darwin import (
 )
 from llama_index.llms.darwin.utils import REQUEST_KEY, to_prompt
 
+from ..loop_watch import LoopWatch
 from .fakes import SlowPolicy, SpyPolicy
 
 FAST = dict(mutants=3, keep_top=1, replacement_period=4, max_new_tokens=16)
@@ -310,36 +309,23 @@ async def test_async_stream_raises_the_search_error():
         [c async for c in await llm.astream_chat([user("say cat")])]
 
 
-async def _ticks_during(call) -> tuple[int, float]:
-    ticks = 0
-
-    async def tick():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    started = time.perf_counter()
-    await call
-    elapsed = time.perf_counter() - started
-    ticker.cancel()
-    return ticks, elapsed
-
-
 @pytest.mark.parametrize("streaming", [False, True])
 async def test_async_calls_leave_the_event_loop_free(streaming):
-    # SlowPolicy blocks its thread in every extend, as a model does; on the loop it would stop the ticker.
-    llm = fake_llm(SlowPolicy(delay=0.05), max_new_tokens=24)
+    """Every extend waits for a tick of the loop before it runs: one run on the loop would wait in vain."""
+    watch = LoopWatch()
+    policy = FakePolicy()
+    policy.extend = watch.gated(policy.extend)
+    llm = fake_llm(policy, max_new_tokens=24)
 
     async def consume():
         if streaming:
             return [c async for c in await llm.astream_chat([user("say cat")])]
         return await llm.acomplete("say cat")
 
-    ticks, elapsed = await _ticks_during(consume())
-    assert elapsed > 0.25  # six periods of blocking work
-    assert ticks >= 0.5 * elapsed / 0.01
+    async with watch.ticking():
+        await consume()
+    assert watch.blocked == 0, f"{watch.blocked} of {len(policy.calls)} extends ran while the loop was held"
+    assert watch.free == len(policy.calls) >= 6  # six periods
 
 
 # -- tracing -----------------------------------------------------------------------------------------------------

@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import math
 import re
-import time
 from pathlib import Path
 
 import pytest
@@ -19,6 +18,7 @@ from llama_index.llms.darwin import (
     DarwinSearchStartedEvent,
 )
 
+from ..loop_watch import LoopWatch
 from .fakes import SpyPolicy
 
 pytestmark = pytest.mark.integration
@@ -67,23 +67,21 @@ def test_stream_complete_on_smollm2():
     assert math.isfinite(chunks[-1].additional_kwargs["reward"])
 
 
-async def test_acomplete_on_smollm2_leaves_the_event_loop_free(smollm2_policy):
+async def test_acomplete_on_smollm2_leaves_the_event_loop_free(smollm2_policy, monkeypatch):
+    """Every decoding step and every scoring by the default reward waits for a tick of the loop before it runs:
+    work run on the loop, or a loop held waiting for it, would wait in vain."""
     llm = DarwinLLM(policy=smollm2_policy, **SMALL)
-    ticks = 0
-
-    async def tick():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    started = time.perf_counter()
-    response = await llm.acomplete(EMAIL)
-    elapsed = time.perf_counter() - started
-    ticker.cancel()
-    assert response.text.strip() and elapsed > 0.5
-    assert ticks >= 0.3 * elapsed / 0.01, f"{ticks} ticks in {elapsed:.1f} s: the loop was blocked"
+    _, reward, _ = llm._components.get()
+    steps, scorings = LoopWatch(), LoopWatch()
+    engine, scorer = type(smollm2_policy.engine), type(reward)
+    monkeypatch.setattr(engine, "_step", steps.gated(engine._step))
+    monkeypatch.setattr(scorer, "score", scorings.gated(scorer.score))
+    async with steps.ticking(), scorings.ticking():
+        response = await llm.acomplete(EMAIL)
+    assert response.text.strip()
+    assert steps.blocked == scorings.blocked == 0, (f"{steps.blocked} decoding steps and {scorings.blocked} "
+                                                    "scorings ran while the loop was held")
+    assert steps.free and scorings.free
 
 
 async def test_gathered_achats_share_the_policys_batch(smollm2_policy):

@@ -13,6 +13,8 @@ from darwin_chains import Search, SearchConfig, SearchResult
 from darwin_chains.search.stream import Commit, Delta, Final, Progress, cut
 from darwin_chains.testing import FakePolicy, KeywordReward
 
+from tests.loop_watch import LoopWatch
+
 INSTRUCTION = "tell me about the cat"
 # One cycle, keep_top=1 and no seed sample: after every replacement round all beams continue the top answer, so
 # its start settles period by period.
@@ -141,7 +143,8 @@ async def test_cancelling_the_consumer_cancels_the_search():
             pass
 
     consumer = asyncio.create_task(consume())
-    await asyncio.sleep(0.2)
+    while not policy.calls:
+        await asyncio.sleep(0.01)
     consumer.cancel()
     with pytest.raises(asyncio.CancelledError):
         await consumer
@@ -151,22 +154,15 @@ async def test_cancelling_the_consumer_cancels_the_search():
 
 
 async def test_the_event_loop_keeps_running_while_an_astream_searches():
-    ticks = 0
-
-    async def tick():
-        nonlocal ticks
-        while True:
-            await asyncio.sleep(0.01)
-            ticks += 1
-
-    ticker = asyncio.create_task(tick())
-    started = time.perf_counter()
-    events = [e async for e in search(SlowPolicy(delay=0.05)).astream(INSTRUCTION)]
-    elapsed = time.perf_counter() - started
-    ticker.cancel()
+    """Every extend waits for a tick of the loop before it runs: one run on the loop would wait in vain."""
+    watch = LoopWatch()
+    policy = FakePolicy()
+    policy.extend = watch.gated(policy.extend)
+    async with watch.ticking():
+        events = [e async for e in search(policy).astream(INSTRUCTION)]
     assert isinstance(events[-1], Final)
-    assert elapsed > 0.25  # six periods of blocking work
-    assert ticks >= 0.5 * elapsed / 0.01
+    assert watch.blocked == 0, f"{watch.blocked} of {len(policy.calls)} extends ran while the loop was held"
+    assert watch.free == len(policy.calls) >= 6  # six periods
 
 
 def test_commit_sends_only_new_settled_text_and_holds_back_a_possible_stop_sequence():

@@ -21,18 +21,20 @@ from .conftest import SAMPLING
 pytestmark = pytest.mark.integration
 
 INSTRUCTION = "Give three tips for writing a clear email."
+#: Per request: far more than the real server takes for a request here, however slow or busy the machine.
+TIMEOUT = 15.0
 SMALL = SearchConfig(mutants=2, keep_top=1, replacement_period=8, max_new_tokens=16, seed_sample=False, seed=3)
 
 
 def policy_through(proxy, smollm2_dir, **retry) -> OpenAIPolicy:
-    retry = {"attempts": 5, "initial_backoff": 0.1, "jitter": 0.05, "timeout": 8.0, **retry}
+    retry = {"attempts": 5, "initial_backoff": 0.1, "jitter": 0.05, "timeout": TIMEOUT, **retry}
     return OpenAIPolicy.from_url(str(smollm2_dir), proxy.url, tokenizer=smollm2_dir, extra_body=SAMPLING,
                                  retry=RetryPolicy(**retry))
 
 
 def test_search_survives_transient_faults_and_counts_every_retry(proxy, smollm2_dir):
     proxy.faults = ["429", "500", "stall", "drop"]
-    proxy.stall = 9.0  # past the 8 s per-request timeout
+    proxy.stall = TIMEOUT + 5  # past the per-request timeout
     started = time.monotonic()
     result = Search(policy_through(proxy, smollm2_dir), KeywordReward(["email"]), TemplateMutator(), SMALL).run(
         INSTRUCTION)
@@ -44,7 +46,7 @@ def test_search_survives_transient_faults_and_counts_every_retry(proxy, smollm2_
     prompts = [body["prompt"] for body in proxy.forwarded]
     assert len(set(prompts)) == len(prompts)  # no beam was continued twice from the same text
     assert sum(not p.endswith("assistant\n") for p in prompts) == 2  # the second period continues both beams
-    assert time.monotonic() - started < 60
+    assert time.monotonic() - started < TIMEOUT + 60
 
 
 def test_bad_key_fails_at_once_without_retrying(proxy, smollm2_dir):
@@ -53,7 +55,7 @@ def test_bad_key_fails_at_once_without_retrying(proxy, smollm2_dir):
     started = time.monotonic()
     with pytest.raises(PolicyError) as err:
         Search(policy, KeywordReward(), TemplateMutator(), SMALL).run(INSTRUCTION)
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 15  # no hang; that nothing was retried is counted below
     message = str(err.value)
     assert "401" in message and proxy.url in message and "OPENAI_API_KEY" in message
     assert len(proxy.injected) == 2 and not proxy.forwarded  # one request per beam, none retried

@@ -33,7 +33,7 @@ async def test_another_coroutine_keeps_running_through_probe_and_completions(slo
     done = asyncio.Event()
 
     async def ticker() -> None:
-        last = time.monotonic()
+        last = started  # a loop held before the ticker's first turn shows in its first gap
         while not done.is_set():
             await asyncio.sleep(0.05)
             now = time.monotonic()
@@ -52,5 +52,5 @@ async def test_another_coroutine_keeps_running_through_probe_and_completions(slo
     assert slow_server.probes() == 1 and policy.mode == "chat"
     assert result.answer == "Cats purr when they are content." and result.trace.granularity == "response"
     assert elapsed >= 2 * DELAY  # the probe, then the completions: the ticker ran through both
-    assert len(gaps) >= 0.8 * elapsed / 0.05
-    assert max(gaps) < 0.3, f"the event loop was blocked for {max(gaps):.2f} s"
+    # A request waited for on the loop would hold it for the server's whole DELAY.
+    assert max(gaps) < 0.6 * DELAY, f"the event loop was blocked for {max(gaps):.2f} s"

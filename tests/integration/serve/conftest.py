@@ -66,5 +66,14 @@ def serve():
         server.stop()
 
 
+@pytest.fixture
+def gate(serve):
+    """A closed gate for `slow_search(gate=...)`; opened after the test, before its servers stop, so no held step
+    outlives it."""
+    event = threading.Event()
+    yield event
+    event.set()
+
+
 def chat(content: str = "say cat", **fields) -> dict:
     return {"model": "darwin", "messages": [{"role": "user", "content": content}], **fields}

@@ -3,7 +3,8 @@
     python tests/integration/serve/slow_server.py --port N --delay 0.2 --shutdown-timeout 5
 
 Each `extend` sleeps `delay` seconds, like a model's forward pass, and counts itself, so a test can see when a
-search stops spending.
+search stops spending. Given a `gate` (a `threading.Event`), each `extend` first waits for it to be open, so a test
+holds searches mid-flight for as long as it needs, whatever the host's speed.
 """
 from __future__ import annotations
 
@@ -15,24 +16,33 @@ from darwin_chains import Search, SearchConfig, defaults
 from darwin_chains.testing import FakePolicy, KeywordReward
 
 
-class SlowPolicy(FakePolicy):
-    """FakePolicy whose every step takes `delay` seconds (in the worker thread, as a model's would)."""
+#: The longest a gated step waits: far past any test's own deadlines, so a forgotten gate fails a test, not the run.
+GATE_TIMEOUT = 120.0
 
-    def __init__(self, delay: float = 0.2, **kw):
+
+class SlowPolicy(FakePolicy):
+    """FakePolicy whose every step takes `delay` seconds (in the worker thread, as a model's would), after waiting
+    for `gate` when there is one."""
+
+    def __init__(self, delay: float = 0.2, gate: threading.Event | None = None, **kw):
         super().__init__(**kw)
-        self.delay, self.steps, self.lock = delay, 0, threading.Lock()
+        self.delay, self.gate, self.steps, self.lock = delay, gate, 0, threading.Lock()
 
     def extend(self, beams, max_new_tokens, sampling, seed):
+        if self.gate is not None:
+            self.gate.wait(GATE_TIMEOUT)
         time.sleep(self.delay)
         with self.lock:
             self.steps += 1
         return super().extend(beams, max_new_tokens, sampling, seed)
 
 
-def slow_search(delay: float = 0.2, **config) -> Search:
-    """A search of `max_new_tokens / replacement_period` steps of `delay` s each (defaults: 5 steps)."""
+def slow_search(delay: float = 0.2, gate: threading.Event | None = None, **config) -> Search:
+    """A search of `max_new_tokens / replacement_period` steps of `delay` s each (defaults: 5 steps), each held
+    until `gate` is open when one is given."""
     config = {"mutants": 2, "keep_top": 1, "replacement_period": 4, "max_new_tokens": 20, "seed": 0} | config
-    return Search(SlowPolicy(delay), KeywordReward(["cat"]), defaults.mutator("template"), SearchConfig(**config))
+    return Search(SlowPolicy(delay, gate), KeywordReward(["cat"]), defaults.mutator("template"),
+                  SearchConfig(**config))
 
 
 def main() -> None:

@@ -122,27 +122,29 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_parsed(keyed):
 
 
 def test_a_big_body_never_freezes_health(serve):
+    """/health is polled while big bodies are posted one after another (encoded beforehand, so the test's own work
+    holds nothing up): the polls go on, nine in ten answered within a second, and none waits seconds behind a body."""
     server = serve(fake_search())
-    body = chat("cat " * 240_000)  # just under the default 1 MB
-    worst, done = [0.0], threading.Event()
+    raw = json.dumps(chat("cat " * 240_000)).encode()  # just under the default 1 MB
+    waits, done = [], threading.Event()
 
     def poll():
-        for _ in range(200):
-            if done.is_set():
-                return
+        while not done.is_set():
             started = time.monotonic()
             httpx.get(f"{server.base}/health", timeout=10)
-            worst[0] = max(worst[0], time.monotonic() - started)
+            waits.append(time.monotonic() - started)
 
     poller = threading.Thread(target=poll)
     poller.start()
     try:
-        reply = httpx.post(f"{server.url}/chat/completions", json=body, timeout=60)
+        replies = [httpx.post(f"{server.url}/chat/completions", content=raw, timeout=60,
+                              headers={"Content-Type": "application/json"}) for _ in range(3)]
     finally:
         done.set()
         poller.join(20)
-    assert reply.status_code in (200, 400), reply.text
-    assert worst[0] < 1.0
+    assert all(r.status_code in (200, 400) for r in replies), [r.text for r in replies]
+    waits.sort()
+    assert waits and waits[int(0.9 * (len(waits) - 1))] < 1.0 and waits[-1] < 5.0, waits
 
 
 class EchoingUpstream:

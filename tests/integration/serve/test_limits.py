@@ -68,16 +68,19 @@ def test_the_operators_defaults_must_fit_the_caps():
 
 
 def test_a_client_time_budget_only_lowers_the_operators(serve):
-    # 5 steps of 0.3 s each: about 1.5 s unbounded; the operator allows 0.4 s
-    server = serve(slow_search(delay=0.3), limits=Limits(max_search_seconds=0.4))
+    """Counted in periods, which a budget bounds whatever the host's speed: the seed sample's first step and every
+    period take at least one 0.1 s step, so the operator's 0.55 s stops a search after at most 5 periods, and a
+    0.05 s budget after the first."""
+    unbounded = post(serve(slow_search(delay=0.0, max_new_tokens=60)), chat()).json()["darwin"]["trace"]
+    assert unbounded["stopped"] is None and unbounded["periods"] > 5, unbounded
+    server = serve(slow_search(delay=0.1, max_new_tokens=60), limits=Limits(max_search_seconds=0.55))
     for budget in (None, 100.0):
-        body = chat(darwin={"time_budget": budget}) if budget else chat(darwin={"time_budget": None})
-        reply = post(server, body)
+        reply = post(server, chat(darwin={"time_budget": budget}))
         assert reply.status_code == 200, reply.text
         trace = reply.json()["darwin"]["trace"]
-        assert trace["stopped"] and trace["seconds"] < 1.2, trace
-    lower = post(server, chat(darwin={"time_budget": 0.1})).json()["darwin"]["trace"]
-    assert lower["stopped"] and lower["seconds"] < 0.7
+        assert trace["stopped"] == "time_budget" and trace["periods"] <= 5, trace
+    lower = post(server, chat(darwin={"time_budget": 0.05})).json()["darwin"]["trace"]
+    assert lower["stopped"] == "time_budget" and lower["periods"] == 1, lower
 
 
 @pytest.mark.parametrize("fields", [
