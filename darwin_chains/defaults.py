@@ -191,7 +191,11 @@ def _build(kind: str, spec: str, policy: Policy | None = None) -> Any:
 
 
 def check(reward_spec: str | None = None, mutator_spec: str | None = None) -> None:
-    """Fail on an unknown reward or mutator name before any model loads."""
+    """Fail on an unknown reward or mutator name, or an unknown $DARWIN_CHAINS_FEATURE_DTYPE, before any model
+    loads."""
+    from .devices import feature_dtype_name
+
+    feature_dtype_name()
     if reward_spec:
         lookup("reward", reward_spec)
     if mutator_spec:

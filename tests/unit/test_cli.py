@@ -30,6 +30,17 @@ def test_bad_input_exits_non_zero_with_one_clear_line(args, message):
     assert "Traceback" not in out.stderr
 
 
+def test_an_unknown_feature_dtype_fails_before_any_model_loads():
+    """The policy named here does not exist: the dtype's error comes first, so nothing was loaded."""
+    import os
+
+    out = subprocess.run([*CLI, "align", "hi", "--policy", "/no/such/model"], capture_output=True, text=True,
+                         timeout=600, env={**os.environ, "DARWIN_CHAINS_FEATURE_DTYPE": "half"})
+    lines = out.stderr.strip().splitlines()
+    assert out.returncode == 2 and len(lines) == 1 and "Traceback" not in out.stderr
+    assert "DARWIN_CHAINS_FEATURE_DTYPE 'half' is not a feature dtype; use fp32" in lines[0]
+
+
 def test_unknown_method_is_an_argparse_error():
     out = run("align", "hi", "--method", "beam")
     assert out.returncode == 2 and "invalid choice" in out.stderr
