@@ -8,7 +8,8 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import math
+import numbers
+import sys
 import types
 import typing
 from collections.abc import Mapping
@@ -20,6 +21,13 @@ from .errors import ConfigError
 Method = Literal["darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace"]
 METHODS: tuple[str, ...] = ("darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace")
 DEFAULT_KEEP_TOP = 3  # the paper's k
+#: Temperatures below this decode greedily, as vLLM's do (its _SAMPLING_EPS).
+GREEDY_BELOW = 1e-5
+
+
+def finite(value: Any) -> bool:
+    """A real number within float range; `math.isfinite` raises OverflowError on an int past 1.8e308."""
+    return isinstance(value, numbers.Real) and not isinstance(value, bool) and abs(value) <= sys.float_info.max
 
 
 def _knob(default: Any, doc: str, *, symbol: str | None = None, aliases: tuple[str, ...] = (),
@@ -33,17 +41,22 @@ def _knob(default: Any, doc: str, *, symbol: str | None = None, aliases: tuple[s
 class Sampling:
     """How the policy draws tokens. `temperature=0` decodes greedily; `top_k=0` and `top_p=1` switch those off."""
 
-    temperature: float = _knob(0.7, "Sampling temperature (0 decodes greedily).")
+    temperature: float = _knob(0.7, f"Sampling temperature (0, or below {GREEDY_BELOW:g}, decodes greedily).")
     top_k: int = _knob(0, "Sampling top-k (0: off; not the replacement's keep_top).")
-    top_p: float = _knob(0.9, "Nucleus sampling mass (1: off).")
+    top_p: float = _knob(0.9, "Nucleus sampling mass (1: off; the most likely token is always kept).")
 
     def __post_init__(self) -> None:
-        if not (self.temperature >= 0 and math.isfinite(self.temperature)):
-            raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature}")
+        if not (finite(self.temperature) and self.temperature >= 0):
+            raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature!r:.40}")
         if self.top_k < 0:
             raise ConfigError(f"top_k must be >= 0 (0 switches it off), got {self.top_k}")
-        if not 0 < self.top_p <= 1:
-            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p}")
+        if not (finite(self.top_p) and 0 < self.top_p <= 1):
+            raise ConfigError(f"top_p must be in (0, 1], got {self.top_p!r:.40}")
+
+    @property
+    def greedy(self) -> bool:
+        """Decode the most likely token: logits divided by a smaller temperature overflow float32 into inf/nan."""
+        return self.temperature < GREEDY_BELOW
 
 
 @dataclass(frozen=True)
@@ -106,8 +119,10 @@ class SearchConfig:
                 f"(mutants x beams_per_mutant = {self.beams}) so that some beams can be replaced; {given}. "
                 "Give at least 2 beams, or a method that does not replace (best-of-n, mutation-best-of-n)"
             )
-        if self.time_budget is not None and not self.time_budget > 0:
-            raise ConfigError(f"time_budget must be a positive number of seconds, got {self.time_budget}")
+        if self.time_budget is not None and not (finite(self.time_budget) and self.time_budget > 0):
+            raise ConfigError(f"time_budget must be a positive number of seconds, got {self.time_budget!r:.40}")
+        if self.reward_threshold is not None and not finite(self.reward_threshold):
+            raise ConfigError(f"reward_threshold must be a finite number or None, got {self.reward_threshold!r:.40}")
         if isinstance(self.sampling, dict):
             object.__setattr__(self, "sampling", Sampling(**self.sampling))
         object.__setattr__(self, "stop", _stop_sequences(self.stop))

@@ -95,6 +95,10 @@ class Policy(Protocol):
     `supports_continuation` says whether `extend` can continue a partial response a few tokens at a time; a policy
     that cannot runs the search at response granularity (every beam finishes in one call). `max_context` is the
     context window in tokens, or None when unknown.
+
+    A policy with `supports_deadline = True` also takes `deadline=` (a `time.monotonic()` value, or None) in
+    `extend` and `aextend`, and returns by then with what it decoded: the search's time budget then holds inside a
+    period, not only between periods (`extend_args`).
     """
 
     name: str
@@ -279,10 +283,17 @@ async def amutate(mutator: Mutator, instruction: str, n: int, seed: int) -> list
     return await asyncio.to_thread(mutator.mutate, instruction, n, seed)
 
 
-async def aextend(policy: Policy, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+def extend_args(policy: Policy, deadline: float | None) -> dict[str, Any]:
+    """The keyword arguments of `extend` beyond the protocol's own: the deadline, for a policy that takes one."""
+    return {"deadline": deadline} if deadline is not None and getattr(policy, "supports_deadline", False) else {}
+
+
+async def aextend(policy: Policy, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int,
+                  deadline: float | None = None) -> Usage:
+    extra = extend_args(policy, deadline)
     if isinstance(policy, AsyncPolicy):
-        return await policy.aextend(beams, max_new_tokens, sampling, seed)
-    return await asyncio.to_thread(policy.extend, beams, max_new_tokens, sampling, seed)
+        return await policy.aextend(beams, max_new_tokens, sampling, seed, **extra)
+    return await asyncio.to_thread(lambda: policy.extend(beams, max_new_tokens, sampling, seed, **extra))
 
 
 async def astart(policy: Policy, prompts: Sequence[Prompt], max_new_tokens: int) -> list[Beam]:

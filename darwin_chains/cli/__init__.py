@@ -77,6 +77,18 @@ def _at_least(low: float, kind: type):
     return parse
 
 
+def _above(low: float, kind: type):
+    """A flag parser for a finite number larger than `low`."""
+    def parse(text: str) -> Any:
+        value = kind(text)
+        if not low < value < float("inf"):
+            raise argparse.ArgumentTypeError(f"must be a finite number above {low}, got {text}")
+        return value
+
+    parse.__name__ = kind.__name__
+    return parse
+
+
 def _escape(text: str) -> str:
     return text.replace("%", "%%")
 
@@ -123,6 +135,20 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--shutdown-timeout", type=_at_least(0, float), default=30.0, metavar="S",
                        help="seconds running searches get to finish after SIGTERM before they are cancelled "
                             "(default: %(default)s)")
+    conn = serve.add_argument_group("connections")
+    conn.add_argument("--timeout-keep-alive", type=_above(0, float), default=5.0, metavar="S",
+                      help="seconds an idle keep-alive connection stays open (default: %(default)s)")
+    conn.add_argument("--timeout-headers", type=_above(0, float), default=10.0, metavar="S",
+                      help="seconds a client may take to send a request's headers before its connection is closed; "
+                           "its body gets --max-body-seconds (default: %(default)s)")
+    conn.add_argument("--max-connections", type=_at_least(1, int), default=256, metavar="N",
+                      help="open connections and requests at once; past them a request gets 503 "
+                           "(default: %(default)s)")
+    serve.add_argument("--preload", action=argparse.BooleanOptionalAction, default=True,
+                       help="load the models as the server starts; /health says loading until then (default: on)")
+    conn.add_argument("--access-log", action=argparse.BooleanOptionalAction, default=True,
+                      help="one line per request on stderr: client, method, path, status, time; never a header "
+                           "(default: on)")
     _search_args(serve)
     from .serve.limits import add_flags
 
@@ -230,7 +256,9 @@ def _serve(args: argparse.Namespace) -> int:
     search = Search(policy, defaults.reward(args.reward, policy), defaults.mutator(args.mutator, policy), config)
     print(f"darwin-chains: serving {policy.name} at http://{args.host}:{args.port}/v1", file=sys.stderr)
     serve.run(search, host=args.host, port=args.port, model=args.model_name, max_concurrent=args.max_concurrent,
-              max_queue=args.max_queue, shutdown_timeout=args.shutdown_timeout, limits=limits, api_key=api_key)
+              max_queue=args.max_queue, shutdown_timeout=args.shutdown_timeout, limits=limits, api_key=api_key,
+              timeout_keep_alive=args.timeout_keep_alive, timeout_headers=args.timeout_headers,
+              max_connections=args.max_connections, access_log=args.access_log, preload=args.preload)
     return 0
 
 

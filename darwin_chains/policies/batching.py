@@ -31,11 +31,14 @@ class State:
         return [*self.prompt_ids, *self.response_ids]
 
 
-def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list[tuple[KV, ...] | None],
-          width: int, fillers: int = 0, spare: int = 0) -> list[KV] | None:
+def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list[Any], width: int,
+          fillers: int = 0, spare: int = 0, release: bool = False) -> list[KV] | None:
     """Per-layer batch tensors of `width` filled columns (and `spare` empty ones after them, to decode into):
     rows `keep` of the old batch, then each newcomer's own cache (None: nothing cached), then `fillers` empty rows.
-    Every row's cache is left-padded, so its newest column is the last filled one."""
+    Every row's cache is left-padded, so its newest column is the last filled one.
+
+    With `release`, newcomers' caches are lists the caller gives up: each layer is dropped once copied, so long
+    prompts' caches are never held twice over."""
     import torch
 
     reference = old or next((c for c in newcomers if c is not None), None)
@@ -44,7 +47,8 @@ def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list
     index = torch.tensor(keep, device=reference[0][0].device) if keep else None
     carried = min(old_width, width)
     out = []
-    for layer, (k0, v0) in enumerate(reference):
+    for layer in range(len(reference)):
+        k0, v0 = reference[layer]
         shape = (len(keep) + len(newcomers) + fillers, k0.shape[-3], width + spare, k0.shape[-1])
         k, v = k0.new_zeros(shape), v0.new_zeros(shape)
         if keep:
@@ -53,6 +57,8 @@ def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list
         for r, cache in enumerate(newcomers, start=len(keep)):
             if cache is not None and (n := cache[layer][0].shape[1]):
                 k[r, :, width - n : width], v[r, :, width - n : width] = cache[layer]
+            if cache is not None and release:
+                cache[layer] = None
         out.append((k, v))
     return out
 

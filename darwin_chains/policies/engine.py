@@ -9,12 +9,18 @@ cache) wait for a place.
 A row carries everything that makes it itself: its cache, its sampling settings, its own random generator and its
 stop conditions. Attention runs row by row (`attention.py`), so a seeded search decodes the same tokens alone or
 beside any others.
+
+A newcomer's prompt is encoded `PREFILL_CHUNK` tokens at a time, one chunk between two decoding steps, so a long
+prompt neither holds up the rows already decoding nor needs memory that grows with its square. Between chunks and
+at every step a row leaves when its call was cancelled or its deadline passed: a client that left, or a search
+out of time, stops within one step or chunk.
 """
 from __future__ import annotations
 
 import atexit
 import logging
 import threading
+import time
 import weakref
 from collections import deque
 from concurrent.futures import Future
@@ -32,6 +38,11 @@ log = logging.getLogger(__name__)
 
 IDLE_SECONDS = 2.0  # the thread ends when idle this long, and starts again with the next call
 SPARE_COLUMNS = 64  # room the batch's cache is made with, so steps write in place (batching.Slab)
+# Prompt tokens encoded between two decoding steps, all newcomers together (whole chunks, at least one): about a
+# second of a 135M model's time on one CPU thread at 2k tokens of context, and attention scores of a few hundred
+# MB at 8k. A newcomer's chunks start at fixed offsets of its own, whoever shares the pass, so its numbers do not
+# depend on the others.
+PREFILL_CHUNK = 256
 
 
 @dataclass(eq=False)
@@ -43,6 +54,7 @@ class Row:
     sampling: Sampling
     generator: Any
     job: Job
+    buffer: Slab | None = None  # a long prompt's own cache while it is encoded, a chunk at a time, in place
 
 
 @dataclass(eq=False)
@@ -54,6 +66,11 @@ class Job:
     future: Future = field(default_factory=Future)
     left: int = 0
     cancelled: bool = False
+    deadline: float | None = None  # time.monotonic() past which its rows stop decoding
+
+    def over(self, now: float) -> bool:
+        """Whether its rows should leave now: the caller gave up or ran out of time."""
+        return self.cancelled or (self.deadline is not None and now >= self.deadline)
 
 
 _ENGINES: weakref.WeakSet = weakref.WeakSet()
@@ -86,6 +103,7 @@ class Engine:
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
         self._rows: list[Row] = []  # the running batch, in cache order
+        self._prefilling: list[Row] = []  # admitted, their prompts being encoded a chunk at a time
         self._slab: Slab | None = None  # the batch's cache: per layer [rows + fillers, kv heads, columns, head dim]
         self._limit = max_batch_rows  # lowered after an out-of-memory error
         self._closing = False
@@ -93,10 +111,12 @@ class Engine:
 
     # -- the callers' side ---------------------------------------------------------------------------------------
 
-    def submit(self, states: list[State], steps: int, sampling: Sampling, seed: int) -> Future:
+    def submit(self, states: list[State], steps: int, sampling: Sampling, seed: int,
+               deadline: float | None = None) -> Future:
+        """Decode up to `steps` tokens for each state; rows stop early at `deadline` (a `time.monotonic()`)."""
         import torch
 
-        job = Job()
+        job = Job(deadline=deadline)
         device = "cuda" if self.model.device.type == "cuda" else "cpu"
         for i, state in enumerate(states):
             generator = torch.Generator(device=device).manual_seed(row_seed(seed, i))
@@ -120,9 +140,9 @@ class Engine:
         return job.future
 
     def cancel(self, future: Future) -> None:
-        """Drop a call's rows at the next step (its beams are left as they are)."""
+        """Drop a call's rows at the next step or prompt chunk (its beams are left as they are)."""
         with self._wake:
-            for row in list(self._waiting) + self._rows:
+            for row in list(self._waiting) + self._prefilling + self._rows:
                 if row.job.future is future:
                     row.job.cancelled = True
 
@@ -149,18 +169,24 @@ class Engine:
                         self._waiting.clear()
                         self._thread = None
                         return
-                    if not self._rows and not self._waiting:
+                    if not self._rows and not self._waiting and not self._prefilling:
                         self._wake.wait(IDLE_SECONDS)
                         if not self._waiting:
                             self._thread = None
                             return
-                    joining = self._admit()
+                    self._prefilling += self._admit()
+                ready: list[Row] = []
                 try:
-                    self._regroup(joining)
+                    ready = self._prefill()
+                    self._regroup(ready)
                     if self._rows:
                         self._step()
                 except Exception as exc:  # noqa: BLE001 - every caller in the batch hears of it
-                    outside = [r for r in joining if r not in self._rows]  # their prefill failed
+                    outside = self._prefilling + [r for r in ready if r not in self._rows]  # not decoding yet
+                    self._prefilling = []
+                    for r in outside:  # a cache given up to a batch that was never made: encode it again
+                        if r.state.cache is None:
+                            r.state.cached = 0
                     if isinstance(exc, torch.cuda.OutOfMemoryError) and len(self._rows) + len(outside) > 1:
                         self._shed(outside)
                         continue
@@ -168,11 +194,11 @@ class Engine:
 
     def _admit(self) -> list[Row]:
         """Waiting rows that fit (under the lock): rows and cache tokens within the limits, one row at least."""
-        joining, rows = [], len(self._rows)
-        tokens = sum(r.state.cached + 1 for r in self._rows)
+        joining, rows, now = [], len(self._rows) + len(self._prefilling), time.monotonic()
+        tokens = sum(r.state.cached + 1 for r in self._rows) + sum(len(r.state.ids) for r in self._prefilling)
         while self._waiting:
             row = self._waiting[0]
-            if row.job.cancelled:
+            if row.job.over(now):
                 self._waiting.popleft()
                 self._leave(row)
                 continue
@@ -186,39 +212,90 @@ class Engine:
 
     def _regroup(self, joining: list[Row]) -> None:
         """The batch for the next step: leavers out (each keeps its own cache), newcomers in."""
-        if joining:
-            self._prefill([r for r in joining if len(r.state.ids) - r.state.cached > 1])
-        before, staying, leaving = self._rows, [], []
+        before, staying, leaving, now = self._rows, [], [], time.monotonic()
         for r in before:
-            (leaving if r.steps <= 0 or r.state.finished or r.job.cancelled else staying).append(r)
+            (leaving if r.steps <= 0 or r.state.finished or r.job.over(now) else staying).append(r)
         slab = self._slab
         if not joining and not leaving and slab is not None and slab.room:
             return
         for i, r in enumerate(before):
             if r in leaving and not r.state.finished and slab is not None:
-                r.state.cache = extract(slab.layers, i, slab.width - r.state.cached, slab.width)
+                if r.job.over(now):  # nobody continues it: drop the cache rather than copy it (a later call
+                    r.state.cache, r.state.cached = None, 0  # would encode the beam again)
+                else:
+                    r.state.cache = extract(slab.layers, i, slab.width - r.state.cached, slab.width)
         for r in leaving:
             self._leave(r)
-        self._rows = staying + joining
-        if not self._rows:
+        self._rows = rows = staying + joining
+        if not rows:
             self._slab = None
             return
         keep = [i for i, r in enumerate(before) if r in staying]
-        width = max(r.state.cached for r in self._rows)
-        layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep,
-                       [r.state.cache for r in joining], width, max(0, MIN_ROWS - len(self._rows)), SPARE_COLUMNS)
+        width = max(r.state.cached for r in rows)
+        caches = [None if r.state.cache is None else list(r.state.cache) for r in joining]
+        for r in joining:  # a row's cache moves into the batch, layer by layer, and is copied out when it leaves
+            r.state.cache = None
+        layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep, caches, width,
+                       max(0, MIN_ROWS - len(rows)), SPARE_COLUMNS, release=True)
         self._slab = Slab(layers, width) if layers is not None else None
         self.peak_rows = max(self.peak_rows, len(self._rows))
 
-    def _prefill(self, rows: list[Row]) -> None:
-        """Encode what newcomers have not encoded yet (a prompt, an adopted response), all but the last token."""
-        if not rows:
-            return
-        states = [r.state for r in rows]
-        caches, _ = forward_ragged(self.model, [s.ids[s.cached : -1] for s in states],
-                                   [s.cache if s.cached else None for s in states], self.pad_id, logits_to_keep=1)
-        for s, cache in zip(states, caches):
-            s.cache, s.cached = cache, len(s.ids) - 1
+    def _prefill(self) -> list[Row]:
+        """Encode the next chunk of what each newcomer has not encoded yet (a prompt, an adopted response), all but
+        its last token; return the newcomers that are ready to decode. A row whose call is over leaves and drops what
+        it encoded (nobody continues it)."""
+        now, pending, ready = time.monotonic(), [], []
+        for r in self._prefilling:
+            if r.job.over(now):
+                r.state.cache, r.state.cached, r.buffer = None, 0, None
+                self._leave(r)
+            else:
+                (pending if len(r.state.ids) - r.state.cached > 1 else ready).append(r)
+        encoding, feeds = [], []
+        for r in pending:  # whole chunks while they fit in one chunk's worth; a long prompt's chunk goes alone
+            s = r.state
+            feed = s.ids[s.cached : min(s.cached + PREFILL_CHUNK, len(s.ids) - 1)]
+            if encoding and (r.buffer is not None or sum(map(len, feeds)) + len(feed) > PREFILL_CHUNK):
+                break
+            encoding.append(r)
+            feeds.append(feed)
+            if r.buffer is not None:
+                break
+        if encoding and encoding[0].buffer is not None:
+            self._encode_in_place(encoding[0], feeds[0])
+        elif encoding:
+            states = [r.state for r in encoding]
+            caches, _ = forward_ragged(self.model, feeds, [s.cache if s.cached else None for s in states],
+                                       self.pad_id, logits_to_keep=1)
+            for r, feed, cache in zip(encoding, feeds, caches):
+                r.state.cache, r.state.cached = cache, r.state.cached + len(feed)
+                if (left := len(r.state.ids) - 1 - r.state.cached) > 0:  # more chunks: room for all of them
+                    r.buffer = Slab(stack(None, 0, [], [list(cache)], r.state.cached, spare=left, release=True),
+                                    r.state.cached)
+                    r.state.cache = _row_view(r.buffer)
+        for r in encoding:
+            if len(r.state.ids) - r.state.cached == 1:
+                r.buffer = None  # its cache (a view of the buffer until now) is copied into the batch on joining
+                ready.append(r)
+        # Round robin: the newcomers that waited go first next time, so a short prompt never waits out a long one.
+        self._prefilling = [r for r in pending if r not in encoding] + [r for r in encoding if r not in ready]
+        # A call's rows join the batch together: each joining copies the batch's whole cache once.
+        waiting = {r.job for r in self._prefilling}
+        self._prefilling += [r for r in ready if r.job in waiting]
+        return [r for r in ready if r.job not in waiting]
+
+    def _encode_in_place(self, row: Row, feed: list[int]) -> None:
+        """The next chunk of a long prompt, written into the row's own buffer: the cache is never copied, so a
+        prompt costs its cache and one chunk's attention, whatever its length."""
+        import torch
+
+        buffer, device = row.buffer, self.model.device
+        start = buffer.width
+        self.model(input_ids=torch.tensor([feed], device=device),
+                   position_ids=torch.arange(start, start + len(feed), device=device)[None], cache=buffer.cache(),
+                   use_cache=True, logits_to_keep=1, rows=Rows([(0, start + len(feed))], [len(feed)]))
+        buffer.width += len(feed)
+        row.state.cache, row.state.cached = _row_view(buffer), buffer.width
 
     def _step(self) -> None:
         """One token for every row: one forward pass, then each row samples with its own settings and generator."""
@@ -290,4 +367,11 @@ class Engine:
             row.job.cancelled = True  # its rows still waiting are dropped too
             if not row.job.future.done():
                 row.job.future.set_exception(exc)
+        for row in self._rows:  # their caches were in the batch: a later call encodes them again
+            row.state.cache, row.state.cached = None, 0
         self._rows, self._slab = [], None
+
+
+def _row_view(buffer: Slab) -> tuple:
+    """A one-row buffer's filled columns as the row's own cache (views: nothing is copied)."""
+    return tuple((k[0], v[0]) for k, v in buffer.filled())

@@ -46,6 +46,7 @@ class HFPolicy:
     """
 
     supports_continuation = True
+    supports_deadline = True  # rows leave the engine's batch at their deadline, within a step or prompt chunk
 
     def __init__(self, model: Any, tokenizer: Any, *, chat_template: str | None = None, name: str | None = None,
                  max_batch_rows: int = 64, max_batch_tokens: int | None = None):
@@ -131,23 +132,25 @@ class HFPolicy:
             state = State(own.prompt_ids, list(theirs.response_ids), cache, keep if cache else 0)
         return Beam(beam.prompt, donor.response, donor.tokens, donor.finished, state)
 
-    def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+    def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int,
+               deadline: float | None = None) -> Usage:
         live = [b for b in beams if not b.finished]
         if not live or max_new_tokens < 1:
             return Usage()
-        future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed)
+        future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed, deadline)
         try:
             return self._finish(live, future.result())
         except BaseException:
             self.engine.cancel(future)
             raise
 
-    async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+    async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int,
+                      deadline: float | None = None) -> Usage:
         """`extend` without a thread: the call waits on the engine's future, and cancelling it frees its rows."""
         live = [b for b in beams if not b.finished]
         if not live or max_new_tokens < 1:
             return Usage()
-        future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed)
+        future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed, deadline)
         try:
             return self._finish(live, await asyncio.wrap_future(future))
         except BaseException:

@@ -9,6 +9,7 @@ retry is counted.
 from __future__ import annotations
 
 import random
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -59,13 +60,15 @@ class RetryPolicy:
         base = min(self.initial_backoff * 2 ** (retry - 1), self.max_backoff)
         return min(base + random.uniform(0, self.jitter), self.max_backoff)
 
-    def call(self, fn: Callable[[], T], server: str, error: type[DarwinError] = PolicyError) -> tuple[T, int]:
-        """`fn()` with retries; returns its result and the number of retries it took."""
+    def call(self, fn: Callable[[], T], server: str, error: type[DarwinError] = PolicyError,
+             deadline: float | None = None) -> tuple[T, int]:
+        """`fn()` with retries, none past `deadline` (a `time.monotonic()`); returns its result and the number of
+        retries it took."""
         from tenacity import Retrying
 
         attempts = 0
         try:
-            for attempt in Retrying(**self._tenacity()):
+            for attempt in Retrying(**self._tenacity(deadline)):
                 with attempt:
                     attempts += 1
                     result = fn()
@@ -73,14 +76,14 @@ class RetryPolicy:
             raise self.failure(exc, server, attempts, error) from exc
         return result, attempts - 1
 
-    async def acall(self, fn: Callable[[], Awaitable[T]], server: str,
-                    error: type[DarwinError] = PolicyError) -> tuple[T, int]:
-        """`await fn()` with retries; returns its result and the number of retries it took."""
+    async def acall(self, fn: Callable[[], Awaitable[T]], server: str, error: type[DarwinError] = PolicyError,
+                    deadline: float | None = None) -> tuple[T, int]:
+        """`await fn()` with retries, none past `deadline`; returns its result and the number of retries it took."""
         from tenacity import AsyncRetrying
 
         attempts = 0
         try:
-            async for attempt in AsyncRetrying(**self._tenacity()):
+            async for attempt in AsyncRetrying(**self._tenacity(deadline)):
                 with attempt:
                     attempts += 1
                     result = await fn()
@@ -88,11 +91,17 @@ class RetryPolicy:
             raise self.failure(exc, server, attempts, error) from exc
         return result, attempts - 1
 
-    def _tenacity(self) -> dict[str, Any]:
+    def _tenacity(self, deadline: float | None = None) -> dict[str, Any]:
         from tenacity import retry_if_exception, stop_after_attempt
 
-        return dict(stop=stop_after_attempt(self.attempts), retry=retry_if_exception(retryable), wait=self._wait,
-                    reraise=True)
+        stop = stop_after_attempt(self.attempts)
+        if deadline is not None:
+            stop = stop | (lambda state: time.monotonic() >= deadline)
+        return dict(stop=stop, retry=retry_if_exception(retryable), wait=self._wait, reraise=True)
+
+    def timeout_until(self, deadline: float | None) -> float:
+        """A request's timeout: `timeout`, or less when `deadline` comes first (never under 10 ms)."""
+        return self.timeout if deadline is None else max(0.01, min(self.timeout, deadline - time.monotonic()))
 
     def _wait(self, state: Any) -> float:
         """The backoff, or the server's `Retry-After` when that is longer; never more than `max_backoff`."""

@@ -11,20 +11,22 @@ def sample(logits: Any, sampling: Sampling, generator: Any, shortlist: int = 102
 
     Sorting the whole vocabulary every step is a measurable share of CPU decoding, so the nucleus is sought among
     the `shortlist` most likely tokens first; rows whose nucleus does not fit there use the whole vocabulary, so
-    the result is exact either way.
+    the result is exact either way. The most likely token always stays in the nucleus, as in transformers'
+    TopPLogitsWarper, so no top_p (1e-200 rounds to 0 in float32) leaves nothing to draw.
     """
     import torch
 
-    if sampling.temperature == 0:
+    if sampling.greedy:
         return logits.argmax(-1)
-    scores = logits.float() / sampling.temperature
+    scores = logits.float()
+    scores = (scores - scores.amax(-1, keepdim=True)) / sampling.temperature  # no overflow to inf - inf = nan
     k = min(sampling.top_k or shortlist, scores.shape[-1])
     values, index = scores.topk(k, dim=-1)
     log_norm = scores.logsumexp(-1, keepdim=True) if not sampling.top_k else values.logsumexp(-1, keepdim=True)
     probs = (values - log_norm).exp()
     if sampling.top_p < 1:
         before = probs.cumsum(-1) - probs  # mass of the more likely tokens
-        probs = probs.masked_fill(before >= sampling.top_p, 0.0)
+        probs = probs.masked_fill(_outside(before, sampling.top_p), 0.0)
         covered = before[:, -1] + probs[:, -1] >= sampling.top_p
     else:
         covered = torch.full((len(scores),), bool(sampling.top_k) or k == scores.shape[-1], device=scores.device)
@@ -34,11 +36,18 @@ def sample(logits: Any, sampling: Sampling, generator: Any, shortlist: int = 102
         full = torch.softmax(scores[rows], dim=-1)
         if sampling.top_p < 1:
             ordered, order = full.sort(dim=-1, descending=True)
-            ordered = ordered.masked_fill(ordered.cumsum(-1) - ordered >= sampling.top_p, 0.0)
+            ordered = ordered.masked_fill(_outside(ordered.cumsum(-1) - ordered, sampling.top_p), 0.0)
             choice[rows] = order.gather(-1, multinomial(ordered, generator)).squeeze(-1)
         else:
             choice[rows] = multinomial(full, generator).squeeze(-1)
     return choice
+
+
+def _outside(before: Any, top_p: float) -> Any:
+    """The tokens past the nucleus, given the mass of the tokens more likely than each (sorted, most likely first)."""
+    outside = before >= top_p
+    outside[..., 0] = False
+    return outside
 
 
 def multinomial(probs: Any, generator: Any) -> Any:

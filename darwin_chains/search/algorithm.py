@@ -85,6 +85,7 @@ class Darwin:
                 self.live = beams + bystanders
                 while not all(b.finished for b in beams + bystanders):
                     yield from self._extend(beams, bystanders)
+                    yield from self._checkpoint()  # out of time mid-period: stop before scoring it
                     settle = None
                     if config.replaces and not all(b.finished for b in beams):
                         beams = yield from self._replace(cycle, beams, counts)

@@ -126,6 +126,9 @@ class Run:
         self.algorithm: Darwin | None = None
         self.settled = ""
         self.started = time.perf_counter()
+        budget = config.time_budget
+        # For policies that stop inside a period (`supports_deadline`); the budget itself is checked below.
+        self.deadline = time.monotonic() + budget if budget is not None else None
         self.trace = Trace(
             method=config.method,
             config=config.to_dict(),

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DarwinError, MutationError, PolicyError, RewardError
 from ..prompt import Prompt
-from ..protocols import Beam, Reported, Usage, aextend, amutate, ascore, astart
+from ..protocols import Beam, Reported, Usage, aextend, amutate, ascore, astart, extend_args
 from .stops import cut
 
 if TYPE_CHECKING:
@@ -77,10 +77,12 @@ class Extend(Request):
     look_ahead: bool = False  # throw-away tokens decoded only to score a partial response
 
     def call(self, run: Run) -> Any:
-        return run.policy.extend(self.beams, self.max_new_tokens, run.config.sampling, self.seed)
+        return run.policy.extend(self.beams, self.max_new_tokens, run.config.sampling, self.seed,
+                                 **extend_args(run.policy, run.deadline))
 
     async def acall(self, run: Run) -> Any:
-        return await aextend(run.policy, self.beams, self.max_new_tokens, run.config.sampling, self.seed)
+        return await aextend(run.policy, self.beams, self.max_new_tokens, run.config.sampling, self.seed,
+                             run.deadline)
 
     def check(self, run: Run, reply: Any) -> Usage:
         usage = reply if isinstance(reply, Usage) else Usage()

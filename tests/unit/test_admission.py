@@ -82,3 +82,36 @@ def test_close_refuses_the_waiting_and_cancel_running_ends_the_running():
 def test_bad_bounds_are_refused():
     with pytest.raises(ValueError, match="max_concurrent"):
         Admission(max_concurrent=0)
+
+
+def test_searches_start_only_while_the_running_ones_hold_at_most_max_tokens_and_in_order():
+    """vLLM-style admission by cached tokens: 600 + 500 > 1000, so the second waits for the first, and the small
+    third waits behind it rather than overtaking; a search alone always may start, whatever it holds."""
+    async def main():
+        admission = Admission(max_concurrent=8, max_queue=8, max_tokens=1000)
+        gates = {name: asyncio.Event() for name in "abcd"}
+        started = []
+
+        async def work(name):
+            started.append(name)
+            await gates[name].wait()
+            return name
+
+        run = lambda name, tokens: asyncio.create_task(admission.run(lambda: work(name), never, tokens))  # noqa: E731
+        a, b, c = run("a", 600), run("b", 500), run("c", 100)
+        await asyncio.sleep(0.05)
+        assert started == ["a"] and (admission.running, admission.queued, admission.held) == (1, 2, 600)
+        gates["a"].set()
+        await a
+        await asyncio.sleep(0.05)
+        assert started == ["a", "b", "c"] and admission.held == 600  # b and c fit together: 500 + 100
+        gates["b"].set(), gates["c"].set()
+        await asyncio.gather(b, c)
+        d = run("d", 5000)  # more than max_tokens, but alone: it runs
+        await asyncio.sleep(0.05)
+        assert started[-1] == "d" and admission.held == 5000
+        gates["d"].set()
+        await d
+        assert (admission.running, admission.held) == (0, 0)
+
+    asyncio.run(main())

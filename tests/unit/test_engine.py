@@ -12,6 +12,7 @@ from darwin_chains import HFPolicy, Prompt, Sampling, Search, SearchConfig
 from darwin_chains.testing import KeywordReward
 from tests.unit.test_search import without_timings
 
+GREEDY = Sampling(temperature=0)
 QUESTIONS = ["Name a colour.", "Say something about the sea, at some length please.", "Count to three."]
 # Mixed sampling settings and lengths: each search brings its own.
 CONFIGS = [
@@ -190,3 +191,189 @@ def test_cancelling_an_async_call_frees_its_rows(fresh_policy):
 
     cached = asyncio.run(main())
     assert cached < 3 * 450  # it stopped long before its period was decoded
+
+
+class Held:
+    """The model, holding the first forward pass of a kind ("step": one token a row; "prefill": more) until
+    `released` is set, and logging every pass's kind."""
+
+    def __init__(self, model, kind: str):
+        self.model, self.kind, self.passes, self.rows = model, kind, [], []  # each pass's kind and real rows
+        self.waiting, self.released = threading.Event(), threading.Event()
+
+    def __getattr__(self, name):
+        return getattr(self.model, name)
+
+    def __call__(self, *, input_ids, **kwargs):
+        kind = "step" if input_ids.shape[1] == 1 else "prefill"
+        self.passes.append(kind)
+        self.rows.append(sum(1 for n in kwargs["rows"].queries if n))
+        if kind == self.kind and not self.waiting.is_set():
+            self.waiting.set()
+            self.released.wait(60)
+        return self.model(input_ids=input_ids, **kwargs)
+
+
+LONG = " ".join(["Give three tips for writing a clear email."] * 8)  # about 100 tokens of the tiny tokenizer
+
+
+def idle(engine, seconds: float = 30) -> bool:
+    deadline = time.monotonic() + seconds
+    while engine._rows or engine._waiting or engine._prefilling:
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+def test_a_long_prompt_is_encoded_a_chunk_at_a_time_between_the_steps_of_the_running_rows(fresh_policy,
+                                                                                         monkeypatch):
+    import darwin_chains.policies.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PREFILL_CHUNK", 8)
+    policy = fresh_policy()
+    policy.engine.eos_ids = frozenset()
+    held = policy.engine.model = Held(policy.model, "step")
+    running = policy.start([Prompt.of("Hi")], 64)
+    newcomer = policy.start([Prompt.of(LONG)], 64)
+    chunks = -(-(len(newcomer[0].state.ids) - 1) // 8)
+    try:
+        decoding = policy.engine.submit([running[0].state], 40, GREEDY, 0)
+        assert held.waiting.wait(60)
+        joining = policy.engine.submit([newcomer[0].state], 1, GREEDY, 1)
+        held.passes.clear()
+        held.released.set()
+        assert joining.result(timeout=60).output_tokens == 1 and decoding.result(timeout=60).output_tokens == 40
+    finally:
+        held.released.set()
+    assert chunks >= 8 and held.passes.count("prefill") == chunks
+    first, last = held.passes.index("prefill"), len(held.passes) - held.passes[::-1].index("prefill") - 1
+    assert held.passes[first:last].count("step") >= chunks - 1  # the running row decoded between the chunks
+    state = newcomer[0].state  # and the chunks add up to the prompt's cache, position for position
+    with torch.inference_mode():
+        out = policy.model(input_ids=torch.tensor([state.ids[:-2]]), use_cache=True)
+    for (k, v), layer in zip(state.cache, out.past_key_values.layers):
+        torch.testing.assert_close(k[:, : len(state.ids) - 2], layer.keys[0], atol=1e-5, rtol=1e-5)
+        torch.testing.assert_close(v[:, : len(state.ids) - 2], layer.values[0], atol=1e-5, rtol=1e-5)
+
+
+@pytest.mark.parametrize("how", ["cancel", "deadline"])
+def test_a_call_cancelled_or_out_of_time_stops_its_prompt_at_the_next_chunk(fresh_policy, monkeypatch, how):
+    import darwin_chains.policies.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PREFILL_CHUNK", 8)
+    policy = fresh_policy()
+    held = policy.engine.model = Held(policy.model, "prefill")
+    beam = policy.start([Prompt.of(LONG)], 64)[0]
+    deadline = time.monotonic() + 0.5 if how == "deadline" else None
+    try:
+        future = policy.engine.submit([beam.state], 10, GREEDY, 0, deadline)
+        assert held.waiting.wait(60)  # the first chunk is being encoded
+        if how == "cancel":
+            policy.engine.cancel(future)
+        else:
+            time.sleep(max(0.0, deadline - time.monotonic()) + 0.01)
+        held.released.set()
+        assert future.result(timeout=60).output_tokens == 0
+    finally:
+        held.released.set()
+    assert idle(policy.engine) and held.passes == ["prefill"]  # no chunk after the first, no step
+    assert beam.state.cached == 0 and beam.state.cache is None  # nobody continues it: its memory is freed
+
+
+def test_a_deadline_ends_a_call_within_one_step(fresh_policy):
+    policy = fresh_policy()
+    policy.engine.eos_ids = frozenset()
+    beams = policy.start([Prompt.of(QUESTIONS[0])] * 2, 400)
+    past = policy.engine.submit([b.state for b in beams], 300, GREEDY, 0, time.monotonic() - 1)
+    assert past.result(timeout=60).output_tokens == 0 and all(not b.state.response_ids for b in beams)
+    held = policy.engine.model = Held(policy.model, "step")
+    deadline = time.monotonic() + 0.5
+    try:
+        future = policy.engine.submit([b.state for b in beams], 300, GREEDY, 0, deadline)
+        assert held.waiting.wait(60)
+        time.sleep(max(0.0, deadline - time.monotonic()) + 0.01)
+        held.released.set()
+        assert future.result(timeout=60).output_tokens == 2  # the held step's token for each row, then out
+    finally:
+        held.released.set()
+    assert [len(b.state.response_ids) for b in beams] == [1, 1]
+
+
+def test_a_short_prompt_does_not_wait_out_a_long_ones_chunks(fresh_policy, monkeypatch):
+    import darwin_chains.policies.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PREFILL_CHUNK", 8)
+    policy = fresh_policy()
+    held = policy.engine.model = Held(policy.model, "prefill")
+    long_beam, short_beam = policy.start([Prompt.of(LONG)], 64)[0], policy.start([Prompt.of("Hi")], 64)[0]
+    try:
+        slow = policy.engine.submit([long_beam.state], 1, GREEDY, 0)
+        assert held.waiting.wait(60)  # the long prompt's first chunk is being encoded
+        fast = policy.engine.submit([short_beam.state], 1, GREEDY, 1)
+        fast_done_at: list[int] = []
+        fast.add_done_callback(lambda _: fast_done_at.append(long_beam.state.cached))
+        held.released.set()
+        fast.result(timeout=60), slow.result(timeout=60)
+    finally:
+        held.released.set()
+    # the two took turns, a chunk each: the short one was done before the long one was half encoded
+    assert fast_done_at and fast_done_at[0] <= len(long_beam.state.ids) // 2
+
+
+def test_a_calls_rows_join_the_batch_together_once_all_are_encoded(fresh_policy, monkeypatch):
+    """Each joining copies the batch's cache: the three rows of one call join at one step, not one by one."""
+    import darwin_chains.policies.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PREFILL_CHUNK", 8)
+    policy = fresh_policy()
+    policy.engine.eos_ids = frozenset()
+    held = policy.engine.model = Held(policy.model, "none")
+    beams = policy.start([Prompt.of(LONG), Prompt.of(LONG + " Twice."), Prompt.of("Hi")], 64)
+    assert policy.engine.submit([b.state for b in beams], 3, GREEDY, 0).result(timeout=60).output_tokens == 9
+    steps = [n for kind, n in zip(held.passes, held.rows) if kind == "step"]
+    assert steps == [3, 3, 3] and held.passes.index("step") > len(held.passes) - 4  # after every chunk
+
+
+def test_a_long_prompts_chunks_write_one_buffer_in_place(fresh_policy, monkeypatch):
+    """After its first chunk a long prompt's cache is one buffer made for the whole prompt: no chunk copies it."""
+    import darwin_chains.policies.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PREFILL_CHUNK", 8)
+    policy = fresh_policy()
+    beam = policy.start([Prompt.of(LONG)], 64)[0]
+    storages = []
+
+    class Watched(Held):
+        def __call__(self, *, input_ids, **kwargs):
+            if beam.state.cache is not None:
+                storages.append(beam.state.cache[0][0].untyped_storage().data_ptr())
+            return super().__call__(input_ids=input_ids, **kwargs)
+
+    policy.engine.model = Watched(policy.model, "none")
+    assert policy.engine.submit([beam.state], 1, GREEDY, 0).result(timeout=60).output_tokens == 1
+    chunks = -(-(len(beam.state.ids) - 2) // 8)
+    assert chunks >= 8 and len(storages) == chunks - 1  # each chunk after the first (the step reads the batch's)
+    assert len(set(storages)) == 1  # found the cache in one place
+
+
+@pytest.mark.cpu_kernels
+def test_a_long_seeded_prompt_decodes_the_same_alone_and_beside_others(fresh_policy, monkeypatch):
+    import darwin_chains.policies.engine as engine_module
+
+    monkeypatch.setattr(engine_module, "PREFILL_CHUNK", 8)
+    sampling = Sampling(temperature=0.8, top_p=0.9)
+
+    def decode(policy, others: bool) -> list[int]:
+        beam = policy.start([Prompt.of(LONG)], 64)[0]
+        if others:
+            busy = policy.start([Prompt.of(LONG + " Also."), Prompt.of("Hi")], 64)
+            neighbours = policy.engine.submit([b.state for b in busy], 20, sampling, 5)
+        policy.engine.submit([beam.state], 20, sampling, 7).result(timeout=60)
+        if others:
+            neighbours.result(timeout=60)
+        return beam.state.response_ids
+
+    policy = fresh_policy()
+    policy.engine.eos_ids = frozenset()
+    assert decode(policy, others=False) == decode(policy, others=True)

@@ -163,6 +163,30 @@ def test_sampler_matches_transformers_warpers(sampling, shortlist):
         assert (counts - expected[row]).abs().max() < 0.03
 
 
+@pytest.mark.parametrize("sampling", [Sampling(1e-300), Sampling(5e-324), Sampling(9e-6), Sampling(1.0, 0, 1e-200),
+                                      Sampling(1.0, 0, 5e-324), Sampling(1.0, 3, 1e-300), Sampling(1e-300, 0, 1e-300)])
+def test_a_tiny_temperature_or_top_p_decodes_greedily_instead_of_drawing_from_nan(tiny_policy, sampling):
+    """Logits over a temperature of 1e-300 are inf in float32, and a top_p of 1e-200 is 0 there: both once
+    failed the draw ("probability tensor contains inf, nan ...")."""
+    def run(sampling):
+        beams = tiny_policy.start(PROMPTS, 64)
+        tiny_policy.extend(beams, 6, sampling, seed=0)
+        return [b.state.response_ids for b in beams]
+
+    assert run(sampling) == run(GREEDY)
+
+
+@pytest.mark.parametrize("sampling", [Sampling(1e308), Sampling(1.7976931348623157e308, 5, 1e-300),
+                                      Sampling(1e-5, 0, 1.0), Sampling(1.0, 10 ** 30, 0.5)])
+def test_numbers_at_the_float_limits_still_draw_a_token(sampling):
+    from darwin_chains.policies.sampling import sample
+
+    logits = torch.stack([torch.randn(300) * 30, torch.full((300,), -3e38), torch.zeros(300)])
+    for shortlist in (8, 1024):
+        draws = sample(logits, sampling, torch.Generator().manual_seed(0), shortlist)
+        assert draws.shape == (3,) and bool(((draws >= 0) & (draws < 300)).all())
+
+
 @pytest.mark.parametrize("method", ["darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace"])
 def test_every_method_runs_on_a_real_model(tiny_policy, method):
     from darwin_chains import Search, SearchConfig, TemplateMutator

@@ -305,8 +305,10 @@ def test_events_report_progress():
 @pytest.mark.parametrize("bad", [
     dict(keep_top=5), dict(keep_top=0), dict(mutants=0), dict(replacement_period=0), dict(max_new_tokens=0),
     dict(temperature=-1), dict(top_p=0), dict(method="beam"), dict(look_ahead=-1), dict(time_budget=0),
+    dict(temperature=10 ** 400), dict(top_p=-(10 ** 400)), dict(time_budget=10 ** 400), dict(temperature=float("inf")),
+    dict(reward_threshold=10 ** 400), dict(reward_threshold=float("nan")), dict(top_p=float("nan")),
 ])
-def test_bad_configuration_fails_at_construction(bad):
+def test_bad_configuration_fails_at_construction(bad):  # an int past float range once raised OverflowError
     with pytest.raises(ConfigError):
         SearchConfig().replace(**bad)
 

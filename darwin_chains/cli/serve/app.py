@@ -8,8 +8,9 @@ field in an extra `darwin` object (`{"darwin": {"mutants": 3, "replacement_perio
 fields a search cannot honour (`presence_penalty: 0`, `logprobs: false`, ...) are accepted. Everything is checked,
 types and the operator's caps (`limits.py`) included, before a search starts: a bad parameter is a 400 that says
 which; who may call at all is `guard.py`'s business. No seed means a fresh one, returned in `darwin.seed`. The reply's `usage` counts every token the whole search spent, and its `darwin` field holds the
-reward and a compact trace. `stream: true` is answered as server-sent events, but only once the search is done:
-Darwin cannot commit to a prefix before its last cycle.
+reward and a compact trace. `stream: true` is answered as server-sent events as the answer settles
+(`streaming.py`): Darwin cannot commit to a prefix before its last cycle, so only text no later step can change
+is sent, with keep-alive comments meanwhile. The models load as the server starts (`readiness.py`).
 
 Searches run as tasks on the event loop (`Search.arun`), each with its own state, side by side: a local policy
 decodes the beams of all of them as rows of one batch. `admission.py` bounds how many run and wait, and cancels a
@@ -22,22 +23,24 @@ import asyncio
 import contextlib
 import json
 import logging
-import math
 import time
 import uuid
 from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ...config import SearchConfig, knobs, resolve
+from ...config import SearchConfig, finite, knobs, resolve
 from ...errors import ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError, require
 from ...prompt import Prompt
 from ...search import Search
 from ...trace import SearchResult
-from .guard import Guard, is_loopback, redact, secrets_of
+from .access import AccessLog
+from .guard import Guard, check_key, is_loopback, redact, secrets_of
 from .limits import Limits
+from . import streaming
 from .admission import MAX_CONCURRENT, Admission, Cancelled, Disconnected, Refused
 from .metrics import Metrics
+from .readiness import Readiness
 
 #: OpenAI request fields that are mapped onto the search (every knob, by name or alias, goes in `darwin`).
 MAPPED = {"max_tokens": "max_new_tokens", "max_completion_tokens": "max_new_tokens", "temperature": "temperature",
@@ -56,37 +59,62 @@ log = logging.getLogger(__name__)
 
 
 def create_app(search: Search, *, model: str | None = None, max_concurrent: int = MAX_CONCURRENT, max_queue: int = 16,
-               limits: Limits | None = None, api_key: str | None = None, host: str = "127.0.0.1") -> Any:
+               limits: Limits | None = None, api_key: str | None = None, host: str = "127.0.0.1",
+               preload: bool = True) -> Any:
     """A FastAPI app serving `search` (its config holds the defaults each request may change).
 
     `limits` caps what one request may ask for (`limits.py`); `api_key`, when set, is required as a bearer
     token, and `host` is where the server listens (loopback: only loopback Host headers are answered; `guard.py`).
 
     `max_concurrent` searches run at once and `max_queue` more wait; the next gets a 429 (`admission.py`).
+    With `preload`, the components load as the server starts (`readiness.py`).
     """
     fastapi = require("fastapi", extra="serve")
     from fastapi.responses import JSONResponse, Response, StreamingResponse
     from starlette.exceptions import HTTPException as StarletteHTTPException
 
     app = fastapi.FastAPI(title="darwin-chains", description="Darwin decode-time alignment, OpenAI-compatible",
-                          lifespan=_threads(max_concurrent))
+                          lifespan=_lifespan(max_concurrent), docs_url=None, redoc_url=None, openapi_url=None)
     model_id = model or f"darwin:{getattr(search.policy, 'name', 'policy')}"
-    admission = app.state.admission = Admission(max_concurrent, max_queue)
-    metrics = app.state.metrics = Metrics(admission)
     limits = app.state.limits = limits or Limits()
+    admission = app.state.admission = Admission(max_concurrent, max_queue, limits.max_held_tokens)
+    metrics = app.state.metrics = Metrics(admission)
     limits.check(search.config)  # the operator's own defaults must fit the caps
+    check_key(api_key)
     secrets = [api_key, *secrets_of(search.policy, search.reward, search.mutator)]
-    app.add_middleware(Guard, api_key=api_key, loopback=is_loopback(host), max_body_bytes=limits.max_body_bytes)
-    app.add_exception_handler(Exception, lambda request, exc: _error(500, "internal error; the server log has "
-                                                                          "the details", "server_error"))
-    app.add_exception_handler(StarletteHTTPException, lambda request, exc: _error(  # 404, 405: OpenAI's format too
-        exc.status_code, f"{exc.detail}: {request.method} {ascii(request.url.path)[1:-1][:100]}"))
+    readiness = app.state.readiness = Readiness(search, preload, secrets)
+    app.add_middleware(Guard, api_key=api_key, loopback=is_loopback(host), max_body_bytes=limits.max_body_bytes,
+                       body_timeout=limits.max_body_seconds)
+    app.add_middleware(AccessLog, secrets=secrets)
+
+    def crashed(request, exc: Exception) -> Any:
+        metrics.errors.labels("500").inc()
+        return _error(500, "internal error; the server log has the details", "server_error")
+
+    def refused(request, exc: StarletteHTTPException) -> Any:  # 404, 405: OpenAI's format too, 405 with its Allow
+        if exc.status_code >= 500:
+            metrics.errors.labels(str(exc.status_code)).inc()
+        response = _error(exc.status_code, f"{exc.detail}: {request.method} {ascii(request.url.path)[1:-1][:100]}")
+        response.headers.update(exc.headers or {})
+        return response
+
+    app.add_exception_handler(Exception, crashed)
+    app.add_exception_handler(StarletteHTTPException, refused)
 
     @app.get("/health")
-    async def health() -> dict:
+    async def health() -> Any:
         # never waits behind searches: they await their model work, which runs off the event loop
-        return {"status": "shutting_down" if admission.closed else "ok", "running": admission.running,
-                "queued": admission.queued}
+        status = "shutting_down" if admission.closed else readiness.status
+        body = {"status": status, "running": admission.running, "queued": admission.queued}
+        if readiness.error:
+            body["error"] = readiness.error
+        return JSONResponse(body, status_code=200 if status == "ok" else 503)
+
+    @app.get("/ready")
+    async def ready() -> Any:
+        problems = (["the server is shutting down"] if admission.closed else []) + await readiness.problems()
+        return JSONResponse({"status": "unavailable" if problems else "ready", "problems": problems},
+                            status_code=503 if problems else 200)
 
     @app.get("/metrics")
     async def prometheus() -> Any:
@@ -101,34 +129,57 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
     async def limits_view() -> dict:
         return {"object": "darwin.limits", "limits": limits.describe()}
 
+    def failed(exc: BaseException) -> tuple[int, str, str]:
+        """The status, message and error type a failed request is answered with, counted in the metrics."""
+        if isinstance(exc, (ConfigError, InputError)):
+            return 400, str(exc), "invalid_request_error"
+        if isinstance(exc, Refused):
+            return exc.status, str(exc), "rate_limit_error" if exc.status == 429 else "server_error"
+        if isinstance(exc, Disconnected):  # nobody is listening; the status is for the log and the metrics
+            metrics.searches.labels("disconnect").inc()
+            return 499, "the client closed the request; its search was cancelled", "invalid_request_error"
+        if isinstance(exc, Cancelled):
+            metrics.searches.labels("shutdown").inc()
+            return 503, "the server shut down before the search finished; retry", "server_error"
+        if isinstance(exc, (PolicyError, RewardError, MutationError)):  # a component behind the server failed
+            metrics.searches.labels("failed").inc()
+            return 502, _failure(exc, secrets), "server_error"
+        if isinstance(exc, DarwinError):  # the request asked for something this server cannot do (no mutator, ...)
+            return 400, str(exc), "invalid_request_error"
+        raise exc
+
+    def failed_mid_stream(exc: BaseException) -> tuple[int, str, str]:
+        try:
+            return failed(exc)
+        except BaseException:  # noqa: BLE001 - the stream has begun: an error event, and the details in the log
+            log.exception("search failed mid-stream")
+            metrics.errors.labels("500").inc()
+            return 500, "internal error; the server log has the details", "server_error"
+
     async def answer(request) -> Any:
         try:
             body, prompt, overrides, stream = await asyncio.to_thread(read_request, await request.body(),
                                                                       search.config, limits)
+            await readiness.wait()  # a request that came while the models load waits; their time is not its
+            prompt_tokens, held = await asyncio.to_thread(footprint, search, prompt, overrides)
+            limits.check_size(prompt_tokens, held)
+            if stream:
+                events = await streaming.respond(
+                    admission, search, prompt, overrides, held, is_disconnected=request.is_disconnected,
+                    metrics=metrics,
+                    model=body.get("model") or model_id, include_usage=_include_usage(body), completion=completion,
+                    failure=failed_mid_stream)
+                return StreamingResponse(events, media_type="text/event-stream")
             result = await admission.run(lambda: search.arun(prompt, on_event=metrics.event, **overrides),
-                                         request.is_disconnected)
-        except (ConfigError, InputError) as exc:
-            return _error(400, str(exc))
-        except Refused as exc:
-            response = _error(exc.status, str(exc), "rate_limit_error" if exc.status == 429 else "server_error")
-            response.headers["Retry-After"] = str(exc.retry_after)
+                                         request.is_disconnected, held)
+        except Exception as exc:  # noqa: BLE001 - `failed` re-raises what it does not know, for the 500 handler
+            status, message, kind = failed(exc)
+            response = _error(status, message, kind)
+            if isinstance(exc, Refused):
+                response.headers["Retry-After"] = str(exc.retry_after)
             return response
-        except Disconnected:  # nobody is listening; the status is for the log and the metrics
-            metrics.searches.labels("disconnect").inc()
-            return _error(499, "the client closed the request; its search was cancelled")
-        except Cancelled:
-            metrics.searches.labels("shutdown").inc()
-            return _error(503, "the server shut down before the search finished; retry", "server_error")
-        except (PolicyError, RewardError, MutationError) as exc:  # a component behind the server failed
-            metrics.searches.labels("failed").inc()
-            return _error(502, _failure(exc, secrets), "server_error")
-        except DarwinError as exc:  # the request asked for something this server cannot do (no mutator, ...)
-            return _error(400, str(exc))
         metrics.finished(result)
-        reply = completion(result, body.get("model") or model_id)
-        if stream:
-            return StreamingResponse(_events(reply), media_type="text/event-stream")
-        return JSONResponse(reply)
+        return JSONResponse(completion(result, body.get("model") or model_id))
 
     async def chat_completions(request) -> Any:
         started = time.perf_counter()
@@ -144,17 +195,37 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
     return app
 
 
-def _threads(max_concurrent: int) -> Any:
-    """Worker threads for every running search. A search's sync calls (a reward, a mutator, a policy without
-    `aextend`) each take one, two at once while its seed sample decodes beside the mutator, and asyncio's default
-    pool has only the core count + 4: past that, running searches would take turns."""
+def _lifespan(max_concurrent: int) -> Any:
+    """Worker threads for every running search, and the models loading as the server starts.
+
+    A search's sync calls (a reward, a mutator, a policy without `aextend`) each take a thread, two at once while its
+    seed sample decodes beside the mutator, and asyncio's default pool has only the core count + 4: past that,
+    running searches would take turns."""
     @contextlib.asynccontextmanager
     async def lifespan(app: Any):
         pool = ThreadPoolExecutor(2 * max_concurrent + 4, thread_name_prefix="darwin-serve")
         asyncio.get_running_loop().set_default_executor(pool)  # shut down with the loop
+        loading = asyncio.ensure_future(app.state.readiness.load())
         yield
+        loading.cancel()
 
     return lifespan
+
+
+def footprint(search: Search, prompt: Prompt, overrides: Mapping[str, Any]) -> tuple[int, int]:
+    """The prompt's tokens (the policy's own count where it has one, else about 4 characters a token) and the most
+    cached tokens its search will hold: prompt and answer, look-ahead included, for every beam and the seed sample."""
+    encode = getattr(search.policy, "encode", None)
+    tokens = len(encode(prompt)) if callable(encode) else sum(len(m["content"]) for m in prompt.messages) // 4 + 1
+    config = search.config.replace(**overrides)
+    rows = config.beams + int(config.method == "darwin" and config.seed_sample)
+    return tokens, rows * (tokens + config.max_new_tokens + config.look_ahead)
+
+
+def _include_usage(body: Mapping[str, Any]) -> bool:
+    """`stream_options.include_usage`: a last chunk with the usage, as OpenAI sends it (checked in parse_request)."""
+    options = body.get("stream_options")
+    return isinstance(options, Mapping) and options.get("include_usage") is True
 
 
 def read_request(raw: bytes, config: SearchConfig, limits: Limits | None = None
@@ -209,6 +280,7 @@ def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
     for name, kind, what in (("stream", bool, "true or false"), ("model", str, "a text")):
         if body.get(name) is not None and not isinstance(body[name], kind):
             raise ConfigError(f"{name} must be {what}, got {json.dumps(body[name])[:40]}")
+    stream_options(body)
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ConfigError("messages must be a non-empty list of {role, content} objects")
@@ -216,7 +288,14 @@ def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
     darwin = {} if body.get("darwin") is None else body["darwin"]
     if not isinstance(darwin, Mapping):
         raise ConfigError("darwin must be an object of search parameters, e.g. {\"mutants\": 3}")
-    given = {MAPPED[k]: (k, v) for k, v in body.items() if k in MAPPED and v is not None}
+    given: dict[str, tuple[str, Any]] = {}
+    for key, value in body.items():
+        if key in MAPPED and value is not None:
+            name, value = MAPPED[key], _checked(MAPPED[key], key, value)
+            if name in given and given[name][1] != value:  # max_tokens and max_completion_tokens
+                raise ConfigError(f"{given[name][0]}={given[name][1]} and {key}={value} disagree; give one of them "
+                                  "(max_completion_tokens is OpenAI's newer name for max_tokens)")
+            given[name] = (key, value)
     for name, (key, value) in zip(resolve(darwin), darwin.items()):  # aliases to names; unknown names refused
         if name in given:
             raise ConfigError(f"{name} is given twice (as {given[name][0]} and darwin.{key}); give it once")
@@ -234,21 +313,52 @@ def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
     return prompt, overrides, bool(body.get("stream"))
 
 
+def stream_options(body: Mapping[str, Any]) -> dict[str, Any]:
+    """The request's `stream_options`, checked (ConfigError if bad), with `include_usage` always a bool."""
+    options = body.get("stream_options")
+    if options is None:
+        return {"include_usage": False}
+    if not isinstance(options, Mapping):
+        raise ConfigError("stream_options must be an object such as {\"include_usage\": true}, got "
+                          f"{json.dumps(options)[:40]}")
+    usage = options.get("include_usage")
+    if usage is not None and not isinstance(usage, bool):
+        raise ConfigError(f"stream_options.include_usage must be true or false, got {json.dumps(usage)[:40]}")
+    return {**options, "include_usage": bool(usage)}
+
+
+#: The numbers each float knob takes (SearchConfig checks the same), for the message that refuses one.
+_RANGE = {"temperature": "from 0 (greedy) to 1.8e308", "top_p": "above 0 and at most 1",
+          "time_budget": "of seconds above 0 and at most 1.8e308"}
+
+
 def _checked(name: str, key: str, value: Any) -> Any:
-    """`value` if it has the knob's JSON type (a whole number, a number, true/false, a text); ConfigError if not."""
+    """`value` if it has the knob's JSON type (a whole number, a number, true/false, a text); ConfigError if not.
+
+    Numbers are checked as numbers first: JSON's integers are unbounded, and one past 1.8e308 overflows the float
+    arithmetic of the config (OverflowError) and of the limits; a whole number must fit in 64 bits.
+    """
     knob = _KNOB[name]
     if value is None and knob.optional or knob.many:
         return value  # the config checks a text or a list of texts itself
-    ok = {int: lambda v: isinstance(v, int) and not isinstance(v, bool),
-          float: lambda v: isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v),
-          bool: lambda v: isinstance(v, bool), str: lambda v: isinstance(v, str)}[knob.type](value)
+    whole = isinstance(value, int) and not isinstance(value, bool)
+    ok = {int: whole, float: finite(value), bool: isinstance(value, bool), str: isinstance(value, str)}[knob.type]
     if name == "seed" and ok and not 0 <= value < 2 ** 63:
-        raise ConfigError(f"{key} must be a whole number from 0 to 2**63 - 1, got {value}")
+        raise ConfigError(f"{key} must be a whole number from 0 to 2**63 - 1, got {_shown(value)}")
+    if knob.type is int and ok and not -2 ** 63 <= value < 2 ** 63:
+        raise ConfigError(f"{key} must be a whole number below 2**63 in size, got {_shown(value)}")
     if not ok:
-        what = {int: "a whole number", float: "a finite number", bool: "true or false", str: "a text"}[knob.type]
-        raise ConfigError(f"{key} must be {what}{' or null' if knob.optional else ''}, "
-                          f"got {json.dumps(value)[:40]}")
+        what = {int: "a whole number", bool: "true or false", str: "a text",
+                float: f"a finite number {_RANGE.get(name, 'from -1.8e308 to 1.8e308')}"}[knob.type]
+        raise ConfigError(f"{key} must be {what}{' or null' if knob.optional else ''}, got {_shown(value)}")
     return value
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: a huge whole number by its size, anything else as JSON, cut short."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 24:
+        return f"a whole number of {len(str(abs(value)))} digits"
+    return json.dumps(value)[:40]
 
 
 def _surrogate(value: Any) -> str | None:
@@ -287,19 +397,6 @@ def completion(result: SearchResult, model: str) -> dict[str, Any]:
                   "total_tokens": usage["total_tokens"]},
         "darwin": darwin,
     }
-
-
-def _events(reply: dict[str, Any]):
-    """The whole answer as one chunk, then the finish reason with usage, then [DONE]."""
-    base = {k: reply[k] for k in ("id", "created", "model")} | {"object": "chat.completion.chunk"}
-    choice = reply["choices"][0]
-    first = base | {"choices": [{"index": 0, "delta": {"role": "assistant", "content": choice["message"]["content"]},
-                                 "finish_reason": None}]}
-    last = base | {"choices": [{"index": 0, "delta": {}, "finish_reason": choice["finish_reason"]}],
-                   "usage": reply["usage"], "darwin": reply["darwin"]}
-    for chunk in (first, last):
-        yield f"data: {json.dumps(chunk)}\n\n"
-    yield "data: [DONE]\n\n"
 
 
 def _message(m: Any, index: int = 0) -> dict[str, Any]:
@@ -345,14 +442,21 @@ def _error(status: int, message: str, kind: str = "invalid_request_error", code:
 
 def run(search: Search, *, host: str = "127.0.0.1", port: int = 8000, model: str | None = None,
         max_concurrent: int = MAX_CONCURRENT, max_queue: int = 16, shutdown_timeout: float = 30.0,
-        limits: Limits | None = None, api_key: str | None = None) -> None:
+        limits: Limits | None = None, api_key: str | None = None, timeout_keep_alive: float = 5.0,
+        timeout_headers: float = 10.0, max_connections: int | None = 256, access_log: bool = True,
+        preload: bool = True) -> None:
     """Serve until a signal: the first lets running searches finish within `shutdown_timeout` s, a second exits now.
 
-    Binds to loopback unless told otherwise.
+    Binds to loopback unless told otherwise. A connection idle for `timeout_keep_alive` s, or slower than
+    `timeout_headers` s to send a request's headers, is closed; past `max_connections` a request gets 503
+    (`lifecycle.py`). `access_log`: one line per request on stderr (`access.py`). `preload`: the models load
+    as the server starts, and /health says "loading" until they have (`readiness.py`).
     """
     require("uvicorn", extra="serve")
     from .lifecycle import serve
 
     app = create_app(search, model=model, max_concurrent=max_concurrent, max_queue=max_queue, limits=limits,
-                     api_key=api_key, host=host)
-    serve(app, app.state.admission, host=host, port=port, shutdown_timeout=shutdown_timeout)
+                     api_key=api_key, host=host, preload=preload)
+    serve(app, app.state.admission, host=host, port=port, shutdown_timeout=shutdown_timeout,
+          timeout_keep_alive=timeout_keep_alive, timeout_headers=timeout_headers, max_connections=max_connections,
+          access_log=access_log)

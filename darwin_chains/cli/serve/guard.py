@@ -5,12 +5,16 @@ A search is expensive, so this pure-ASGI middleware answers before any route run
   (a web page posting to it);
 - 401 without `Authorization: Bearer KEY` when the server has a key (`/health` stays open);
 - 415 for a POST that is not `application/json` (which also keeps browsers from sending "simple" requests);
-- 413 for a body over `max_body_bytes`, from Content-Length before reading, or counted while reading.
+- 413 for a body over `max_body_bytes`, from Content-Length before reading, or counted while reading;
+- 408 for a body that takes more than `body_timeout` seconds to arrive (a slow client holds a connection).
+
+The key is compared as bytes: the header's, and the key's UTF-8 (`check_key` refuses a key no header can carry).
 
 Keys never leave the server: `redact` scrubs them from any text relayed to a client or written to a log.
 """
 from __future__ import annotations
 
+import asyncio
 import hmac
 import ipaddress
 import json
@@ -39,20 +43,32 @@ def is_loopback(host: str | None) -> bool:
         return False
 
 
+def check_key(api_key: str | None) -> None:
+    """Refuse a key that no client could send: HTTP header values hold no control characters, and their ends are
+    trimmed. Non-ASCII is fine, sent as UTF-8 bytes (many clients send only ASCII headers, though)."""
+    if not api_key:
+        return
+    if not api_key.strip() or api_key != api_key.strip() or any(ord(c) < 32 or ord(c) == 127 for c in api_key):
+        raise ConfigError("the API key is blank, starts or ends with a space, or holds a control character, so no "
+                          f"Authorization header can carry it; set --api-key or ${KEY_ENV} to printable text")
+
+
 def check_bind(host: str, api_key: str | None, insecure_no_auth: bool) -> None:
-    """Refuse to listen beyond loopback without a key, before any model loads."""
+    """Refuse to listen beyond loopback without a key, or with a key no client can send, before any model loads."""
+    check_key(api_key)
     if not is_loopback(host) and not api_key and not insecure_no_auth:
         raise ConfigError(f"refusing to serve on {host} without a key: anyone who can reach it could run searches; "
                           f"set --api-key or ${KEY_ENV}, bind --host 127.0.0.1, or pass --insecure-no-auth")
 
 
 class Guard:
-    """ASGI middleware: `app.add_middleware(Guard, api_key=..., loopback=True, max_body_bytes=...)`."""
+    """ASGI middleware: `app.add_middleware(Guard, api_key=..., loopback=True, max_body_bytes=..., body_timeout=30)`.
+    """
 
     def __init__(self, app: Any, *, api_key: str | None = None, loopback: bool = True,
-                 max_body_bytes: int = 1_000_000):
-        self.app, self.loopback, self.max_body_bytes = app, loopback, max_body_bytes
-        self.key = api_key.encode() if api_key else None
+                 max_body_bytes: int = 1_000_000, body_timeout: float = 30.0):
+        self.app, self.loopback, self.max_body_bytes, self.body_timeout = app, loopback, max_body_bytes, body_timeout
+        self.key = api_key.encode("utf-8") if api_key else None
 
     async def __call__(self, scope: dict, receive: Any, send: Any) -> None:
         if scope["type"] != "http":
@@ -77,12 +93,16 @@ class Guard:
             return 421, f"Host {host[:100]!r} is not a loopback name; this server answers 127.0.0.1, localhost and " \
                         "[::1] only (a page on another site cannot reach it through DNS rebinding)", "misdirected"
         origin = headers.get("origin")
+        if origin is not None and _url(origin) is None:
+            return 400, f"the Origin header {origin[:100]!r} is neither a URL (scheme://host[:port]) nor null; " \
+                        "send a valid Origin, or none", "invalid_origin"
         if origin is not None and not self._same_site(origin, host):
             return 403, f"cross-site requests are refused (Origin {origin[:100]!r}); call this API from a server, " \
                         "not from a web page on another site", "forbidden"
         if self.key is not None and scope.get("path") not in OPEN_PATHS:
             scheme, _, given = headers.get("authorization", "").partition(" ")
-            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), self.key):
+            # latin-1 gives back the header's own bytes: a UTF-8 key matches what a client sent as UTF-8
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode("latin-1"), self.key):
                 return 401, "missing or wrong API key; send the header Authorization: Bearer KEY with the key " \
                             "the operator set (--api-key or $" + KEY_ENV + ")", "invalid_api_key"
         if scope["method"] in ("POST", "PUT", "PATCH"):
@@ -93,18 +113,26 @@ class Guard:
         return None
 
     def _same_site(self, origin: str, host: str | None) -> bool:
-        parts = urlsplit(origin)
+        parts = _url(origin)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             return False  # "null" and the like: sandboxed frames and files
         return (self.loopback and is_loopback(parts.hostname)) or (host is not None and parts.netloc == host)
 
     async def _read(self, receive: Any, headers: dict[str, str]) -> tuple[bytes | None, tuple | None]:
-        """The whole body, or the refusal once it is known to be too large (before reading, when it says so)."""
+        """The whole body, or the refusal once it is known to be too large (before reading, when it says so) or
+        too slow."""
         length = headers.get("content-length")
         if length is not None and not length.strip().isdigit():
             return None, (400, "Content-Length is not a number", "invalid_request_error")
         if length is not None and int(length) > self.max_body_bytes:
             return None, self._too_large(int(length))
+        try:
+            return await asyncio.wait_for(self._chunks(receive), self.body_timeout)
+        except asyncio.TimeoutError:
+            return None, (408, f"the request body did not arrive within {self.body_timeout:g} s of its headers; send "
+                               "it whole (the operator can raise --max-body-seconds)", "request_timeout")
+
+    async def _chunks(self, receive: Any) -> tuple[bytes | None, tuple | None]:
         chunks, size = [], 0
         while True:
             message = await receive()
@@ -121,6 +149,14 @@ class Guard:
     def _too_large(self, size: int, more: bool = False) -> tuple:
         return 413, f"the request body has {'more than ' if more else ''}{size:,} bytes; this server takes at most " \
                     f"{self.max_body_bytes:,} (the operator can raise it with --max-body-bytes)", "request_too_large"
+
+
+def _url(text: str) -> Any:
+    """`text` split as a URL, or None where it is not one (`http://[::1` raises in urlsplit)."""
+    try:
+        return urlsplit(text)
+    except ValueError:
+        return None
 
 
 def _hostname(host: str) -> str:
@@ -151,6 +187,8 @@ async def _send(send: Any, status: int, message: str, code: str) -> None:
     headers = [(b"content-type", b"application/json"), (b"content-length", str(len(payload)).encode())]
     if status == 401:
         headers.append((b"www-authenticate", b"Bearer"))
+    if status in (408, 413):  # the rest of the body is never read: this connection cannot carry another request
+        headers.append((b"connection", b"close"))
     await send({"type": "http.response.start", "status": status, "headers": headers})
     await send({"type": "http.response.body", "body": payload})
 

@@ -39,6 +39,12 @@ class Limits:
     max_answer_tokens: int = _cap(1024, "most tokens an answer may have (max_tokens), and most look-ahead tokens")
     max_search_seconds: float = _cap(120.0, "wall-clock seconds any one search may run")
     max_body_bytes: int = _cap(1_000_000, "largest request body, in bytes; a larger one gets 413")
+    max_body_seconds: float = _cap(30.0, "seconds a client may take to send a request body once its headers are in; "
+                                   "a slower one gets 408")
+    max_prompt_tokens: int = _cap(4096, "most tokens a request's conversation may have (as the policy's tokenizer "
+                                  "counts them)")
+    max_held_tokens: int = _cap(65536, "most tokens the running searches may hold cached in all (prompt and answer, "
+                                "for every beam); a search that would pass it waits its turn")
 
     def __post_init__(self) -> None:
         for f in dataclasses.fields(self):
@@ -55,6 +61,18 @@ class Limits:
             if value > getattr(self, cap):
                 raise ConfigError(f"{what}={value} is over this server's limit of {getattr(self, cap)} ({cap}); "
                                   f"ask for less, or the operator can raise it with {flag(cap)}")
+
+    def check_size(self, prompt_tokens: int, held_tokens: int) -> None:
+        """Refuse a prompt over the cap, or a search that alone would hold more cached tokens than all may."""
+        if prompt_tokens > self.max_prompt_tokens:
+            raise ConfigError(f"the conversation has {prompt_tokens:,} tokens, over this server's limit of "
+                              f"{self.max_prompt_tokens:,} (max_prompt_tokens); shorten it, or the operator can raise "
+                              f"it with {flag('max_prompt_tokens')}")
+        if held_tokens > self.max_held_tokens:
+            raise ConfigError(f"this search would hold {held_tokens:,} cached tokens (prompt and answer, for every "
+                              f"beam), over this server's limit of {self.max_held_tokens:,} (max_held_tokens); ask "
+                              f"for fewer mutants or tokens, or the operator can raise it with "
+                              f"{flag('max_held_tokens')}")
 
     def time_budget(self, config: SearchConfig, asked: float | None) -> float:
         """The seconds a search may run: the operator's budget, lowered (never raised) by the client's."""

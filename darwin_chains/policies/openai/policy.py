@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import os
 import threading
+import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -109,6 +110,20 @@ class OpenAIPolicy:
     def supports_continuation(self) -> bool:
         return self.mode != "chat"
 
+    supports_deadline = True  # each request times out by the search's deadline, and none is sent past it
+
+    def health(self, timeout: float = 2.0) -> str | None:
+        """None when the server answers (`GET /models` within `timeout` s; a 404 counts, the server is there),
+        else what is wrong: for a readiness check (`serve`'s /ready)."""
+        openai = require("openai", package="openai")
+        try:
+            self.client.with_options(timeout=timeout, max_retries=0).models.list()
+        except openai.NotFoundError:
+            return None
+        except Exception as exc:  # noqa: BLE001 - any failure is the answer
+            return f"policy {self.name}: {self.retry.failure(exc, self.base_url, 1, PolicyError)}"
+        return None
+
     @property
     def notes(self) -> list[str]:
         """Everything found out about the server and template so far, for inspection (searches get theirs from
@@ -150,18 +165,27 @@ class OpenAIPolicy:
         # The state is the beam's own templated prompt; the adopted response is appended to it as text.
         return Beam(beam.prompt, donor.response, donor.tokens, donor.finished, beam.state)
 
-    def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+    def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int,
+               deadline: float | None = None) -> Usage:
+        """A request per beam (or per `n` of fresh beams), each timed out by `deadline` at the latest: a beam whose
+        request the deadline cut short keeps what it had."""
         live = [b for b in beams if not b.finished]
         usage = Usage()
         jobs = self._jobs(live, seed)
-        while jobs:
+
+        def send(job: Job) -> None:
+            timeout = self.retry.timeout_until(deadline) if deadline is not None else None
+            transport.send(self.retry, self.base_url, job, *self._request(job, max_new_tokens, sampling,
+                                                                          timeout=timeout), deadline)
+
+        while jobs and not _past(deadline):
             with ThreadPoolExecutor(min(self.max_concurrency, len(jobs))) as pool:
-                list(pool.map(lambda job: transport.send(self.retry, self.base_url, job,
-                                                         *self._request(job, max_new_tokens, sampling)), jobs))
-            jobs = self._apply(jobs, max_new_tokens, usage)
+                list(pool.map(send, jobs))
+            jobs = self._apply([j for j in jobs if not j.late], max_new_tokens, usage)
         return usage
 
-    async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int) -> Usage:
+    async def aextend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int,
+                      deadline: float | None = None) -> Usage:
         live = [b for b in beams if not b.finished]
         usage = Usage()
         if live:
@@ -171,12 +195,13 @@ class OpenAIPolicy:
 
         async def send(job: Job) -> None:
             async with limit:
-                await transport.asend(self.retry, self.base_url, job,
-                                      *self._request(job, max_new_tokens, sampling, client=self._async.get()))
+                timeout = self.retry.timeout_until(deadline) if deadline is not None else None
+                await transport.asend(self.retry, self.base_url, job, *self._request(
+                    job, max_new_tokens, sampling, client=self._async.get(), timeout=timeout), deadline)
 
-        while jobs:
+        while jobs and not _past(deadline):
             await asyncio.gather(*(send(job) for job in jobs))
-            jobs = self._apply(jobs, max_new_tokens, usage)
+            jobs = self._apply([j for j in jobs if not j.late], max_new_tokens, usage)
         return usage
 
     # -- one-off questions (the `Asking` capability, for a judge) ------------------------------------------------
@@ -229,10 +254,11 @@ class OpenAIPolicy:
         return jobs
 
     def _request(self, job: Job, max_tokens: int, sampling: Sampling, top_logprobs: int = 0, *,
-                 client: Any = None) -> tuple[Any, dict]:
+                 client: Any = None, timeout: float | None = None) -> tuple[Any, dict]:
         """The endpoint to call (of `client`, by default the sync one) and its arguments."""
         return transport.request(client or self.client, self.model, self.mode, job, max_tokens, sampling,
-                                 extra_body=self.extra_body, send_seed=self.send_seed, top_logprobs=top_logprobs)
+                                 extra_body=self.extra_body, send_seed=self.send_seed, top_logprobs=top_logprobs,
+                                 timeout=timeout)
 
     def _apply(self, jobs: list[Job], max_tokens: int, usage: Usage) -> list[Job]:
         """Write the replies into their beams; beams that an `n` request left without a choice get their own job."""
@@ -268,3 +294,7 @@ class OpenAIPolicy:
 
     def _count(self, text: str) -> int:
         return tokens.count(self.tokenizer if self.has_tokenizer else None, text)
+
+
+def _past(deadline: float | None) -> bool:
+    return deadline is not None and time.monotonic() >= deadline

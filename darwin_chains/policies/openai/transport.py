@@ -3,11 +3,12 @@ choices of a reply. A beam's `state` is its chat-templated prompt in completions
 from __future__ import annotations
 
 import asyncio
+import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from ...config import Sampling
-from ...errors import require
+from ...errors import PolicyError, require
 from ...protocols import Beam, Reply
 from ..retry import RetryPolicy
 
@@ -22,14 +23,21 @@ class Job:
     usage: Any = None
     retries: int = 0
     alone: bool = False  # it would have shared an `n` request, had the server honoured `n`
+    late: bool = False  # its deadline came first: no reply, and its beams stay as they were
 
 
 def request(client: Any, model: str, mode: str, job: Job, max_tokens: int, sampling: Sampling, *,
-            extra_body: dict, send_seed: bool, top_logprobs: int = 0) -> tuple[Any, dict]:
-    """The endpoint of `client` to call for `job`, and its arguments."""
+            extra_body: dict, send_seed: bool, top_logprobs: int = 0, timeout: float | None = None
+            ) -> tuple[Any, dict]:
+    """The endpoint of `client` to call for `job`, and its arguments (`timeout`: this request's, when not the
+    client's own)."""
     beam = job.beams[0]
-    kwargs: dict[str, Any] = dict(model=model, max_tokens=max_tokens, temperature=sampling.temperature)
-    if sampling.temperature > 0:
+    # below a tiny temperature the local sampler decodes greedily; so does the server, asked for 0
+    kwargs: dict[str, Any] = dict(model=model, max_tokens=max_tokens,
+                                  temperature=0.0 if sampling.greedy else sampling.temperature)
+    if timeout is not None:
+        kwargs["timeout"] = timeout
+    if not sampling.greedy:
         kwargs["top_p"] = sampling.top_p
     if len(job.beams) > 1:
         kwargs["n"] = len(job.beams)
@@ -57,13 +65,27 @@ def request(client: Any, model: str, mode: str, job: Job, max_tokens: int, sampl
     return endpoint, kwargs
 
 
-def send(retry: RetryPolicy, server: str, job: Job, endpoint: Any, kwargs: dict) -> None:
-    reply, job.retries = retry.call(lambda: endpoint.create(**kwargs), server)
+def send(retry: RetryPolicy, server: str, job: Job, endpoint: Any, kwargs: dict, deadline: float | None = None) -> None:
+    """The request with retries; one that fails because `deadline` came first leaves the job `late`, not failed."""
+    try:
+        reply, job.retries = retry.call(lambda: endpoint.create(**kwargs), server, deadline=deadline)
+    except PolicyError:
+        if deadline is None or time.monotonic() < deadline:
+            raise
+        job.late = True
+        return
     job.replies, job.usage = replies(reply), reply.usage
 
 
-async def asend(retry: RetryPolicy, server: str, job: Job, endpoint: Any, kwargs: dict) -> None:
-    reply, job.retries = await retry.acall(lambda: endpoint.create(**kwargs), server)
+async def asend(retry: RetryPolicy, server: str, job: Job, endpoint: Any, kwargs: dict,
+                deadline: float | None = None) -> None:
+    try:
+        reply, job.retries = await retry.acall(lambda: endpoint.create(**kwargs), server, deadline=deadline)
+    except PolicyError:
+        if deadline is None or time.monotonic() < deadline:
+            raise
+        job.late = True
+        return
     job.replies, job.usage = replies(reply), reply.usage
 
 

@@ -114,3 +114,40 @@ def test_prompt_longer_than_the_context_window_names_both_lengths(smollm2_dir):
         policy.start([Prompt.of("cat " * 80)], 8)
     with pytest.raises(ConfigError):
         OpenAIPolicy(client, "m", mode="completions")
+
+
+def test_health_says_whether_the_server_answers(completions_policy, smollm2_dir):
+    from tests.integration.servers import free_port
+
+    assert completions_policy.health() is None
+    gone = OpenAIPolicy.from_url(str(smollm2_dir), f"http://127.0.0.1:{free_port()}/v1", tokenizer=smollm2_dir)
+    problem = gone.health()
+    assert problem and "could not be reached" in problem and gone.base_url in problem
+
+
+def test_a_deadline_cuts_a_period_short_and_sends_nothing_after_it(proxy, smollm2_dir):
+    """The proxy stalls the second request past the deadline: its beam keeps what it had, the first beam's period
+    is whole, and no request goes out once the deadline has passed."""
+    import time
+
+    policy = OpenAIPolicy.from_url(str(smollm2_dir), proxy.url, tokenizer=smollm2_dir, extra_body=SAMPLING,
+                                   max_concurrency=1)
+    beams = policy.start([Prompt.of(INSTRUCTION), Prompt.of("Name a colour.")], 64)
+    proxy.faults, proxy.stall = [None, "stall"], 30.0
+    started = time.monotonic()
+    usage = policy.extend(beams, 8, Sampling(), seed=0, deadline=started + 3.0)
+    assert time.monotonic() - started < 10 and usage.requests == 1
+    assert beams[0].tokens > 0 and beams[1].tokens == 0 and beams[1].response == ""
+    sent = len(proxy.forwarded) + len(proxy.injected)
+    assert policy.extend(beams, 8, Sampling(), seed=1, deadline=time.monotonic() - 1) == type(usage)()
+    assert len(proxy.forwarded) + len(proxy.injected) == sent
+
+
+def test_a_tiny_temperature_is_sent_as_greedy(proxy, smollm2_dir):
+    """As the local sampler decodes greedily below a tiny temperature, the server is asked for temperature 0, not
+    for a number whose logits overflow, and without top_p."""
+    policy = OpenAIPolicy.from_url(str(smollm2_dir), proxy.url, tokenizer=smollm2_dir, extra_body=SAMPLING)
+    beams = policy.start([Prompt.of(INSTRUCTION)], 16)
+    policy.extend(beams, 4, Sampling(temperature=1e-300, top_p=1e-200), seed=0)
+    (body,) = proxy.forwarded[-1:]
+    assert body["temperature"] == 0 and "top_p" not in body and beams[0].tokens > 0

@@ -39,7 +39,7 @@ def test_more_searches_than_asyncio_has_threads_all_run_at_once(serve):
         return float(len(response))
 
     search = Search(FakePolicy(), reward, defaults.mutator("template"), CONFIG)
-    server = serve(search, max_concurrent=n, max_queue=0)
+    server = serve(search, max_concurrent=n, max_queue=0, preload=False)  # a warm-up would score first
     with ThreadPoolExecutor(n) as pool:
         replies = list(pool.map(lambda i: httpx.post(f"{server.url}/chat/completions", json=chat(f"say cat {i}"),
                                                      timeout=60), range(n)))

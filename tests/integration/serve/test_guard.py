@@ -14,8 +14,10 @@ import openai
 import pytest
 
 from darwin_chains import Search, SearchConfig, defaults
-from darwin_chains.cli.serve.guard import is_loopback, redact
+from darwin_chains.cli.serve import create_app
+from darwin_chains.cli.serve.guard import check_key, is_loopback, redact
 from darwin_chains.cli.serve.limits import Limits
+from darwin_chains.errors import ConfigError
 from darwin_chains.policies.openai import OpenAIPolicy
 from darwin_chains.policies.retry import RetryPolicy
 from darwin_chains.testing import FakePolicy, KeywordReward
@@ -250,3 +252,43 @@ def test_run_serves_with_the_key_and_the_limits_it_is_given(tmp_path):
             process.kill()
             _, err = process.communicate(timeout=10)
     assert key.encode() not in err
+    assert b'"GET /v1/models HTTP/1.1" 401 ' in err and b'"POST /v1/chat/completions HTTP/1.1" 400 ' in err  # access log
+
+
+@pytest.mark.parametrize("origin", ["http://[::1", "http://[evil]", "http://]", "https://[::1:8000"])
+def test_a_malformed_origin_is_a_400_on_every_route_before_the_key_check(keyed, origin):
+    """urlsplit raises on these: once a 500 on every route."""
+    for method, path in (("GET", "/health"), ("GET", "/v1/models"), ("GET", "/metrics"), ("GET", "/nope"),
+                         ("POST", "/v1/chat/completions")):
+        reply = httpx.request(method, f"{keyed.base}{path}", headers={"Origin": origin}, json=chat(), timeout=10)
+        assert reply.status_code == 400, (path, reply.text)
+        error = reply.json()["error"]
+        assert error["code"] == "invalid_origin" and "Origin" in error["message"]
+        assert "scheme://host" in error["message"]
+
+
+def test_a_non_ascii_key_matches_the_utf8_bytes_a_client_sends(serve):
+    key = "clé-secrète-0123"
+    server = serve(fake_search(), api_key=key)
+    reply = httpx.get(f"{server.url}/models", headers={"Authorization": b"Bearer " + key.encode("utf-8")}, timeout=5)
+    assert reply.status_code == 200
+    for sent in (key.encode("latin-1"), b"cl\xc3", b"\xff\xfe\x80"):
+        reply = httpx.get(f"{server.url}/models", headers={"Authorization": b"Bearer " + sent}, timeout=5)
+        assert reply.status_code == 401
+
+
+@pytest.mark.parametrize("key", [" leading-space-0123", "trailing-space-0123 ", "   ", "new\nline-0123", "nul\x00-0123",
+                                 "del\x7f-0123"])
+def test_a_key_no_header_can_carry_is_refused_at_start_up(key):
+    with pytest.raises(ConfigError, match="API key"):
+        check_key(key)
+    with pytest.raises(ConfigError, match="API key"):
+        create_app(fake_search(), api_key=key)
+
+
+def test_the_serve_command_refuses_a_key_no_header_can_carry_before_loading():
+    done = subprocess.run([sys.executable, "-m", "darwin_chains.cli", "serve", "--port", str(free_port())],
+                          capture_output=True, text=True, timeout=60,
+                          env={"PATH": "/usr/bin:/bin", "DARWIN_CHAINS_API_KEY": "key with a newline\n"})
+    assert done.returncode == 2 and done.stderr.count("\n") == 1, done.stderr
+    assert "API key" in done.stderr and "control character" in done.stderr

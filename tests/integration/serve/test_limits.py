@@ -70,7 +70,7 @@ def test_the_operators_defaults_must_fit_the_caps():
 def test_a_client_time_budget_only_lowers_the_operators(serve):
     """Counted in periods, which a budget bounds whatever the host's speed: the seed sample's first step and every
     period take at least one 0.1 s step, so the operator's 0.55 s stops a search after at most 5 periods, and a
-    0.05 s budget after the first."""
+    0.05 s budget runs out during the first, which is then never scored."""
     unbounded = post(serve(slow_search(delay=0.0, max_new_tokens=60)), chat()).json()["darwin"]["trace"]
     assert unbounded["stopped"] is None and unbounded["periods"] > 5, unbounded
     server = serve(slow_search(delay=0.1, max_new_tokens=60), limits=Limits(max_search_seconds=0.55))
@@ -78,9 +78,9 @@ def test_a_client_time_budget_only_lowers_the_operators(serve):
         reply = post(server, chat(darwin={"time_budget": budget}))
         assert reply.status_code == 200, reply.text
         trace = reply.json()["darwin"]["trace"]
-        assert trace["stopped"] == "time_budget" and trace["periods"] <= 5, trace
+        assert trace["stopped"] == "time_budget" and 1 <= trace["periods"] <= 5, trace
     lower = post(server, chat(darwin={"time_budget": 0.05})).json()["darwin"]["trace"]
-    assert lower["stopped"] == "time_budget" and lower["periods"] == 1, lower
+    assert lower["stopped"] == "time_budget" and lower["periods"] == 0, lower
 
 
 @pytest.mark.parametrize("fields", [
@@ -125,3 +125,12 @@ def test_stop_is_mapped_onto_the_search(server):
     reply = post(server, chat(stop=["zzz-never"], darwin={"mutants": 2}))
     assert reply.status_code == 200, reply.text
     assert post(server, chat(stop=[""])).status_code == 400
+
+
+def test_a_prompt_over_the_cap_or_a_search_too_big_to_hold_is_a_400_naming_the_flag(serve):
+    server = serve(slow_search(delay=0.0), limits=Limits(max_prompt_tokens=50, max_held_tokens=2000))
+    long = post(server, chat(content="word " * 400))
+    assert long.status_code == 400 and "--max-prompt-tokens" in long.json()["error"]["message"]
+    big = post(server, chat(max_tokens=900, darwin={"mutants": 4}))  # 5 rows x (prompt + 900) > 2000
+    assert big.status_code == 400 and "--max-held-tokens" in big.json()["error"]["message"]
+    assert post(server, chat(max_tokens=16)).status_code == 200
