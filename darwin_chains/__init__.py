@@ -9,6 +9,7 @@ Importing this package loads no model and no torch; models load on first use.
 from . import defaults
 from .config import METHODS, Sampling, SearchConfig
 from .errors import (
+    BudgetError,
     ConfigError,
     DarwinError,
     InputError,
@@ -29,7 +30,7 @@ from .trace import Candidate, Cycle, Period, SearchResult, Trace
 __version__ = "0.1.0"
 
 __all__ = [
-    "METHODS", "Beam", "Candidate", "ConfigError", "Cycle", "DarwinError", "HFPolicy", "InputError", "LLMMutator",
+    "METHODS", "Beam", "BudgetError", "Candidate", "ConfigError", "Cycle", "DarwinError", "HFPolicy", "InputError", "LLMMutator",
     "MissingDependencyError", "MutationError", "Mutator", "Period", "Policy", "PolicyError", "PreferenceReward",
     "Prompt", "RelevanceReward", "Reward", "RewardError", "Sampling", "Search", "SearchConfig", "SearchResult",
     "TemplateMutator", "Trace", "Usage", "WeightedReward", "acomplete", "as_mutator", "as_reward", "complete",

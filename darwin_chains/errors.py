@@ -30,6 +30,10 @@ class MutationError(DarwinError):
     """The mutator failed in a way that falling back to the original instruction cannot hide."""
 
 
+class BudgetError(DarwinError):
+    """A budget ran out before the search had decoded any text to answer with (a long prompt, a short budget)."""
+
+
 class MissingDependencyError(DarwinError, ImportError):
     """An optional dependency is not installed; the message gives the install command."""
 

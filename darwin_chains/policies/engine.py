@@ -82,6 +82,35 @@ def _close_all() -> None:
         engine.close()
 
 
+async def wait(future: Future) -> Usage:
+    """Await a call's future from asyncio. Unlike `asyncio.wrap_future`, a result that arrives as the waiting task
+    is cancelled (a client leaving, Ctrl-C) is dropped quietly instead of failing in the loop's callback."""
+    import asyncio
+
+    loop = asyncio.get_running_loop()
+    waiter = loop.create_future()
+
+    def settle(done: Future) -> None:
+        if waiter.done():
+            return
+        if done.cancelled():
+            waiter.cancel()
+        elif done.exception() is not None:
+            waiter.set_exception(done.exception())
+        else:
+            waiter.set_result(done.result())
+
+    def arrived(done: Future) -> None:
+        if not loop.is_closed():
+            try:
+                loop.call_soon_threadsafe(settle, done)
+            except RuntimeError:  # the loop closed in between: nobody waits any more
+                pass
+
+    future.add_done_callback(arrived)
+    return await waiter
+
+
 def row_seed(seed: int, index: int) -> int:
     """The seed of row `index` of a call seeded `seed`: each beam has its own random stream."""
     return (seed * 0x9E3779B1 + index * 0x85EBCA77 + 1) % (2**63 - 1)

@@ -10,7 +10,6 @@ Token ids stay token ids: a response is decoded to text only for the reward, nev
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 from collections.abc import Sequence
 from pathlib import Path
@@ -24,7 +23,7 @@ from ..prompt import Prompt
 from ..protocols import Beam, Usage
 from .attention import use_row_attention
 from .batching import State
-from .engine import Engine
+from .engine import Engine, wait
 
 log = logging.getLogger(__name__)
 
@@ -152,7 +151,7 @@ class HFPolicy:
             return Usage()
         future = self.engine.submit([b.state for b in live], max_new_tokens, sampling, seed, deadline)
         try:
-            return self._finish(live, await asyncio.wrap_future(future))
+            return self._finish(live, await wait(future))
         except BaseException:
             self.engine.cancel(future)
             raise

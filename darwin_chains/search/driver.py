@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from ..config import SearchConfig
-from ..errors import DarwinError
+from ..errors import BudgetError, DarwinError
 from ..prompt import Prompt, PromptLike
 from ..protocols import Beam, Mutator, Policy, Reward, Usage, as_mutator, as_reward, component_name
 from ..trace import Candidate, SearchResult, Trace
@@ -221,6 +221,10 @@ class Run:
         if not pool and self.algorithm:  # a budget ran out before anything finished: the best partial response
             pool = [Candidate(b.response, self.scores.get(b.response, -math.inf), "partial", b.prompt.request,
                               "length") for b in self.algorithm.live]
+            if self.trace.stopped == "time_budget" and not any(c.response for c in pool):  # no answer at all
+                raise BudgetError(f"the search ran out of its time_budget ({self.config.time_budget:g} s) before it "
+                                  "decoded any text (encoding the prompt took the time); raise time_budget or "
+                                  "shorten the prompt")
         if not pool:
             raise DarwinError("the search stopped before decoding anything; raise time_budget")
         best = max(pool, key=lambda c: c.reward)

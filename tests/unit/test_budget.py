@@ -7,7 +7,8 @@ import time
 
 import pytest
 
-from darwin_chains import Search, SearchConfig
+from darwin_chains import BudgetError, Search, SearchConfig
+from darwin_chains.protocols import Usage
 from darwin_chains.testing import KeywordReward, ScriptedPolicy
 from darwin_chains.trace import Cycle, SearchResult, Trace
 
@@ -68,6 +69,23 @@ def test_when_nothing_finished_the_best_partial_response_still_has_a_finite_rewa
     strict(result.to_json())
 
 
+class StalledPolicy(ScriptedPolicy):
+    """A prompt that takes longer to encode than the budget: the first extend spends it all and decodes nothing."""
+
+    def extend(self, beams, max_new_tokens, sampling, seed):
+        time.sleep(0.05)
+        return Usage(requests=1)
+
+
+def test_a_budget_that_ends_before_any_text_is_decoded_is_an_error_that_says_so():
+    search = Search(StalledPolicy(default=" cat"), KeywordReward(), None,
+                    SearchConfig(method="sample-replace", mutants=2, keep_top=1, replacement_period=2,
+                                 max_new_tokens=8, time_budget=0.01))
+    with pytest.raises(BudgetError, match=r"ran out of its time_budget \(0.01 s\) before it decoded any text.*"
+                                          r"raise time_budget or shorten the prompt"):
+        search.run(INSTRUCTION)
+
+
 def test_a_slow_reward_past_the_budget_still_leaves_a_finite_answer():
     policy = ScriptedPolicy([" cat", " dog"])
     search = Search(policy, SlowReward(), None,
@@ -91,8 +109,11 @@ def test_the_cli_prints_strict_json_when_the_budget_runs_out(tiny_llama, tiny_re
     code = main(["align", "--json", "--method", "best-of-n", "--mutants", "2", "--max-new-tokens", "8",
                  "--time-budget", "0.001", "--policy", str(tiny_llama), "--reward", f"hf:{tiny_reward_model}",
                  "--progress", "off", INSTRUCTION])
-    assert code == 0
-    data = strict(capsys.readouterr().out)
+    out, err = capsys.readouterr()
+    if code != 0:  # the budget ran out before a token was decoded: no answer, and a message that says why
+        assert "ran out of its time_budget" in err and "Traceback" not in err and not out
+        return
+    data = strict(out)
     assert data["trace"]["stopped"] == "time_budget"
     # the budget is a hard wall: the samples stop where it found them, so the answer is the best partial one
     # (perhaps empty, then with no reward: strict JSON has null, never NaN or -Infinity)

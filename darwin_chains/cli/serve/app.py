@@ -30,7 +30,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from ...config import SearchConfig, finite, knobs, resolve
-from ...errors import ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError, require
+from ...errors import (BudgetError, ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError,
+                      require)
 from ...prompt import Prompt
 from ...search import Search
 from ...trace import SearchResult
@@ -141,6 +142,10 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
         if isinstance(exc, Cancelled):
             metrics.searches.labels("shutdown").inc()
             return 503, "the server shut down before the search finished; retry", "server_error"
+        if isinstance(exc, BudgetError):  # the server's own wall ran out first: a timeout, with what to change
+            metrics.searches.labels("timeout").inc()
+            return 504, f"{exc} (this server caps it at --max-search-seconds {limits.max_search_seconds:g})", \
+                "server_error"
         if isinstance(exc, (PolicyError, RewardError, MutationError)):  # a component behind the server failed
             metrics.searches.labels("failed").inc()
             return 502, _failure(exc, secrets), "server_error"

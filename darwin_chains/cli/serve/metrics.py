@@ -25,7 +25,7 @@ class Metrics:
         running.set_function(lambda: admission.running)
         queued = prom.Gauge("darwin_searches_queued", "Searches waiting for a place", registry=registry)
         queued.set_function(lambda: admission.queued)
-        self.searches = prom.Counter("darwin_searches", "Searches ended, by outcome (done, disconnect, shutdown, "
+        self.searches = prom.Counter("darwin_searches", "Searches ended, by outcome (done, disconnect, shutdown, timeout, "
                                      "failed)", ["outcome"], registry=registry)
         self.tokens = prom.Counter("darwin_tokens", "Tokens the searches spent, by kind (generated, encoded)",
                                    ["kind"], registry=registry)

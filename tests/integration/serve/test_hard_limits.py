@@ -52,8 +52,15 @@ def test_every_request_returns_within_twice_the_cap(serve, counted, body):
     started = time.monotonic()
     reply = httpx.post(f"{server.url}/chat/completions", json=body, timeout=120)
     took = time.monotonic() - started
+    assert took < 2 * CAP, took
+    if reply.status_code == 504:  # the cap ran out while the prompt was still being encoded: no text to answer with
+        message = reply.json()["error"]["message"]
+        assert "before it decoded any text" in message and "--max-search-seconds 5" in message, message
+        assert body["max_tokens"] == 8  # only the 4,000-word prompt can take the whole cap to encode
+        return
     assert reply.status_code == 200, reply.text
-    assert reply.json()["darwin"]["trace"]["stopped"] == "time_budget" and took < 2 * CAP, took
+    assert reply.json()["darwin"]["trace"]["stopped"] == "time_budget"
+    assert reply.json()["choices"][0]["message"]["content"]  # the best answer so far, never an empty one
 
 
 def test_a_prompt_over_the_default_cap_is_refused_at_once(serve, counted):
