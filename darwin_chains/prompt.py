@@ -5,8 +5,9 @@ text around the request in the final user message) reaches every beam unchanged.
 """
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any, Union
 
 from .errors import InputError
@@ -31,12 +32,14 @@ class Prompt:
     messages: tuple[Message, ...]
     request: str
     start: int = 0
+    json_schema: str | None = None  # JSON text: the answer must be JSON valid against it (`constrained`)
 
     @classmethod
     def of(cls, value: PromptLike, request: str | None = None, start: int | None = None) -> Prompt:
         """Normalise a string, a message list or a Prompt; check that there is something to answer."""
         if isinstance(value, Prompt):
-            return value if request is None else cls._checked(value.messages, request, start)
+            return value if request is None else replace(cls._checked(value.messages, request, start),
+                                                         json_schema=value.json_schema)
         if isinstance(value, str):
             messages: tuple[Message, ...] = ({"role": "user", "content": value},)
         elif isinstance(value, Sequence):
@@ -80,10 +83,21 @@ class Prompt:
         """The same conversation with the request span replaced by a variant; all other text stays as it is."""
         text = self.instruction
         content = text[: self.start] + variant + text[self.start + len(self.request) :]
-        return Prompt(self.messages[:-1] + ({**self.messages[-1], "content": content},), variant, self.start)
+        return replace(self, messages=self.messages[:-1] + ({**self.messages[-1], "content": content},),
+                       request=variant)
+
+    def constrained(self, schema: Mapping[str, Any] | str | None) -> Prompt:
+        """The same prompt, its answer to be JSON valid against `schema` (a JSON schema, as a dict or JSON text).
+
+        A policy that declares `supports_json_schema` decodes every beam under the schema's grammar, so each
+        answer is valid by construction; other policies ignore it, and a reward gate has to choose instead."""
+        if schema is None or isinstance(schema, str):
+            return replace(self, json_schema=schema)
+        return replace(self, json_schema=json.dumps(schema, sort_keys=True, ensure_ascii=False))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"messages": [dict(m) for m in self.messages], "request": self.request, "start": self.start}
+        data = {"messages": [dict(m) for m in self.messages], "request": self.request, "start": self.start}
+        return data if self.json_schema is None else {**data, "json_schema": json.loads(self.json_schema)}
 
 
 def _message(m: Any, index: int) -> Message:

@@ -99,6 +99,10 @@ class Policy(Protocol):
     A policy with `supports_deadline = True` also takes `deadline=` (a `time.monotonic()` value, or None) in
     `extend` and `aextend`, and returns by then with what it decoded: the search's time budget then holds inside a
     period, not only between periods (`extend_args`).
+
+    A policy with `supports_json_schema = True` decodes the beams of a prompt that carries a `json_schema`
+    (`Prompt.constrained`) under that schema's grammar, so every answer is valid JSON for it; a policy without it
+    ignores the schema, and callers that need valid JSON gate the reward instead.
     """
 
     name: str

@@ -48,6 +48,8 @@ def main() -> None:
     parser.add_argument("--max-new-tokens", type=int, default=64)
     parser.add_argument("--methods", default="darwin,sample", help=f"comma-separated, of {', '.join(SEARCHES)}")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's own choice)")
+    parser.add_argument("--modes", default="constrained,gate",
+                        help="constrained (the policy decodes under the schema's grammar), gate (the reward's gate only)")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--policy", default="embedded")
     parser.add_argument("--reward", default="default")
@@ -76,8 +78,15 @@ def main() -> None:
     policy = defaults.policy(args.policy)
     reward = defaults.reward(args.reward, policy)
     methods = args.methods.split(",")
-    rows: dict[str, list[dict]] = {m: [] for m in methods}
-    for method in methods:
+    runs = [(m, mode) for m in methods for mode in args.modes.split(",")]
+    rows: dict[str, list[dict]] = {f"{m}/{mode}": [] for m, mode in runs}
+    start_beams = policy.start
+    for method, mode in runs:
+        # "gate": the schema is not given to the policy, so only the reward's gate keeps answers valid (as a policy
+        # that cannot constrain decoding would run); "constrained": the policy decodes under the schema's grammar.
+        policy.start = start_beams if mode == "constrained" else \
+            (lambda prompts, n: start_beams([p.constrained(None) for p in prompts], n))
+        name = f"{method}/{mode}"
         for i, prompt in enumerate(prompts):
             chat = ChatDarwin(policy=policy, reward=reward, max_new_tokens=args.max_new_tokens, seed=args.seed + i,
                               **SEARCHES[method])
@@ -85,29 +94,33 @@ def main() -> None:
             out = chat.with_structured_output(Answer, include_raw=True).invoke(prompt)
             raw = out["raw"]
             error = out["parsing_error"]
-            rows[method].append({
+            rows[name].append({
                 "prompt": prompt[:120], "valid": out["parsed"] is not None, "seconds": time.perf_counter() - start,
                 "tokens": raw.usage_metadata["output_tokens"], "finish_reason": raw.response_metadata["finish_reason"],
+                "reward": raw.response_metadata.get("reward"),
                 "answer": raw.content, "error": None if error is None else type(error).__name__,
             })
             assert error is None or isinstance(error, StructuredOutputError)
-            print(f"{method:10s} {i:2d} valid={rows[method][-1]['valid']!s:5s} {raw.content[:70]!r}", flush=True)
+            print(f"{name:22s} {i:2d} valid={rows[name][-1]['valid']!s:5s} {raw.content[:70]!r}", flush=True)
 
     summary = {m: {"valid": sum(r["valid"] for r in rs), "prompts": len(rs),
                    "valid_rate": sum(r["valid"] for r in rs) / len(rs),
                    "mean_tokens": statistics.mean(r["tokens"] for r in rs),
+                   "mean_reward_valid": statistics.mean([r["reward"] for r in rs if r["valid"] and r["reward"] is not None]
+                                                        or [float("nan")]),
                    "mean_seconds": statistics.mean(r["seconds"] for r in rs)} for m, rs in rows.items()}
     record = {"meta": {"policy": getattr(policy, "name", args.policy), "reward": getattr(reward, "name", args.reward),
                        "schema": Answer.model_json_schema(), "max_new_tokens": args.max_new_tokens,
-                       "searches": {m: SEARCHES[m] for m in methods}, "seed": args.seed,
+                       "searches": {m: SEARCHES[m] for m in methods}, "modes": args.modes.split(","),
+                       "seed": args.seed,
                        "threads": torch.get_num_threads(), "machine": machine_record()},
               "summary": summary, "rows": rows}
     out = args.out or RUNS / f"{getattr(policy, 'name', args.policy)}-cpu"
     out.mkdir(parents=True, exist_ok=True)
     (out / "results.json").write_text(json.dumps(record, indent=2, ensure_ascii=False) + "\n")
     for m, s in summary.items():
-        print(f"{m:10s} valid {s['valid']}/{s['prompts']} ({s['valid_rate']:.0%}), {s['mean_tokens']:.0f} tokens, "
-              f"{s['mean_seconds']:.1f} s a prompt")
+        print(f"{m:22s} valid {s['valid']}/{s['prompts']} ({s['valid_rate']:.0%}), {s['mean_tokens']:.0f} tokens, "
+              f"reward {s['mean_reward_valid']:.3f} (valid answers), {s['mean_seconds']:.1f} s a prompt")
     print(f"-> {out / 'results.json'}")
 
 

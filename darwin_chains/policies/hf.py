@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -24,6 +25,7 @@ from ..protocols import Beam, Usage
 from .attention import use_row_attention
 from .batching import State
 from .engine import Engine, wait
+from .grammar import JsonGrammar
 
 log = logging.getLogger(__name__)
 
@@ -46,6 +48,7 @@ class HFPolicy:
 
     supports_continuation = True
     supports_deadline = True  # rows leave the engine's batch at their deadline, within a step or prompt chunk
+    supports_json_schema = True  # a prompt's `json_schema` constrains its beams' decoding (`grammar.py`)
 
     def __init__(self, model: Any, tokenizer: Any, *, chat_template: str | None = None, name: str | None = None,
                  max_batch_rows: int = 64, max_batch_tokens: int | None = None):
@@ -114,8 +117,16 @@ class HFPolicy:
                     f"prompt has {len(ids):,} tokens and up to {max_new_tokens:,} new tokens were asked for, but "
                     f"{self.name}'s context window is {limit:,} tokens; shorten the conversation or lower max_new_tokens"
                 )
-            beams.append(Beam(prompt=prompt, state=State(ids, [])))
+            matcher = self.grammar.matcher(prompt.json_schema) if prompt.json_schema is not None else None
+            beams.append(Beam(prompt=prompt, state=State(ids, [], matcher=matcher, max_response_tokens=max_new_tokens)))
         return beams
+
+    @cached_property
+    def grammar(self) -> JsonGrammar:
+        """Matchers for constrained decoding, built on first use (the token trie takes about 0.3 s)."""
+        grammar = JsonGrammar(self.tokenizer, self.eos_ids)
+        self.engine.closing = grammar.closing
+        return grammar
 
     def adopt(self, beam: Beam, donor: Beam) -> Beam:
         own, theirs = beam.state, donor.state
@@ -129,6 +140,9 @@ class HFPolicy:
             keep = min(own.cached, len(own.prompt_ids))
             cache = tuple((k[:, :keep], v[:, :keep]) for k, v in own.cache) if own.cache and keep else None
             state = State(own.prompt_ids, list(theirs.response_ids), cache, keep if cache else 0)
+        state.max_response_tokens = own.max_response_tokens
+        if theirs.matcher is not None:  # the grammar's state goes with the response
+            state.matcher = theirs.matcher.deep_copy()
         return Beam(beam.prompt, donor.response, donor.tokens, donor.finished, state)
 
     def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int,

@@ -171,9 +171,10 @@ class ChatDarwin(DarwinFields, BaseChatModel):
                                strict: Optional[bool] = None, **kwargs: Any) -> Runnable:
         """The search's answer as an object of `schema` (a pydantic model, a TypedDict or a JSON schema dict).
 
-        The schema's format instructions go into the system message (mutation never rewrites them) and
-        "parses and validates" becomes a hard gate on the reward: an invalid answer loses to every valid one, so
-        the result is the best valid answer. When none validates, `StructuredOutputError` (an
+        The schema's format instructions go into the system message (mutation never rewrites them), a local
+        policy decodes every beam under the schema's grammar, and "parses and validates" becomes a hard gate on
+        the reward for policies that cannot: an invalid answer loses to every valid one, so the result is the best
+        valid answer. When none validates, `StructuredOutputError` (an
         `OutputParserException`) carries the best text. Every `method` (json_schema, json_mode,
         function_calling) runs this same search over JSON text, and answers are always validated (`strict`).
         With include_raw=True the result is {"raw": message, "parsed": object or None, "parsing_error": ...}.
@@ -298,8 +299,12 @@ class _Call:
     tool_options: dict[str, Any] = field(default_factory=dict)
 
     def request(self, messages: list[BaseMessage]) -> Request:
-        """What the search answers; a schema's format instructions join the system message."""
-        return to_request(self.schema.instruct(messages) if self.schema is not None else messages)
+        """What the search answers; a schema's format instructions join the system message, and the schema
+        constrains decoding where the policy can (`Prompt.constrained`)."""
+        if self.schema is None:
+            return to_request(messages)
+        request = to_request(self.schema.instruct(messages))
+        return Request(request.prompt.constrained(self.schema.json_schema), request.drafts)
 
 
 def _tool_model(policy: Any) -> Optional[BaseChatModel]:

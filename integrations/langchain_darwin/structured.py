@@ -1,10 +1,11 @@
 """Structured output: the search keeps only answers that parse and validate against a schema.
 
-Darwin ranks text, so a schema becomes three things here: format instructions where mutation never rewrites
-them (the fields in the system message, the object's shape after the question), a hard gate on the reward
-(`darwin_chains.rewards.gate.GatedReward`: an answer that does not validate loses to every one that does, and a
-half-written object that still could stays above one that cannot), and the parse of the winning answer into the
-schema's type.
+Darwin ranks text, so a schema becomes four things here: format instructions where mutation never rewrites
+them (the fields in the system message, the object's shape after the question), a constraint on decoding for a
+policy that can take one (`Prompt.constrained`: every beam of a local `HFPolicy` is valid JSON by construction), a
+hard gate on the reward for one that cannot (`darwin_chains.rewards.gate.GatedReward`: an answer that does not
+validate loses to every one that does, and a half-written object that still could stays above one that cannot),
+and the parse of the winning answer into the schema's type.
 """
 from __future__ import annotations
 

@@ -52,7 +52,7 @@ IGNORED = {"model", "stream", "stream_options", "user", "n", "metadata", "store"
 #: OpenAI request fields that common clients send with a neutral value: accepted with one of these, else a 400.
 NEUTRAL: dict[str, tuple[Any, ...]] = {
     "presence_penalty": (0,), "frequency_penalty": (0,), "logprobs": (False,), "top_logprobs": (0,),
-    "response_format": ({"type": "text"},), "logit_bias": ({},), "modalities": (["text"],),
+    "logit_bias": ({},), "modalities": (["text"],),
     "tool_choice": ("none", "auto"), "tools": ([],), "functions": ([],), "function_call": ("none", "auto"),
 }
 _KNOB = {k.name: k for k in knobs()}
@@ -165,6 +165,9 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
         try:
             body, prompt, overrides, stream = await asyncio.to_thread(read_request, await request.body(),
                                                                       search.config, limits)
+            if prompt.json_schema is not None and not getattr(search.policy, "supports_json_schema", False):
+                raise ConfigError(f"response_format asks for JSON, but this server's policy "
+                                  f"({type(search.policy).__name__}) cannot constrain its output; leave it out")
             await readiness.wait()  # a request that came while the models load waits; their time is not its
             prompt_tokens, held = await asyncio.to_thread(footprint, search, prompt, overrides)
             limits.check_size(prompt_tokens, held)
@@ -271,7 +274,7 @@ def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
     """
     if not isinstance(body, Mapping):
         raise ConfigError("the request body must be a JSON object")
-    known = MAPPED.keys() | IGNORED | NEUTRAL.keys() | {"messages", "darwin"}
+    known = MAPPED.keys() | IGNORED | NEUTRAL.keys() | {"messages", "darwin", "response_format"}
     unknown = sorted(str(k)[:40] for k, v in body.items() if k not in known and v is not None)
     if unknown:
         raise ConfigError(f"unsupported field(s) {', '.join(unknown)}; search parameters go in "
@@ -289,7 +292,8 @@ def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
     messages = body.get("messages")
     if not isinstance(messages, list) or not messages:
         raise ConfigError("messages must be a non-empty list of {role, content} objects")
-    prompt = Prompt.of([_message(m, i) for i, m in enumerate(messages)])
+    prompt = Prompt.of([_message(m, i) for i, m in enumerate(messages)]).constrained(
+        response_schema(body.get("response_format")))
     darwin = {} if body.get("darwin") is None else body["darwin"]
     if not isinstance(darwin, Mapping):
         raise ConfigError("darwin must be an object of search parameters, e.g. {\"mutants\": 3}")
@@ -357,6 +361,21 @@ def _checked(name: str, key: str, value: Any) -> Any:
                 float: f"a finite number {_RANGE.get(name, 'from -1.8e308 to 1.8e308')}"}[knob.type]
         raise ConfigError(f"{key} must be {what}{' or null' if knob.optional else ''}, got {_shown(value)}")
     return value
+
+
+def response_schema(value: Any) -> dict[str, Any] | None:
+    """The JSON schema an OpenAI `response_format` asks the answer to follow (None: free text)."""
+    if value is None or value == {"type": "text"}:
+        return None
+    if value == {"type": "json_object"}:
+        return {"type": "object"}
+    if isinstance(value, Mapping) and value.get("type") == "json_schema":
+        spec = value.get("json_schema")
+        if isinstance(spec, Mapping) and isinstance(spec.get("schema"), Mapping):
+            return dict(spec["schema"])
+    raise ConfigError(f"response_format must be {{\"type\": \"text\"}}, {{\"type\": \"json_object\"}} or "
+                      f"{{\"type\": \"json_schema\", \"json_schema\": {{\"name\": ..., \"schema\": {{...}}}}}}, "
+                      f"got {json.dumps(value)[:80]}")
 
 
 def _shown(value: Any) -> str:
