@@ -89,6 +89,12 @@ def to_request(value: Any) -> Request:
 def prompt_of(messages: Sequence[BaseMessage]) -> Prompt:
     """The darwin Prompt; a final human message's marked question (`REQUEST_KEY`) is the request to mutate."""
     converted = to_darwin(messages)
+    if converted and converted[-1]["role"] != "user":
+        order = ", ".join(m.type for m in messages[-6:])
+        raise InputError(f"the conversation must end with the question (a human message), but it ends with a "
+                         f"{messages[-1].type} message (its last messages: {'..., ' if len(messages) > 6 else ''}"
+                         f"{order}); put the question last, or pass context as a system message, which may "
+                         "follow the question")
     marks = messages[-1].additional_kwargs if messages else {}
     request = marks.get(REQUEST_KEY)
     if request is None:
@@ -103,11 +109,13 @@ def prompt_of(messages: Sequence[BaseMessage]) -> Prompt:
 def fold_tools(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
     """Tool calls and results as system messages of text: each result where it came, except that those after
     the last human message (the turn being answered) go just before it, so the conversation ends with the question.
-    An AI message that only called tools says nothing the results do not."""
+    A system message after the question (a LangGraph retrieve node appending the documents) is context for it and
+    goes just before it too. An AI message that only called tools says nothing the results do not."""
     calls = {c["id"]: c for m in messages if isinstance(m, AIMessage) for c in m.tool_calls}
     last = max((i for i, m in enumerate(messages) if _is_user(m)), default=-1)
     out: list[BaseMessage] = []
     turn: list[str] = []  # what the tools said after the question
+    late: list[BaseMessage] = []  # system messages after the question: its context
     for i, m in enumerate(messages):
         if isinstance(m, ToolMessage):
             call = calls.get(m.tool_call_id)
@@ -118,6 +126,8 @@ def fold_tools(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
                 turn.append(text)
             else:
                 out.append(SystemMessage(text))
+        elif isinstance(m, SystemMessage) and i > last >= 0:
+            late.append(m)
         elif isinstance(m, AIMessage) and m.tool_calls:
             if text_of(m).strip() and i > last:
                 turn.append(f"The assistant said: {text_of(m)}")
@@ -126,9 +136,9 @@ def fold_tools(messages: Sequence[BaseMessage]) -> list[BaseMessage]:
         else:
             out.append(m)
     if turn:
-        results = SystemMessage("\n".join(["Results of the tools called for this question:", *turn]))
-        out.insert(len(out) - 1 if last >= 0 else len(out), results)
-    return out
+        late.append(SystemMessage("\n".join(["Results of the tools called for this question:", *turn])))
+    at = len(out) - 1 if last >= 0 else len(out)
+    return out[:at] + late + out[at:]
 
 
 def _is_user(message: BaseMessage) -> bool:

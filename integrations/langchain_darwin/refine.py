@@ -7,7 +7,8 @@ the question), the final answer joins the candidates as a draft, so the refined 
 """
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import Any, Optional
 
 from darwin_chains import ConfigError, InputError
@@ -60,8 +61,9 @@ class DarwinRefine(RunnableSerializable[dict, dict]):
         draft = final_answer(input)
         if draft is None:
             return {}
-        return self._call_with_config(lambda state, config: self._update(
-            draft, self.align.invoke(state["messages"], config, **kwargs)), input, config)
+        with _named(config):
+            return self._call_with_config(lambda state, config: self._update(
+                draft, self.align.invoke(state["messages"], config, **kwargs)), input, config)
 
     async def ainvoke(self, input: Mapping[str, Any], config: Optional[RunnableConfig] = None,
                       **kwargs: Any) -> dict:
@@ -72,12 +74,23 @@ class DarwinRefine(RunnableSerializable[dict, dict]):
         async def refine(state: Mapping[str, Any], config: RunnableConfig) -> dict:
             return self._update(draft, await self.align.ainvoke(state["messages"], config, **kwargs))
 
-        return await self._acall_with_config(refine, input, config)
+        with _named(config):
+            return await self._acall_with_config(refine, input, config)
 
     def _update(self, draft: AIMessage, refined: AIMessage) -> dict:
         if not self.append and draft.id is not None:
             refined = refined.model_copy(update={"id": draft.id})
         return {"messages": [refined]}
+
+
+@contextmanager
+def _named(config: Optional[RunnableConfig]) -> Iterator[None]:
+    """An InputError from the search names this node, as LangGraph calls it, so a graph's author finds it."""
+    try:
+        yield
+    except InputError as exc:
+        node = ((config or {}).get("metadata") or {}).get("langgraph_node")
+        raise InputError(f"DarwinRefine{f' (graph node {node!r})' if node else ''}: {exc}") from exc
 
 
 def final_answer(state: Mapping[str, Any]) -> Optional[AIMessage]:

@@ -146,3 +146,41 @@ async def test_chat_darwin_with_a_tool_calling_policy_runs_an_agent():
         assert trace["drafts"][0]["response"] == DRAFT
         assert answer.response_metadata["reward"] >= trace["drafts"][0]["reward"]
         assert answer.content in policy.answers and answer.content != DRAFT  # a beam with a cat beat the draft
+
+
+CONTEXT = "Paris weather today: 21 C, sunny, a cat on every roof."
+
+
+def test_a_rag_graph_that_appends_the_context_after_the_question_refines_without_error():
+    """A retrieve node that adds the documents as a system message after the question: that message is context."""
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("retrieve", lambda state: {"messages": [SystemMessage(CONTEXT)]})
+    graph.add_node("answer", lambda state: {"messages": [AIMessage(DRAFT)]})
+    graph.add_node("refine", DarwinRefine(_align()))
+    graph.add_edge(START, "retrieve")
+    graph.add_edge("retrieve", "answer")
+    graph.add_edge("answer", "refine")
+    graph.add_edge("refine", END)
+    searches = Searches()
+    state = graph.compile().invoke({"messages": [HumanMessage(QUESTION)]}, {"callbacks": [searches]})
+    assert searches.started == 1 and [type(m).__name__ for m in state["messages"]] == [
+        "HumanMessage", "SystemMessage", "AIMessage"]
+    trace = state["messages"][-1].response_metadata["darwin"]["trace"]
+    assert [(m["role"], m["content"]) for m in trace["prompt"]["messages"]] == [("system", CONTEXT), ("user", QUESTION)]
+    assert trace["drafts"][0]["response"] == DRAFT
+
+
+def test_a_conversation_that_cannot_end_with_the_question_names_the_node_the_order_and_the_fix():
+    from langgraph.graph import END, START, MessagesState, StateGraph
+
+    graph = StateGraph(MessagesState)
+    graph.add_node("refine", DarwinRefine(_align()))
+    graph.add_edge(START, "refine")
+    graph.add_edge("refine", END)
+    with pytest.raises(InputError) as error:  # an answer, then another answer: no question to answer last
+        graph.compile().invoke({"messages": [HumanMessage(QUESTION), AIMessage("Sunny."), AIMessage(DRAFT)]})
+    message = str(error.value)
+    assert "DarwinRefine (graph node 'refine')" in message and "human, ai" in message
+    assert "put the question last" in message
