@@ -25,8 +25,7 @@ class State:
     cached: int = 0
     finished: bool = False
     finish_reason: str | None = None  # "length" when the context window ended it
-    matcher: Any = None  # with a JSON schema: the grammar's state after response_ids (`grammar.py`)
-    max_response_tokens: int | None = None  # the answer's length limit, which a constrained row closes its JSON by
+    constraint: Any = None  # with a JSON schema: the grammar's state after response_ids (`grammar.Constraint`)
 
     @property
     def ids(self) -> list[int]:

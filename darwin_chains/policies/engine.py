@@ -32,7 +32,7 @@ from ..errors import PolicyError
 from ..protocols import Usage
 from .attention import MIN_ROWS, Rows
 from .batching import Slab, State, extract, forward_ragged, stack
-from .grammar import RESERVE, mask
+from .grammar import mask
 from .sampling import sample
 
 log = logging.getLogger(__name__)
@@ -129,7 +129,6 @@ class Engine:
         self.model, self.eos_ids, self.pad_id, self.max_context = model, eos_ids, pad_id, max_context
         self.max_batch_rows, self.max_batch_tokens, self.name = max_batch_rows, max_batch_tokens, name
         self.peak_rows = 0  # the most rows decoded in one step, for tests and benchmarks
-        self.closing: Any = None  # token ids that close JSON, for constrained rows (set with the policy's grammar)
         self._waiting: deque[Row] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -348,16 +347,17 @@ class Engine:
         else:  # nothing was cached yet (one-token prompts): the next regroup makes room
             self._slab = Slab([(layer.keys, layer.values) for layer in cache.layers], 1)
         logits = out.logits[:, -1, :]
-        constrained = [(i, r.state.matcher, _closing(r.state)) for i, r in enumerate(rows)
-                       if r.state.matcher is not None]
+        constrained = [(i, r.state.constraint, len(r.state.response_ids)) for i, r in enumerate(rows)
+                       if r.state.constraint is not None]
         if constrained:  # structured output: only what the row's grammar allows next
             logits = logits.float()
-            mask(constrained, logits, self.closing)
+            mask(constrained, logits)
         for i, row in enumerate(rows):
             token = int(sample(logits[i : i + 1], row.sampling, row.generator)[0])
             state = row.state
-            if state.matcher is not None and not state.matcher.consume_token(token):
-                raise PolicyError(f"{self.name}: the grammar refused a token it allowed: {state.matcher.get_error()}")
+            matcher = state.constraint.matcher if state.constraint is not None else None
+            if matcher is not None and not matcher.consume_token(token):
+                raise PolicyError(f"{self.name}: the grammar refused a token it allowed: {matcher.get_error()}")
             state.cached += 1
             row.steps -= 1
             row.job.usage.output_tokens += 1
@@ -413,9 +413,3 @@ class Engine:
 def _row_view(buffer: Slab) -> tuple:
     """A one-row buffer's filled columns as the row's own cache (views: nothing is copied)."""
     return tuple((k[0], v[0]) for k, v in buffer.filled())
-
-
-def _closing(state: State) -> bool:
-    """Whether a constrained row is near the end of its answer's length and should close its JSON."""
-    limit = state.max_response_tokens
-    return limit is not None and limit - len(state.response_ids) <= min(RESERVE, limit // 4)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import ConfigError
@@ -21,7 +22,7 @@ LAYOUT = {"whitespace_flexible": False, "key_separator": ": ", "item_separator":
 
 
 class JsonGrammar:
-    """Matchers for JSON schemas over one tokenizer: compiled once per schema, one matcher per beam."""
+    """Constraints for JSON schemas over one tokenizer: compiled once per schema, one matcher per beam."""
 
     def __init__(self, tokenizer: Any, eos_ids: frozenset[int]):
         import llguidance.hf
@@ -32,8 +33,9 @@ class JsonGrammar:
         self._grammars: dict[str, str] = {}
         self._lock = threading.Lock()
 
-    def matcher(self, schema: str) -> Any:
-        """A fresh matcher for `schema` (JSON text); ConfigError naming the problem if the schema cannot work."""
+    def constraint(self, schema: str, limit: int) -> Constraint:
+        """A fresh beam's constraint for `schema` (JSON text) and an answer of at most `limit` tokens; ConfigError
+        naming the problem if the schema cannot work."""
         import llguidance
 
         with self._lock:
@@ -46,7 +48,25 @@ class JsonGrammar:
             with self._lock:
                 self._grammars.pop(schema, None)
             raise ConfigError(f"the JSON schema cannot constrain decoding: {matcher.get_error()}")
-        return matcher
+        return Constraint(matcher, self.closing, limit)
+
+
+@dataclass
+class Constraint:
+    """One beam's grammar: its matcher (the parser's state after the beam's response), the tokenizer's closing
+    tiers (`closing_tokens`) and the answer's length limit, by which the beam closes its JSON."""
+
+    matcher: Any
+    tiers: Any
+    limit: int
+
+    def copy(self) -> Constraint:
+        """The same state, apart: a beam that adopts another's response goes on from the donor's grammar state."""
+        return replace(self, matcher=self.matcher.deep_copy())
+
+    def ending(self, generated: int) -> bool:
+        """Whether, `generated` tokens in, the beam is near its limit and should close its JSON."""
+        return self.limit - generated <= min(RESERVE, self.limit // 4)
 
 
 def closing_tokens(tokenizer: Any) -> Any:
@@ -80,14 +100,15 @@ def allowed(matcher: Any, vocab: int) -> Any:
     return _fit(((words.unsqueeze(-1) >> torch.arange(32, dtype=torch.int32)) & 1).flatten().bool(), vocab)
 
 
-def mask(rows: list[tuple[int, Any, bool]], logits: Any, closing: Any) -> None:
-    """Set to -inf, in place, every token that logit row `i`'s matcher does not allow next; for a row that is
-    ending, also every token but the most closing tier of JSON punctuation the grammar allows (`closing_tokens`)."""
+def mask(rows: list[tuple[int, Constraint, int]], logits: Any) -> None:
+    """Set to -inf, in place, every token that logit row `i`'s constraint does not allow next, given the tokens it
+    has generated; for a row near its limit, also every token but the most closing tier of JSON punctuation the
+    grammar allows (`closing_tokens`)."""
     vocab = logits.shape[-1]
-    for i, matcher, ending in rows:
-        keep = allowed(matcher, vocab).to(logits.device)
-        if ending:
-            tiers = _fit(closing, vocab).to(logits.device)
+    for i, constraint, generated in rows:
+        keep = allowed(constraint.matcher, vocab).to(logits.device)
+        if constraint.ending(generated):
+            tiers = _fit(constraint.tiers, vocab).to(logits.device)
             for tier in (1, 2, 3):
                 if bool((preferred := keep & (tiers == tier)).any()):
                     keep = preferred

@@ -117,16 +117,14 @@ class HFPolicy:
                     f"prompt has {len(ids):,} tokens and up to {max_new_tokens:,} new tokens were asked for, but "
                     f"{self.name}'s context window is {limit:,} tokens; shorten the conversation or lower max_new_tokens"
                 )
-            matcher = self.grammar.matcher(prompt.json_schema) if prompt.json_schema is not None else None
-            beams.append(Beam(prompt=prompt, state=State(ids, [], matcher=matcher, max_response_tokens=max_new_tokens)))
+            constraint = self.grammar.constraint(prompt.json_schema, max_new_tokens) if prompt.json_schema else None
+            beams.append(Beam(prompt=prompt, state=State(ids, [], constraint=constraint)))
         return beams
 
     @cached_property
     def grammar(self) -> JsonGrammar:
         """Matchers for constrained decoding, built on first use (the token trie takes about 0.3 s)."""
-        grammar = JsonGrammar(self.tokenizer, self.eos_ids)
-        self.engine.closing = grammar.closing
-        return grammar
+        return JsonGrammar(self.tokenizer, self.eos_ids)
 
     def adopt(self, beam: Beam, donor: Beam) -> Beam:
         own, theirs = beam.state, donor.state
@@ -140,9 +138,8 @@ class HFPolicy:
             keep = min(own.cached, len(own.prompt_ids))
             cache = tuple((k[:, :keep], v[:, :keep]) for k, v in own.cache) if own.cache and keep else None
             state = State(own.prompt_ids, list(theirs.response_ids), cache, keep if cache else 0)
-        state.max_response_tokens = own.max_response_tokens
-        if theirs.matcher is not None:  # the grammar's state goes with the response
-            state.matcher = theirs.matcher.deep_copy()
+        if theirs.constraint is not None:  # the grammar's state goes with the response
+            state.constraint = theirs.constraint.copy()
         return Beam(beam.prompt, donor.response, donor.tokens, donor.finished, state)
 
     def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int,

@@ -38,7 +38,7 @@ def test_an_adopted_response_brings_its_own_copy_of_the_grammar_state(policy):
     donor, taker = policy.start([prompt(), prompt("Rate it.")], 40)
     policy.extend([donor, taker], 3, SAMPLING, seed=1)
     adopted = policy.adopt(taker, donor)
-    assert adopted.state.matcher is not donor.state.matcher and adopted.response == donor.response
+    assert adopted.state.constraint.matcher is not donor.state.constraint.matcher and adopted.response == donor.response
     policy.extend([donor, adopted], 40, SAMPLING, seed=2)  # the two go on apart from the shared prefix
     for beam in (donor, adopted):
         assert beam.finished
