@@ -133,7 +133,12 @@ class Reward(Protocol):
 
 @runtime_checkable
 class Mutator(Protocol):
-    """Rewrites an instruction into `n` variants with the same intent (exactly `n`; fall back to the original)."""
+    """Rewrites an instruction into `n` variants with the same intent (exactly `n`; fall back to the original).
+
+    A mutator with `supports_context = True` also takes `context=` in `mutate` and `amutate`: the prompt's text
+    around the request (`Prompt.context`: system messages, retrieved text, earlier turns), so that its variants
+    can keep to directions the prompt gives there ("Be brief."). Others are called with the three arguments.
+    """
 
     def mutate(self, instruction: str, n: int, seed: int) -> list[str]: ...
 
@@ -281,10 +286,16 @@ async def ascore(reward: Reward, prompt: Prompt, responses: Sequence[str]) -> li
     return await asyncio.to_thread(reward.score, prompt, responses)
 
 
-async def amutate(mutator: Mutator, instruction: str, n: int, seed: int) -> list[str]:
+def mutate_args(mutator: Mutator, context: str) -> dict[str, Any]:
+    """The keyword arguments of `mutate` beyond the protocol's own: the context, for a mutator that takes it."""
+    return {"context": context} if getattr(mutator, "supports_context", False) else {}
+
+
+async def amutate(mutator: Mutator, instruction: str, n: int, seed: int, context: str = "") -> list[str]:
+    extra = mutate_args(mutator, context)
     if isinstance(mutator, AsyncMutator):
-        return await mutator.amutate(instruction, n, seed)
-    return await asyncio.to_thread(mutator.mutate, instruction, n, seed)
+        return await mutator.amutate(instruction, n, seed, **extra)
+    return await asyncio.to_thread(lambda: mutator.mutate(instruction, n, seed, **extra))
 
 
 def extend_args(policy: Policy, deadline: float | None) -> dict[str, Any]:

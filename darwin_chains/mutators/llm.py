@@ -1,8 +1,9 @@
 """The LLM mutator: a policy rewrites the instruction; every rewrite is validated before a beam uses it.
 
 It parses whatever list shape comes back (numbered, bulleted, JSON) and rejects anything that is not a rewrite
-(an answer, a fragment, something off-topic) before falling back to the original instruction. What it rejected,
-and why, comes back with the variants (`Reported.rejected`), so concurrent searches keep their own.
+(an answer, a fragment, something off-topic, a rewrite that adds a direction the prompt rules out) before falling
+back to the original instruction. What it rejected, and why, comes back with the variants (`Reported.rejected`),
+so concurrent searches keep their own.
 """
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from typing import Any
 from ..config import Sampling
 from ..policies import acomplete, complete
 from ..protocols import Policy, Reported, Usage
+from .directions import contradiction, directions
 
 log = logging.getLogger(__name__)
 
@@ -28,9 +30,10 @@ MUTATION_PROMPT = (
 class LLMMutator:
     """Rewrites by a language model (any Policy), validated before use.
 
-    A candidate is kept only if it is not empty or a duplicate, its length is within reason of the original, and,
-    when an embedder is given, it stays close to the original in embedding space: answers and fragments do not.
-    Missing variants fall back to the original instruction, with a logged warning.
+    A candidate is kept only if it is not empty or a duplicate, its length is within reason of the original, it
+    adds no direction that the instruction or its context rules out ("in detail" where the prompt says "Be brief";
+    `directions.py`), and, when an embedder is given, it stays close to the original in embedding space: answers
+    and fragments do not. Missing variants fall back to the original instruction, with a logged warning.
 
     Example:
         >>> mutator = LLMMutator(policy, embedder=Embedder.minilm())
@@ -39,6 +42,7 @@ class LLMMutator:
     """
 
     name = "llm"
+    supports_context = True  # mutate takes context=: the prompt's text around the request
 
     def __init__(
         self,
@@ -58,22 +62,26 @@ class LLMMutator:
     def request(self, instruction: str, n: int) -> str:
         return self.prompt.replace("{n}", str(n)).replace("{instruction}", instruction)
 
-    def mutate(self, instruction: str, n: int, seed: int) -> Reported:
+    def mutate(self, instruction: str, n: int, seed: int, *, context: str = "") -> Reported:
         text, usage = complete(self.policy, self.request(instruction, n), self.max_new_tokens, self.sampling, seed)
-        return self.select(instruction, parse_list(text), n, usage)
+        return self.select(instruction, parse_list(text), n, usage, context=context)
 
-    async def amutate(self, instruction: str, n: int, seed: int) -> Reported:
+    async def amutate(self, instruction: str, n: int, seed: int, *, context: str = "") -> Reported:
         text, usage = await acomplete(self.policy, self.request(instruction, n), self.max_new_tokens, self.sampling,
                                       seed)
-        return self.select(instruction, parse_list(text), n, usage)
+        return self.select(instruction, parse_list(text), n, usage, context=context)
 
-    def select(self, instruction: str, candidates: list[str], n: int, usage: Usage | None = None) -> Reported:
-        """The first `n` valid rewrites, padded with the original instruction, with the (candidate, why) rejected."""
+    def select(self, instruction: str, candidates: list[str], n: int, usage: Usage | None = None, *,
+               context: str = "") -> Reported:
+        """The first `n` valid rewrites, padded with the original instruction, with the (candidate, why) rejected.
+
+        `context` is the prompt's text around the instruction: its directions count as the instruction's own."""
         kept: list[str] = []
         rejected: list[tuple[str, str]] = []
         seen = {_norm(instruction)}
+        own, given = directions(instruction), directions(f"{context}\n\n{instruction}")
         for c in candidates:
-            why = self._problem(instruction, c, seen)
+            why = self._problem(instruction, c, seen) or _contradicts(c, own, given)
             if why:
                 rejected.append((c, why))
             else:
@@ -100,6 +108,12 @@ class LLMMutator:
         if len(candidate) < 0.25 * len(instruction):
             return "too short for a rewrite"
         return None
+
+
+def _contradicts(candidate: str, own: frozenset[str], given: frozenset[str]) -> str | None:
+    """Why a rewrite's new directions (those the instruction itself lacks) contradict the prompt's, or None."""
+    why = contradiction(directions(candidate) - own, given)
+    return f"contradicts the prompt: {why}" if why else None
 
 
 def parse_list(text: str) -> list[str]:

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from ..errors import DarwinError, MutationError, PolicyError, RewardError
 from ..prompt import Prompt
-from ..protocols import Beam, Reported, Usage, aextend, amutate, ascore, astart, extend_args
+from ..protocols import Beam, Reported, Usage, aextend, amutate, ascore, astart, extend_args, mutate_args
 from .stops import cut
 
 if TYPE_CHECKING:
@@ -121,17 +121,21 @@ class Adopt(Request):
 
 @dataclass
 class Mutate(Request):
-    """Exactly `n` variants of `instruction`; anything unusable falls back to the instruction, with a warning."""
+    """Exactly `n` variants of `instruction`; anything unusable falls back to the instruction, with a warning.
+
+    A mutator that takes the prompt's context (`supports_context`) gets it, so its variants keep the prompt's
+    directions; the context is the same for every parent, since mutation rewrites the request only."""
 
     instruction: str
     n: int
     seed: int
 
     def call(self, run: Run) -> Any:
-        return run.mutator.mutate(self.instruction, self.n, self.seed)
+        return run.mutator.mutate(self.instruction, self.n, self.seed,
+                                  **mutate_args(run.mutator, run.prompt.context))
 
     async def acall(self, run: Run) -> Any:
-        return await amutate(run.mutator, self.instruction, self.n, self.seed)
+        return await amutate(run.mutator, self.instruction, self.n, self.seed, run.prompt.context)
 
     def check(self, run: Run, reply: Any) -> list[str]:
         name = run.trace.mutator

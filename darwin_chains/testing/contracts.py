@@ -146,6 +146,13 @@ class MutatorContract:
         again = mutator.mutate(variant, 2, seed=1)
         assert len(again) == 2 and all(isinstance(v, str) and v.strip() for v in again)
 
+    def test_takes_the_context_when_it_says_so(self, mutator):
+        # A mutator with `supports_context` is called with context= (the prompt's text around the request).
+        if not getattr(mutator, "supports_context", False):
+            pytest.skip("no supports_context: the search calls mutate(instruction, n, seed)")
+        variants = mutator.mutate(self.instruction, 3, seed=0, context="Answer using this context: cats purr.")
+        assert len(variants) == 3 and all(isinstance(v, str) and v.strip() for v in variants)
+
     def test_async_form_agrees_with_the_sync_one(self, mutator):
         if not hasattr(mutator, "amutate"):
             pytest.skip("no async form: the search runs mutate in a worker thread")
