@@ -17,6 +17,7 @@ from .errors import (
     MutationError,
     PolicyError,
     RewardError,
+    UngroundedError,
 )
 from .mutators import LLMMutator, TemplateMutator
 from .policies import acomplete, complete
@@ -33,6 +34,6 @@ __all__ = [
     "METHODS", "Beam", "BudgetError", "Candidate", "ConfigError", "Cycle", "DarwinError", "HFPolicy", "InputError", "LLMMutator",
     "MissingDependencyError", "MutationError", "Mutator", "Period", "Policy", "PolicyError", "PreferenceReward",
     "Prompt", "RelevanceReward", "Reward", "RewardError", "Sampling", "Search", "SearchConfig", "SearchResult",
-    "TemplateMutator", "Trace", "Usage", "WeightedReward", "acomplete", "as_mutator", "as_reward", "complete",
+    "TemplateMutator", "Trace", "UngroundedError", "Usage", "WeightedReward", "acomplete", "as_mutator", "as_reward", "complete",
     "defaults",
 ]

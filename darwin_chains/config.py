@@ -20,6 +20,8 @@ from .errors import ConfigError
 
 Method = Literal["darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace"]
 METHODS: tuple[str, ...] = ("darwin", "best-of-n", "sample", "mutation-best-of-n", "sample-replace")
+Ungrounded = Literal["answer", "flag", "abstain", "raise"]
+UNGROUNDED: tuple[str, ...] = ("answer", "flag", "abstain", "raise")
 DEFAULT_KEEP_TOP = 3  # the paper's k
 #: Temperatures below this decode greedily, as vLLM's do (its _SAMPLING_EPS).
 GREEDY_BELOW = 1e-5
@@ -99,10 +101,21 @@ class SearchConfig:
         aliases=("timeout",))
     stop: tuple[str, ...] = _knob((), "Answers end before the first of these texts (at most 4), which they exclude.",
                                   aliases=("stop_sequences",))
+    stream_commit: bool = _knob(
+        True, "A streamed search commits to its leading beam at the last cycle's first scoring round (k becomes 1, "
+        "the seed sample and drafts retire), so text streams during the search; its answer can differ from an "
+        "unstreamed one's. False: text streams only where every possible answer agrees, often only at the end.")
+    on_ungrounded: Ungrounded = _knob(
+        "answer", "When the prompt has context and the best answer states what the context does not support: answer "
+        "(return it, with its verdict), flag (the best grounded candidate, else the best answer, flagged), abstain "
+        "(the best grounded candidate, else 'The context does not say.'), raise (the best grounded candidate, else "
+        "UngroundedError).")
 
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        if self.on_ungrounded not in UNGROUNDED:
+            raise ConfigError(f"on_ungrounded must be one of {', '.join(UNGROUNDED)}; got {self.on_ungrounded!r:.40}")
         for name in ("mutants", "beams_per_mutant", "replacement_period", "mutation_cycles", "max_new_tokens"):
             value = getattr(self, name)
             if not isinstance(value, int) or value < 1:

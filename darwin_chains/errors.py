@@ -34,6 +34,11 @@ class BudgetError(DarwinError):
     """A budget ran out before the search had decoded any text to answer with (a long prompt, a short budget)."""
 
 
+class UngroundedError(DarwinError):
+    """`on_ungrounded="raise"`: no candidate answer was grounded in the prompt's context. `partial` holds the best
+    answer, with its verdict."""
+
+
 class MissingDependencyError(DarwinError, ImportError):
     """An optional dependency is not installed; the message gives the install command."""
 

@@ -8,9 +8,10 @@ the others wait for it. Code that runs beside a load never reads the default dty
 """
 from __future__ import annotations
 
+import contextlib
 import functools
 import threading
-from collections.abc import Callable, Hashable
+from collections.abc import Callable, Hashable, Iterator
 from typing import TypeVar
 
 T = TypeVar("T")
@@ -39,4 +40,21 @@ def load_once(load: Callable[..., T]) -> Callable[..., T]:
     return cached
 
 
-__all__ = ["LOCK", "load_once"]
+@contextlib.contextmanager
+def quiet_transformers() -> Iterator[None]:
+    """transformers without its warnings and progress bars: a reward loading mid-search should not draw a bar
+    over the search's own, nor report the layers it drops on purpose as unexpected weights."""
+    from transformers.utils import logging as hf_logging
+
+    verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
+    hf_logging.set_verbosity_error()
+    hf_logging.disable_progress_bar()
+    try:
+        yield
+    finally:
+        hf_logging.set_verbosity(verbosity)
+        if bars:
+            hf_logging.enable_progress_bar()
+
+
+__all__ = ["LOCK", "load_once", "quiet_transformers"]

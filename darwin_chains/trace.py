@@ -116,6 +116,9 @@ class SearchResult:
     #: "stop": the answer ended by itself (end of text or a stop sequence); "length": a limit cut it off, either
     #: `max_new_tokens` or a budget that stopped the search before any response finished (`trace.stopped` says).
     finish_reason: str = "stop"
+    #: When the prompt had context with facts to check: whether the answer is grounded in it (`grounding.Verdict`
+    #: as a dict: grounded, score from 0 to 1, unsupported, checked), and what `on_ungrounded` did ("action").
+    grounding: dict[str, Any] | None = None
 
     @property
     def finished(self) -> bool:
@@ -124,7 +127,7 @@ class SearchResult:
 
     def to_dict(self) -> dict[str, Any]:
         return {"answer": self.answer, "reward": finite(self.reward), "finished": self.finished,
-                "finish_reason": self.finish_reason, "trace": self.trace.to_dict()}
+                "finish_reason": self.finish_reason, "grounding": self.grounding, "trace": self.trace.to_dict()}
 
     def metadata(self) -> dict[str, Any]:
         """The result as response metadata, the one view LangChain, LlamaIndex and `serve` build theirs from.
@@ -137,6 +140,7 @@ class SearchResult:
             "reward": finite(self.reward),
             "finished": self.finished,
             "finish_reason": self.finish_reason,
+            "grounding": self.grounding,
             "trace": trace.summary(),
             "policy_requests": trace.policy_requests,
             "policy_retries": trace.policy_retries,

@@ -7,9 +7,10 @@ times change hour, names come from a pool of other names, entities from the alte
 changed fact never appears anywhere in its context. Passages, not cases, are split into dev and test halves, so no
 passage informs the weight and the test figure both.
 
-A harder set, swaps.jsonl, changes a number, time or month into another one from the same passage instead.
+A harder set, swaps.jsonl, changes a number, time or month into another one from the same passage instead;
+crossed.jsonl into one from another passage of the same context (another product's price).
 
-    python benchmarks/grounding/build.py        # writes cases.jsonl and swaps.jsonl, deterministic
+    python benchmarks/grounding/build.py        # writes cases.jsonl, swaps.jsonl and crossed.jsonl, deterministic
 """
 from __future__ import annotations
 
@@ -97,23 +98,37 @@ SAME_KIND = {"time": r"\b\d{1,2}(?::\d\d)? ?(?:AM|PM)\b", "number": r"(?<![\d:])
 def swaps(cases: list[dict]) -> list[dict]:
     """The harder set: a fact replaced by another value of its kind from the same passage (9 AM for 7:15 AM when
     the passage has both), so every word of the changed answer is somewhere in the context."""
+    return _replaced(cases, lambda case, passage: passage, "swap", "")
+
+
+def crossed(cases: list[dict]) -> list[dict]:
+    """Swaps across passages: a fact replaced by a value of its kind from another passage of the same context
+    (another product's price, another event's time), built as `swaps` is."""
+    return _replaced(cases, lambda case, passage: case["context"].replace(passage, ""), "crossed", "-crossed")
+
+
+def _replaced(cases: list[dict], source, tag: str, salt: str) -> list[dict]:
+    """Each fact replaced by a value of its kind drawn from `source(case, passage)` and found nowhere in the answer
+    (nor in the passage, when drawn from elsewhere)."""
     out = []
     for case in cases:
         pattern = SAME_KIND.get(case["kind"])
         if pattern is None:
             continue
         passage = PASSAGES[case["passage"]][1]
-        others = sorted({v.strip(".,") for v in re.findall(pattern, passage)} - {case["fact"]})
-        others = [v for v in others if not appears(v, case["grounded"]) and v.replace(",", "") != case["fact"]]
+        text = source(case, passage)
+        others = sorted({v.strip(".,") for v in re.findall(pattern, text)} - {case["fact"]})
+        others = [v for v in others if not appears(v, case["grounded"]) and v.replace(",", "") != case["fact"]
+                  and (text == passage or not appears(v, passage))]
         if case["kind"] == "date":  # swap the month inside the date: "7 September" -> "7 August"
             month = next((m for m in MONTHS if m in case["fact"]), None)
             others = [case["fact"].replace(month, m) for m in others if m != month] if month else []
         if others:
-            new = random.Random(f"{SEED}-{case['id']}").choice(others)
+            new = random.Random(f"{SEED}-{case['id']}{salt}").choice(others)
             perturbed = re.sub(rf"(?<![\w.,]){re.escape(case['fact'])}(?![\w]|[.,:]\d)", new, case["grounded"],
                                count=1)
             if perturbed != case["grounded"]:
-                out.append({**case, "id": case["id"] + "-swap", "perturbed": perturbed, "changed_to": new})
+                out.append({**case, "id": f"{case['id']}-{tag}", "perturbed": perturbed, "changed_to": new})
     return out
 
 
@@ -153,8 +168,11 @@ def main() -> None:
     with open(HERE / "swaps.jsonl", "w") as f:
         for case in swaps(cases):
             f.write(json.dumps(case) + "\n")
+    with open(HERE / "crossed.jsonl", "w") as f:
+        for case in crossed(cases):
+            f.write(json.dumps(case) + "\n")
     kinds = {k: sum(c["kind"] == k for c in cases) for k in sorted({c["kind"] for c in cases})}
-    print(f"{len(swaps(cases))} swaps; {len(cases)} cases ({sum(c['split'] == 'dev' for c in cases)} dev) from {len(PASSAGES)} passages: {kinds}")
+    print(f"{len(swaps(cases))} swaps, {len(crossed(cases))} crossed; {len(cases)} cases ({sum(c['split'] == 'dev' for c in cases)} dev) from {len(PASSAGES)} passages: {kinds}")
 
 
 if __name__ == "__main__":

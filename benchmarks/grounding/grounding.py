@@ -59,24 +59,48 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     from darwin_chains import Prompt, defaults
     from darwin_chains.rewards import PreferenceReward
-    from darwin_chains.rewards.grounding import WEIGHT
+    from darwin_chains.rewards.grounding import WEIGHT, Groundedness
     from darwin_chains.cli.record import machine_record
 
     default, blind = defaults.reward(), PreferenceReward(grounding=False)
+    lookup = Groundedness(reader=False)
 
     def scored(cases: list[dict]) -> list[dict]:
         rows = []
         for case in cases:
             prompt = Prompt.of([("system", SYSTEM.format(context=case["context"])), ("user", case["question"])])
             pair = [case["grounded"], case["perturbed"]]
-            rows.append({"with": default.score(prompt, pair), "blind": blind.score(prompt, pair),
-                         "parts": default.grounding.parts(prompt, pair)})
+            head = blind.score(prompt, pair)
+            rows.append({"with": default.score(prompt, pair), "blind": head,
+                         "lookup": [h + g for h, g in zip(head, lookup.score(prompt, pair))],
+                         "parts": default.grounding.parts(prompt, pair),
+                         "verdicts": [default.grounding.verdict(prompt, a) for a in pair]})
         return rows
 
+    def flags(cases: list[dict], rows: list[dict]) -> dict:
+        """How often a verdict is right: the grounded answer passes, the changed one is flagged and lists the
+        changed value."""
+        n = len(rows)
+        passed = sum(r["verdicts"][0].grounded for r in rows)
+        flagged = sum(not r["verdicts"][1].grounded for r in rows)
+        named = sum(any(c["changed_to"] in u or u in c["changed_to"] for u in r["verdicts"][1].unsupported)
+                    for c, r in zip(cases, rows))
+        return {"grounded_passed": round(passed / n, 4), "changed_flagged": round(flagged / n, 4),
+                "changed_value_listed": round(named / n, 4), "right": round((passed + flagged) / (2 * n), 4), "n": n}
+
     started = time.perf_counter()
-    cases, swaps = load(), load("swaps.jsonl")
-    rows, swap_rows = scored(cases), scored(swaps)
+    cases, swaps, crossed = load(), load("swaps.jsonl"), load("crossed.jsonl")
+    rows, swap_rows, crossed_rows = scored(cases), scored(swaps), scored(crossed)
     seconds = time.perf_counter() - started
+
+    def harder(cases: list[dict], rows: list[dict], note: str) -> dict:
+        return {"cases": len(cases),
+                "with_context": shares(cases, [r["with"][0] > r["with"][1] for r in rows]),
+                "lookup_only": shares(cases, [r["lookup"][0] > r["lookup"][1] for r in rows])["all"],
+                "blind": shares(cases, [r["blind"][0] > r["blind"][1] for r in rows])["all"],
+                "verdict": flags(cases, rows),
+                "lost_with_context": [c["id"] for c, r in zip(cases, rows) if r["with"][0] <= r["with"][1]],
+                "note": note}
 
     def wins_at(weight: float) -> list[bool]:
         return [b[0] + weight * (p[0][0] - p[0][1]) > b[1] + weight * (p[1][0] - p[1][1])
@@ -91,11 +115,12 @@ def main() -> None:
         "with_context": shares(cases, [r["with"][0] > r["with"][1] for r in rows]),
         "blind": shares(cases, [r["blind"][0] > r["blind"][1] for r in rows]),
         "lost_with_context": [c["id"] for c, r in zip(cases, rows) if r["with"][0] <= r["with"][1]],
-        "swaps": {"cases": len(swaps),
-                  "with_context": shares(swaps, [r["with"][0] > r["with"][1] for r in swap_rows])["all"],
-                  "blind": shares(swaps, [r["blind"][0] > r["blind"][1] for r in swap_rows])["all"],
-                  "note": "a fact changed into another value of its kind from the same passage (swaps.jsonl); "
-                          "not used to pick the weight"},
+        "lookup_only": shares(cases, [r["lookup"][0] > r["lookup"][1] for r in rows])["all"],
+        "verdict": flags(cases, rows),
+        "swaps": harder(swaps, swap_rows, "a fact changed into another value of its kind from the same passage "
+                                          "(swaps.jsonl); not used to pick the weight"),
+        "crossed": harder(crossed, crossed_rows, "a fact changed into a value of its kind from another passage of "
+                                                 "the same context (crossed.jsonl); not used to pick the weight"),
         "weight": {"shipped": WEIGHT, "picked_on_dev": pick(sweep),
                    "rule": "smallest weight on the grid within 0.01 of the best dev share"},
         "sweep": {str(w): s for w, s in sweep.items()},
@@ -105,7 +130,8 @@ def main() -> None:
         "seconds_scoring": round(seconds, 1),
         "machine": machine_record(),
     }
-    print(json.dumps({k: results[k] for k in ("with_context", "blind", "weight", "lost_with_context", "swaps")},
+    print(json.dumps({k: results[k] for k in ("with_context", "lookup_only", "blind", "verdict", "weight",
+                                              "lost_with_context", "swaps", "crossed")},
                      indent=1))
     print("sweep:", json.dumps(results["sweep"]))
     if args.name:

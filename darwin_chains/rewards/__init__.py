@@ -8,8 +8,8 @@ from __future__ import annotations
 
 from .base import DistinctReward, RelevanceReward, WeightedReward, relevance_and_distinct
 from .gate import GatedReward
-from .grounding import Groundedness
+from .grounding import Groundedness, Verdict
 from .preference import MiniLMPreferenceReward, PreferenceReward
 
 __all__ = ["DistinctReward", "GatedReward", "Groundedness", "MiniLMPreferenceReward", "PreferenceReward",
-           "RelevanceReward", "WeightedReward", "relevance_and_distinct"]
+           "RelevanceReward", "Verdict", "WeightedReward", "relevance_and_distinct"]

@@ -24,7 +24,7 @@ from typing import Any
 import numpy as np
 
 from ..devices import feature_dtype
-from ..loading import LOCK, load_once
+from ..loading import LOCK, load_once, quiet_transformers
 from ..policies.attention import use_row_attention
 from ..policies.batching import forward_ragged
 from .blocks import Block, BlockCache
@@ -77,20 +77,10 @@ class ResponseEncoder:
         self.max_response_tokens, self.max_prompt_tokens = max_response_tokens, max_prompt_tokens
         with LOCK:
             from transformers import AutoModel, AutoTokenizer
-            from transformers.utils import logging as hf_logging
 
             self.tokenizer = AutoTokenizer.from_pretrained(path)
-            # Quietly: the dropped upper layers are reported as unexpected weights, and a reward loading mid-search
-            # should not draw a progress bar over the search's own.
-            verbosity, bars = hf_logging.get_verbosity(), hf_logging.is_progress_bar_enabled()
-            hf_logging.set_verbosity_error()
-            hf_logging.disable_progress_bar()
-            try:
+            with quiet_transformers():  # the dropped upper layers are reported as unexpected weights
                 self.model = AutoModel.from_pretrained(path, num_hidden_layers=layer, dtype=self.dtype).eval()
-            finally:
-                hf_logging.set_verbosity(verbosity)
-                if bars:
-                    hf_logging.enable_progress_bar()
         self.model.norm = torch.nn.Identity()  # the features are the residual stream itself, not its final norm
         use_row_attention(self.model)  # calls without `rows` (encode, instruction) still go to SDPA as before
         self.dim = self.model.config.hidden_size

@@ -12,6 +12,8 @@ Darwin, per mutation cycle:
   3. count how often each beam slot was in the top-k;
   4. the most frequent winners (`archive_size`) whose final reward beats the parent's take its place.
 The answer is the highest-reward finished response over all cycles, the plain seed sample and any drafts.
+A streamed search (`stream_commit`) commits to the leader at its last cycle's first scoring round: from then on
+only the top beam survives each round and the other candidates retire, so the answer's text settles as it grows.
 
 The baselines reuse the same loop: Best-of-N and plain sampling decode the original instruction with no
 replacement, mutation + Best-of-N decodes variants with no replacement, sampling + replacement replaces
@@ -19,6 +21,7 @@ without mutating.
 """
 from __future__ import annotations
 
+import math
 import random
 import time
 from collections.abc import Callable, Generator, Mapping
@@ -49,9 +52,10 @@ class Darwin:
     """
 
     def __init__(self, config: SearchConfig, prompt: Prompt, drafts: list[str], rng: random.Random, trace: Trace,
-                 scores: Mapping[str, float], continues: bool, emit: Callable[..., None]):
+                 scores: Mapping[str, float], continues: bool, emit: Callable[..., None], commit: bool = False):
         self.config, self.prompt, self.drafts, self.rng, self.trace = config, prompt, drafts, rng, trace
         self.scores, self.continues, self.emit = scores, continues, emit
+        self.commit = commit  # streamed: the last cycle commits to its leader (`stream_commit`)
         self.candidates: list[Candidate] = []
         self.live: list[Beam] = []  # the beams of the running cycle, for a best-so-far answer
 
@@ -83,12 +87,15 @@ class Darwin:
                 bystanders = [seed_beam] if seed_beam is not None and c == 0 else []
                 counts = [0] * len(beams)
                 self.live = beams + bystanders
+                commit = self.commit and c == config.cycles - 1 and config.replaces and self.continues
                 while not all(b.finished for b in beams + bystanders):
                     yield from self._extend(beams, bystanders)
                     yield from self._checkpoint()  # out of time mid-period: stop before scoring it
                     settle = None
                     if config.replaces and not all(b.finished for b in beams):
-                        beams = yield from self._replace(cycle, beams, counts)
+                        beams = yield from self._replace(cycle, beams, counts, commit)
+                        if commit:
+                            bystanders = self._retire(cycle, bystanders)
                         self.live = settle = beams + bystanders
                     yield from self._checkpoint(settle=settle)
                 cycle.responses = [b.response for b in beams]
@@ -156,15 +163,18 @@ class Darwin:
             if b.finished and b.finish_reason is None:
                 b.finish_reason = "stop"
 
-    def _replace(self, cycle: Cycle, beams: list[Beam], counts: list[int]) -> Generator[Request, Any, list[Beam]]:
-        """Score every beam; each unfinished beam outside the top-k adopts a random top-k beam's response."""
+    def _replace(self, cycle: Cycle, beams: list[Beam], counts: list[int], commit: bool = False
+                 ) -> Generator[Request, Any, list[Beam]]:
+        """Score every beam; each unfinished beam outside the top-k adopts a random top-k beam's response.
+        Committed (a streamed last cycle), only the leader survives, and finished beams adopt its response too."""
         config, started = self.config, time.perf_counter()
         rewards = yield from self._score_for_ranking(beams)
         order = sorted(range(len(beams)), key=lambda i: -rewards[i])  # stable: ties keep slot order
-        top = order[: config.survivors]
+        top = order[: 1 if commit else config.survivors]
         for i in top:
             counts[i] += 1
-        replacements = [(i, self.rng.choice(top)) for i, b in enumerate(beams) if i not in top and not b.finished]
+        replacements = [(i, self.rng.choice(top)) for i, b in enumerate(beams)
+                        if i not in top and (commit or not b.finished)]
         if replacements:
             adopted = yield Adopt([(beams[i], beams[donor]) for i, donor in replacements])
             for (i, _), beam in zip(replacements, adopted):
@@ -176,6 +186,20 @@ class Darwin:
         if replacements:
             self.emit("replacement", cycle=cycle.index, period=period.index, replacements=replacements)
         return beams
+
+    def _retire(self, cycle: Cycle, bystanders: list[Beam]) -> list[Beam]:
+        """A committed search answers with the leader's line only: the seed sample stops, and drafts and earlier
+        cycles' answers leave the candidates (they stay in the trace)."""
+        retired = [c.source for c in self.candidates] + ["seed sample" for _ in bystanders]
+        if retired:
+            self.trace.notes.append(f"streamed: committed to the leading beam at period {len(cycle.periods) - 1} "
+                                    f"of cycle {cycle.index}; retired {', '.join(retired)} (stream_commit)")
+        for beam in bystanders:
+            self.trace.seed_sample = Candidate(beam.response, self.scores.get(beam.response, -math.inf),
+                                               "seed-sample, retired by the streaming commit", self.prompt.request,
+                                               "retired")
+        self.candidates = []
+        return []
 
     def _score_for_ranking(self, beams: list[Beam]) -> Generator[Request, Any, list[float]]:
         """Rewards of the partial responses, after `look_ahead` throw-away tokens when look-ahead is on."""

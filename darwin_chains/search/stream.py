@@ -6,7 +6,9 @@ iterator stops the search: the sync one at its next step, the async one at once 
 
 Commit semantics: during its last mutation cycle the search reports "settled" text, the prefix that every answer
 it can still return shares. That text can no longer change, so it is sent at once as `Delta`s, and `Final` brings
-the rest: the deltas always add up to the answer (cut before the first stop sequence, if any).
+the rest: the deltas always add up to the answer (cut before the first stop sequence, if any). A streamed search
+commits to its leading beam at the last cycle's first scoring round (`stream_commit`), so that text settles every
+period rather than only where k rival beams, a seed sample and drafts happen to agree.
 """
 from __future__ import annotations
 
@@ -77,7 +79,7 @@ def stream(search: Search, prompt: PromptLike, *, drafts: Sequence[str] = (), st
 
     def work() -> None:
         try:
-            outcome["result"] = search.run(prompt, drafts=drafts, on_event=on_event, **overrides)
+            outcome["result"] = search.run(prompt, drafts=drafts, on_event=on_event, streaming=True, **overrides)
         except BaseException as exc:  # handed to the reader, who raises it
             outcome["error"] = exc
         finally:
@@ -106,7 +108,8 @@ async def astream(search: Search, prompt: PromptLike, *, drafts: Sequence[str] =
     nothing blocks the loop. Closing the iterator early, or cancelling its consumer, cancels the search."""
     reports: asyncio.Queue = asyncio.Queue()
     stop = _stop(search, stop, overrides)
-    run = search.arun(prompt, drafts=drafts, on_event=lambda kind, data: reports.put_nowait((kind, data)), **overrides)
+    run = search.arun(prompt, drafts=drafts, on_event=lambda kind, data: reports.put_nowait((kind, data)),
+                      streaming=True, **overrides)
     task = context.copy().run(asyncio.ensure_future, run) if context is not None else asyncio.ensure_future(run)
     task.add_done_callback(lambda _: reports.put_nowait(None))
     commit = Commit(stop)

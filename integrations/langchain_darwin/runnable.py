@@ -72,12 +72,12 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
         ...     print(chunk.content, end="", flush=True)
 
         A chunk is text that can no longer change: the prefix that every live beam and every finished candidate
-        share, streamed whole words at a time as soon as it settles. It settles only during the last mutation
-        cycle of a method that replaces beams (darwin, sample-replace), and most readily with keep_top=1: after a
-        replacement round every unfinished beam continues the top answer. A draft or the seed sample is a
-        candidate too, and rarely shares a prefix with the beams, so with either (seed_sample is on by default)
-        the text typically arrives in one piece at the end. The last chunk brings the rest of the answer and the
-        metadata; the chunks add up to the answer.
+        share, streamed whole words at a time as soon as it settles. A streamed search commits to its leading
+        beam at the last cycle's first scoring round (stream_commit=True, the default): every other beam adopts
+        its text and the seed sample and drafts retire, so text settles every period from then on, and the answer
+        can differ from invoke's. With stream_commit=False the stream carries invoke's answer, usually in one
+        piece at the end. The last chunk brings the rest of the answer and the metadata; the chunks add up to the
+        answer.
 
     Async: `ainvoke`, `abatch`, `astream` await the search, so the event loop stays free.
     `astream_events` shows the search's progress as custom events: darwin.search_started, darwin.cycle_started,

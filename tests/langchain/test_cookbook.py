@@ -52,3 +52,12 @@ def test_langgraph_refine(run):
     assert "tool called: search_documents({'query': 'How do honeybees tell each other" in out
     draft, refined = map(float, re.search(r"draft reward (\S+) -> refined reward (\S+)", out).groups())
     assert refined >= draft and "; 1 Darwin search)" in out
+
+
+def test_reward_blend(run):
+    out = run("reward_blend.py")
+    assert re.search(r"^default: .* -> prefers the title$", out, re.M)
+    assert re.search(r"^blend: .* -> prefers the correct answer$", out, re.M)
+    assert re.search(r"^A: \S", out, re.M)
+    refined, draft = map(float, re.search(r"^reward (\S+) \(draft (\S+);", out, re.M).groups())
+    assert refined >= draft

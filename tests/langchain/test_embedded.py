@@ -103,3 +103,25 @@ def test_refinement_never_returns_less_than_the_draft(align):
     (draft_candidate,) = message.response_metadata["darwin"]["trace"]["drafts"]
     assert draft_candidate["response"] == draft
     assert message.response_metadata["reward"] >= draft_candidate["reward"]
+
+
+async def test_with_default_settings_text_streams_before_the_last_period(smollm2_policy):
+    """Default search settings (5 mutants, keep_top 3, the seed sample), three periods: the streamed search commits
+    to its leader at the first scoring round (stream_commit), so text arrives before the last period is scored.
+    Before, rival beams and the seed sample shared no prefix and everything came at the end."""
+    align = DarwinAlign(policy=smollm2_policy, max_new_tokens=120, seed=0, include_trace=True)
+    order, text, final = [], "", None
+    async for event in (PROMPT | align).astream_events({"question": QUESTIONS[1]}, version="v2"):
+        if event["event"] == "on_custom_event" and event["name"] == "darwin.period_scored":
+            order.append("period")
+        elif event["event"] == "on_chain_stream" and event["name"] == "DarwinAlign":
+            chunk = event["data"]["chunk"]
+            text += chunk.content
+            if chunk.content and not chunk.response_metadata:
+                order.append("text")
+            final = chunk if chunk.response_metadata else final
+    assert order.count("period") >= 2 and "text" in order
+    assert order.index("text") < len(order) - 1 - order[::-1].index("period")  # text before the last period
+    trace = final.response_metadata["darwin"]["trace"]
+    assert text.strip() and any("stream_commit" in n for n in final.response_metadata["darwin"]["notes"])
+    assert trace["seed_sample"] is None or "retired" in trace["seed_sample"]["source"]

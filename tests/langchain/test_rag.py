@@ -76,6 +76,8 @@ def test_the_context_reaches_every_beam_unchanged(retriever, smollm2_policy):
     instructions = message.response_metadata["darwin"]["trace"]["cycles"][0]["instructions"]
     assert len(set(instructions)) == 3 and all(rag.QUESTION in i for i in instructions)
     assert message.content.strip() and math.isfinite(message.response_metadata["reward"])
+    grounding = message.response_metadata["darwin"]["grounding"]  # the answer's verdict against the context
+    assert grounding["grounded"] == (not grounding["unsupported"]) and 0 <= grounding["score"] <= 1
 
 
 def test_a_dict_with_retrieved_context_keeps_it_out_of_mutation(retriever):

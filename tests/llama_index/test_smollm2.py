@@ -136,3 +136,14 @@ def test_the_readme_llama_index_lines_run(smollm2_policy, minilm_index, monkeypa
     llm = scope["engine"]._response_synthesizer._llm
     assert isinstance(llm, DarwinLLM) and llm.policy is smollm2_policy  # the embedded default, loaded for metadata
     assert (llm.mutants, llm.max_new_tokens, llm.search) == (3, 48, "final")
+
+
+def test_a_chat_with_context_carries_the_answers_grounding_verdict(smollm2_policy):
+    """The embedded model and the default reward: the verdict reaches LlamaIndex's additional_kwargs."""
+    llm = DarwinLLM(policy=smollm2_policy, seed=0, **SMALL)
+    response = llm.chat([ChatMessage(role=MessageRole.SYSTEM, content="Context: The community pool opens at 7:15 AM "
+                                     "every weekday and at 9 AM on weekends."),
+                         ChatMessage(role=MessageRole.USER, content="When does the pool open on weekdays?")])
+    grounding = response.additional_kwargs["grounding"]
+    assert grounding["grounded"] == (not grounding["unsupported"]) and 0 <= grounding["score"] <= 1
+    assert grounding["checked"] >= 0 and response.message.content.strip()

@@ -172,3 +172,28 @@ def test_commit_sends_only_new_settled_text_and_holds_back_a_possible_stop_seque
     commit = Commit(stop=["END"])
     pieces = [commit.settled("one E"), commit.settled("one Ever "), commit.final("one Ever twoEND three")]
     assert pieces == ["one ", "Ever ", "two"]
+
+
+DEFAULTS = SearchConfig(max_new_tokens=40, replacement_period=8, seed=0)  # 5 mutants, keep_top 3, the seed sample
+
+
+def test_with_default_settings_a_stream_commits_to_its_leader_and_text_settles_each_period():
+    events = list(search().stream(INSTRUCTION, drafts=["a dog"], **DEFAULTS.to_dict()))
+    deltas, final = _parts(events)
+    scored = [i for i, e in enumerate(events) if isinstance(e, Progress) and e.kind == "period_scored"]
+    first_text = next(i for i, e in enumerate(events) if isinstance(e, Delta))
+    assert len(deltas) >= 2 and first_text < scored[-1]
+    assert "".join(deltas) + final.delta == final.result.answer
+    trace = final.result.trace
+    assert all(p.top == p.top[:1] for p in trace.cycles[0].periods)  # k is 1 once committed
+    assert trace.seed_sample.finish_reason == "retired" and trace.answer_source.startswith("cycle 0")
+    assert any("retired draft, seed sample (stream_commit)" in n for n in trace.notes)
+
+
+def test_without_commit_or_unstreamed_the_search_is_unchanged():
+    config = DEFAULTS.to_dict()
+    unstreamed = search().run(INSTRUCTION, **config)
+    _, final = _parts(list(search().stream(INSTRUCTION, **{**config, "stream_commit": False})))
+    assert final.result.answer == unstreamed.answer and final.result.reward == unstreamed.reward
+    assert [p.top for p in final.result.trace.cycles[0].periods] == [p.top for p in unstreamed.trace.cycles[0].periods]
+    assert len(unstreamed.trace.cycles[0].periods[0].top) == 3 and unstreamed.trace.seed_sample.finish_reason != "retired"

@@ -31,7 +31,7 @@ from typing import Any
 
 from ...config import SearchConfig, finite, knobs, resolve
 from ...errors import (BudgetError, ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError,
-                      require)
+                       UngroundedError, require)
 from ...prompt import Prompt
 from ...search import Search
 from ...trace import SearchResult
@@ -146,6 +146,8 @@ def create_app(search: Search, *, model: str | None = None, max_concurrent: int 
             metrics.searches.labels("timeout").inc()
             return 504, f"{exc} (this server caps it at --max-search-seconds {limits.max_search_seconds:g})", \
                 "server_error"
+        if isinstance(exc, UngroundedError):  # on_ungrounded="raise", and no answer was grounded in the context
+            return 422, str(exc), "invalid_request_error"
         if isinstance(exc, (PolicyError, RewardError, MutationError)):  # a component behind the server failed
             metrics.searches.labels("failed").inc()
             return 502, _failure(exc, secrets), "server_error"

@@ -10,7 +10,8 @@ turns the `SearchResult` back into a response. Four LlamaIndex-specific choices 
   and chat engine makes) format a template with its variables. There the query is marked, so mutation rewrites
   only the query and the retrieved context reaches every beam verbatim.
 - **Streaming** commits the text the search has settled (the prefix every possible answer shares) as it grows,
-  then the rest when the search ends; the deltas always add up to the answer.
+  then the rest when the search ends; the deltas always add up to the answer. A streamed search commits to its
+  leading beam at the first scoring round (`stream_commit`), so text arrives every period.
 - **Tracing.** The usual LLM callbacks and instrumentation events, plus one event per step of the search
   (`llama_index.llms.darwin.events`).
 """
