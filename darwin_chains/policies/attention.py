@@ -5,6 +5,10 @@ many rows share the call once there are at least `MIN_ROWS` of them, but padded 
 sit among the padding changes how the softmax sums round. So each row attends over its own keys only, gathered
 contiguously, and a seeded search gives the same numbers alone or beside any others (`tests/unit/test_engine.py`).
 
+Where that invariance is not wanted (`HFPolicy(batch_invariant=False)`, the default off CPU), a decoding step's
+rows share one SDPA call instead, each masked to its own key columns (`Rows.batched`): no loop over rows in every
+layer, and no padding to `MIN_ROWS`, so a lone beam's step costs a lone beam's work.
+
 A model switched to this implementation (`use_row_attention`) still works as usual when it is called without
 `rows`: the call goes to PyTorch's SDPA with the usual masks.
 """
@@ -22,11 +26,13 @@ class Rows:
     """Which key columns each batch row attends, and how many of its last query positions are real.
 
     `keys[r]` is a (start, stop) span of cache columns, or a tensor of column indices; a row with no real query
-    (`queries[r] == 0`, padding) gets zeros.
+    (`queries[r] == 0`, padding) gets zeros. `batched`: one decoding query per row and spans only; the rows share
+    one attention call (faster, and a row's numbers then depend on its batch).
     """
 
     keys: list[Any]
     queries: list[int]
+    batched: bool = False
 
 
 def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None,
@@ -41,6 +47,13 @@ def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
     sdpa = torch.nn.functional.scaled_dot_product_attention
     batch, heads, width, dim = query.shape
     groups = heads // key.shape[1]
+    if rows.batched:  # one query a row: every row in one call, masked to its own span of columns
+        bounds = torch.tensor(rows.keys, device=query.device)
+        columns = torch.arange(key.shape[2], device=query.device)
+        mask = (columns >= bounds[:, :1]) & (columns < bounds[:, 1:])
+        attended = sdpa(query[:, :, -1:], key, value, attn_mask=mask[:, None, None, :], scale=scaling,
+                        enable_gqa=groups > 1)
+        return attended.transpose(1, 2), None
     out = query.new_zeros(batch, width, heads, value.shape[-1])
     for r, (columns, n) in enumerate(zip(rows.keys, rows.queries)):
         if n == 0:

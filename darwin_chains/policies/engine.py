@@ -121,7 +121,8 @@ class Engine:
     """The batch and the thread that decodes it. `submit` returns a future of the call's Usage."""
 
     def __init__(self, model: Any, *, eos_ids: frozenset[int], pad_id: int, max_context: int | None,
-                 max_batch_rows: int = 64, max_batch_tokens: int | None = None, name: str = "model"):
+                 max_batch_rows: int = 64, max_batch_tokens: int | None = None, name: str = "model",
+                 batch_invariant: bool = True):
         if max_batch_rows < 1:
             raise ValueError(f"max_batch_rows must be at least 1, got {max_batch_rows}")
         if max_batch_tokens is not None and max_batch_tokens < 1:
@@ -129,6 +130,9 @@ class Engine:
         self.model, self.eos_ids, self.pad_id, self.max_context = model, eos_ids, pad_id, max_context
         self.max_batch_rows, self.max_batch_tokens, self.name = max_batch_rows, max_batch_tokens, name
         self.peak_rows = 0  # the most rows decoded in one step, for tests and benchmarks
+        # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
+        self.batch_invariant = batch_invariant
+        self._min_rows = MIN_ROWS if batch_invariant else 0
         self._waiting: deque[Row] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -266,7 +270,7 @@ class Engine:
         for r in joining:  # a row's cache moves into the batch, layer by layer, and is copied out when it leaves
             r.state.cache = None
         layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep, caches, width,
-                       max(0, MIN_ROWS - len(rows)), SPARE_COLUMNS, release=True)
+                       max(0, self._min_rows - len(rows)), SPARE_COLUMNS, release=True)
         self._slab = Slab(layers, width) if layers is not None else None
         self.peak_rows = max(self.peak_rows, len(self._rows))
 
@@ -333,7 +337,7 @@ class Engine:
         from transformers import DynamicCache
 
         device = self.model.device
-        rows, fillers = self._rows, max(0, MIN_ROWS - len(self._rows))
+        rows, fillers = self._rows, max(0, self._min_rows - len(self._rows))
         slab = self._slab
         width = slab.width if slab is not None else 0
         input_ids = torch.tensor([[r.state.ids[-1]] for r in rows] + [[self.pad_id]] * fillers, device=device)
@@ -341,7 +345,7 @@ class Engine:
         spans = [(width - r.state.cached, width + 1) for r in rows] + [(0, 0)] * fillers
         cache = slab.cache() if slab is not None else DynamicCache()
         out = self.model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1,
-                         rows=Rows(spans, [1] * len(rows) + [0] * fillers))
+                         rows=Rows(spans, [1] * len(rows) + [0] * fillers, batched=not self.batch_invariant))
         if slab is not None:
             slab.width += 1
         else:  # nothing was cached yet (one-token prompts): the next regroup makes room
@@ -392,7 +396,7 @@ class Engine:
         with self._wake:
             self._waiting.extendleft(reversed(back + outside))
         self._rows = self._rows[:keep]
-        layers = stack(slab.layers, slab.width, list(range(keep)), [], slab.width, max(0, MIN_ROWS - keep),
+        layers = stack(slab.layers, slab.width, list(range(keep)), [], slab.width, max(0, self._min_rows - keep),
                        SPARE_COLUMNS) if keep else None
         self._slab = Slab(layers, slab.width) if layers is not None else None
         if torch.cuda.is_available():

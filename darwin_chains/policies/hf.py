@@ -44,6 +44,9 @@ class HFPolicy:
 
     Concurrent searches share the model: their `extend` calls become rows of one batch (`engine.py`), at most
     `max_batch_rows` rows (and `max_batch_tokens` cached tokens, when set) at a time; the rest wait for a place.
+    `batch_invariant` (default: on CPU only) keeps a seeded beam's numbers the same alone or beside any others, by
+    attending one row at a time; off, a step's rows share one attention call, which is faster for few rows and on
+    accelerators.
     """
 
     supports_continuation = True
@@ -51,7 +54,7 @@ class HFPolicy:
     supports_json_schema = True  # a prompt's `json_schema` constrains its beams' decoding (`grammar.py`)
 
     def __init__(self, model: Any, tokenizer: Any, *, chat_template: str | None = None, name: str | None = None,
-                 max_batch_rows: int = 64, max_batch_tokens: int | None = None):
+                 max_batch_rows: int = 64, max_batch_tokens: int | None = None, batch_invariant: bool | None = None):
         self.model = model.eval()
         self.tokenizer = tokenizer
         self.chat_template = chat_template
@@ -67,13 +70,17 @@ class HFPolicy:
         except (ValueError, NotImplementedError) as exc:
             raise ConfigError(f"{self.name} cannot take a custom attention implementation ({exc}); HFPolicy needs a "
                               "transformers model that supports `set_attn_implementation`") from exc
+        # Batch invariance (a seeded beam's numbers the same alone or beside any others) is kept on CPU, where it
+        # holds; elsewhere rows share one attention call per layer (attention.py).
+        self.batch_invariant = self.model.device.type == "cpu" if batch_invariant is None else batch_invariant
         self.engine = Engine(self.model, eos_ids=self.eos_ids, pad_id=self.pad_id, max_context=self.max_context,
-                             max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens, name=self.name)
+                             max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens, name=self.name,
+                             batch_invariant=self.batch_invariant)
 
     @classmethod
     def from_pretrained(
         cls, path: str | Path, *, device: str | None = None, dtype: Any = None, max_batch_rows: int = 64,
-        max_batch_tokens: int | None = None, **model_kwargs: Any
+        max_batch_tokens: int | None = None, batch_invariant: bool | None = None, **model_kwargs: Any
     ) -> HFPolicy:
         """Load a model directory (or hub id, where a hub is reachable) with a sensible device and dtype;
         `model_kwargs` go to transformers' `from_pretrained`."""
@@ -86,7 +93,8 @@ class HFPolicy:
 
             tokenizer = AutoTokenizer.from_pretrained(path)
             model = AutoModelForCausalLM.from_pretrained(path, dtype=dtype, **model_kwargs).to(torch.device(device))
-        return cls(model, tokenizer, max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens)
+        return cls(model, tokenizer, max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens,
+                   batch_invariant=batch_invariant)
 
     @property
     def device(self):

@@ -377,3 +377,41 @@ def test_a_long_seeded_prompt_decodes_the_same_alone_and_beside_others(fresh_pol
     policy = fresh_policy()
     policy.engine.eos_ids = frozenset()
     assert decode(policy, others=False) == decode(policy, others=True)
+
+
+def test_batched_attention_matches_row_attention_on_every_row():
+    """One SDPA call masked per row computes what the row-by-row loop does, to float rounding, GQA included."""
+    from darwin_chains.policies.attention import Rows, row_attention
+
+    torch.manual_seed(0)
+    batch, heads, kv_heads, width, dim = 5, 6, 2, 23, 8
+    query = torch.randn(batch, heads, 1, dim)
+    key, value = torch.randn(batch, kv_heads, width, dim), torch.randn(batch, kv_heads, width, dim)
+    spans = [(23 - n, 23) for n in (1, 7, 23, 12, 3)]  # left-padded rows of different lengths
+    looped, _ = row_attention(None, query, key, value, None, scaling=dim ** -0.5, rows=Rows(spans, [1] * batch))
+    batched, _ = row_attention(None, query, key, value, None, scaling=dim ** -0.5,
+                               rows=Rows(spans, [1] * batch, batched=True))
+    assert batched.shape == looped.shape == (batch, 1, heads, dim)
+    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
+
+
+def test_without_batch_invariance_steps_are_not_padded_and_decode_the_same_greedy_text(fresh_policy):
+    invariant, batched = fresh_policy(), fresh_policy(batch_invariant=False)
+    assert invariant.batch_invariant and not batched.batch_invariant  # on CPU the default keeps invariance
+    texts, widths = {}, {}
+    for name, policy in (("invariant", invariant), ("batched", batched)):
+        seen = widths[name] = []
+        forward = policy.model.forward
+
+        def spy(*args, **kwargs):
+            ids = kwargs.get("input_ids")
+            if ids is not None and ids.shape[1] == 1:  # a decoding step
+                seen.append(ids.shape[0])
+            return forward(*args, **kwargs)
+
+        policy.model.forward = spy
+        beams = policy.start([Prompt.of(QUESTIONS[0])], 12)
+        policy.extend(beams, 12, GREEDY, seed=0)
+        texts[name] = beams[0].response
+    assert set(widths["invariant"]) == {4} and set(widths["batched"]) == {1}  # a lone row: padded to 4, or not
+    assert texts["batched"] == texts["invariant"] and texts["batched"]
