@@ -1,5 +1,5 @@
-"""The local engine on a GPU: throughput against HF `generate`, Darwin against Best-of-5, concurrency, the
-out-of-memory split and determinism, on random-weight models of real shapes.
+"""The local engine on a GPU: throughput against HF `generate`, batched attention against the row loop, Darwin
+against Best-of-5, concurrency, the out-of-memory split and determinism, on random-weight models of real shapes.
 
 A GPU machine here has torch (CUDA) and transformers but no model hub and no downloads, and the embedded GGUF
 cannot travel there, so the models are built from their configs with random weights (SmolLM2-135M's shape in its
@@ -121,6 +121,25 @@ def throughput(pol: Any, device: str, rows: int, tokens: int, words: int) -> dic
             "engine_over_generate": round((engine_tokens / engine_s) / (rows * tokens / generate_s), 3)}
 
 
+def attention_paths(pol: Any, device: str, rows: int, tokens: int, words: int) -> dict[str, Any]:
+    """The engine's two attention paths on the same model: one batched SDPA call a step (the default off CPU)
+    against the batch-invariant row loop, padded to 4 rows (`attention.py`)."""
+    from darwin_chains import HFPolicy, Prompt, Sampling
+
+    out = {}
+    for invariant in (False, True):
+        engine = HFPolicy(pol.model, pol.tokenizer, name=pol.name, batch_invariant=invariant)
+        texts = prompts(rows, words, pol.model.config.vocab_size, seed=7)
+        sync(device)
+        started = time.perf_counter()
+        beams = engine.start([Prompt.of(t) for t in texts], tokens)
+        engine.extend(beams, tokens, Sampling(), seed=1)
+        sync(device)
+        out["row_loop" if invariant else "batched"] = round(sum(b.tokens for b in beams) / (time.perf_counter()
+                                                                                           - started), 1)
+    return {"rows": rows, "tokens_per_s": out, "batched_over_row_loop": round(out["batched"] / out["row_loop"], 3)}
+
+
 def searches(pol: Any, n_prompts: int, tokens: int, words: int, concurrent: int) -> dict[str, Any]:
     """Darwin against Best-of-5 (median over prompts), and `concurrent` seeded searches one after another
     against all at once, with whether each answer is the same both ways."""
@@ -237,6 +256,9 @@ def main() -> None:
         pol = policy(shape, device, p["dtype"], max_batch_rows=10**6 if p["oom"] else 256)
         for rows in p["rows"]:
             section(out, f"throughput_{rows}_rows", lambda: throughput(pol, device, rows, p["tokens"], p["words"]))
+        for rows in p["rows"][:2]:
+            section(out, f"attention_paths_{rows}_rows",
+                    lambda: attention_paths(pol, device, rows, p["tokens"], p["words"]))
         section(out, "searches", lambda: searches(pol, p["prompts"], p["search_tokens"], p["words"], p["concurrent"]))
         if p["oom"]:
             section(out, "out_of_memory", lambda: out_of_memory(pol, 8, 2, limit_s=30, simulate_at=8) if args.small

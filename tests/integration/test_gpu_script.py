@@ -28,6 +28,9 @@ def test_the_gpu_script_runs_every_section_in_its_small_mode(tmp_path):
     for rows in (2, 5):
         section = tiny[f"throughput_{rows}_rows"]
         assert section["engine_tokens_per_s"] > 0 and section["generate_tokens_per_s"] > 0, section
+    for rows in (2, 5):
+        paths = tiny[f"attention_paths_{rows}_rows"]["tokens_per_s"]
+        assert paths["batched"] > 0 and paths["row_loop"] > 0, paths
     searches = tiny["searches"]
     assert "error" not in searches, searches
     assert searches["darwin_over_best_of_5_median"] > 0 and searches["concurrent_over_sequential"] > 0
