@@ -8,11 +8,12 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
+import functools
 import numbers
 import sys
 import types
 import typing
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any, Literal, Optional
 
@@ -114,6 +115,9 @@ class SearchConfig:
     def __post_init__(self) -> None:
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
+        for knob in _KNOBS:
+            if knob.type is bool and not isinstance(knob.of(self), bool):
+                raise ConfigError(f"{knob.name} must be true or false, got {knob.of(self)!r:.40}")
         if self.on_ungrounded not in UNGROUNDED:
             raise ConfigError(f"on_ungrounded must be one of {', '.join(UNGROUNDED)}; got {self.on_ungrounded!r:.40}")
         for name in ("mutants", "beams_per_mutant", "replacement_period", "mutation_cycles", "max_new_tokens"):
@@ -259,6 +263,20 @@ def pydantic_fields() -> dict[str, tuple[Any, Any]]:
                                           validation_alias=AliasChoices(*k.names))) for k in _KNOBS}
 
 
+def check_names(names: Iterable[str], also: Iterable[str] = (), face: str = "the search") -> None:
+    """Refuse names that are neither a knob (by name or alias) nor one of `also` (a face's own fields): the one
+    ConfigError every face gives for a misspelt setting, with the closest names ("mutant (did you mean mutants?)")."""
+    also = tuple(also)
+    unknown = [n for n in names if n not in _NAMES and n not in also]
+    if unknown:
+        known = [*_NAMES, *also]
+        named = [f"{n} (did you mean {' or '.join(c)}?)" if (c := difflib.get_close_matches(n, known, 3, 0.6)) else n
+                 for n in unknown]
+        own = f"; {face} also takes {', '.join(also)}" if also else ""
+        raise ConfigError(f"unknown search parameter(s): {', '.join(named)}; the search parameters are "
+                          f"{', '.join(k.name for k in _KNOBS)}{own}")
+
+
 def resolve(values: Mapping[str, Any]) -> dict[str, Any]:
     """Flat search parameters keyed by knob name: aliases translated, unknown or repeated names refused."""
     out: dict[str, Any] = {}
@@ -272,21 +290,8 @@ def resolve(values: Mapping[str, Any]) -> dict[str, Any]:
             raise ConfigError(f"{name} is given twice (as {given[name]} and {key}); give it once")
         else:
             out[name], given[name] = value, key
-    if unknown:
-        raise ConfigError(f"unknown search parameter(s): {', '.join(_suggest(k) for k in unknown)}; the search "
-                          f"parameters are {', '.join(k.name for k in _KNOBS)}")
+    check_names(unknown)
     return out
-
-
-def close_knob(name: str) -> str | None:
-    """The knob name or alias `name` is most likely a misspelling of, if any."""
-    match = difflib.get_close_matches(name, list(_NAMES), n=1, cutoff=0.8)
-    return match[0] if match else None
-
-
-def _suggest(name: str) -> str:
-    close = difflib.get_close_matches(name, list(_NAMES), n=3, cutoff=0.6)
-    return f"{name} (did you mean {' or '.join(close)}?)" if close else name
 
 
 def _knobs_of(cls: type) -> list[Knob]:
@@ -320,5 +325,25 @@ def _plain(hint: Any) -> tuple[type, bool, tuple[str, ...] | None]:
 
 
 _KNOBS: tuple[Knob, ...] = tuple(_knobs_of(SearchConfig))
+_FIELDS = frozenset(f.name for f in dataclasses.fields(SearchConfig))
+
+
+def _by_any_name(init: Any) -> Any:
+    """SearchConfig's constructor, taking knobs by alias and sampling knobs flat (temperature=0.3) as `replace`
+    does, and refusing a misspelt name with the same ConfigError as every other face, not a TypeError."""
+    @functools.wraps(init)
+    def __init__(self: SearchConfig, *args: Any, **kwargs: Any) -> None:
+        if not kwargs.keys() <= _FIELDS:
+            sampling = kwargs.pop("sampling", None)
+            named = resolve(kwargs)
+            flat = {k: named.pop(k) for k in _SAMPLING if k in named}
+            if flat:
+                base = Sampling(**sampling) if isinstance(sampling, Mapping) else sampling or Sampling()
+                sampling = dataclasses.replace(base, **flat)
+            kwargs = named | ({"sampling": sampling} if sampling is not None else {})
+        init(self, *args, **kwargs)
+
+    return __init__
 _SAMPLING = frozenset(f.name for f in dataclasses.fields(Sampling))
 _NAMES: dict[str, str] = {alias: k.name for k in _KNOBS for alias in k.names}
+SearchConfig.__init__ = _by_any_name(SearchConfig.__init__)  # type: ignore[method-assign]

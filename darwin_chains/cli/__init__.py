@@ -9,12 +9,13 @@ Bad input exits with status 2 and one line on stderr; `--debug` shows the traceb
 from __future__ import annotations
 
 import argparse
+import difflib
 import json
 import logging
 import os
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, NoReturn
 
 from .. import defaults
 from ..config import Knob, SearchConfig, knobs
@@ -94,7 +95,7 @@ def _escape(text: str) -> str:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="darwin-chains", description="Decode-time alignment with Darwin.")
+    parser = _Parser(prog="darwin-chains", description="Decode-time alignment with Darwin.")
     parser.add_argument("--debug", action="store_true", help="show tracebacks and debug logs")
     sub = parser.add_subparsers(dest="command", required=True)
     align = sub.add_parser("align", help="search for the best answer to an instruction")
@@ -160,6 +161,24 @@ def _parser() -> argparse.ArgumentParser:
     add_flags(serve)
     serve.set_defaults(seed=None)  # an unseeded request gets a fresh seed, unless the operator gives --seed
     return parser
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, whose refusal of an unknown option names the closest ones, as every other face does."""
+
+    def error(self, message: str) -> NoReturn:
+        if message.startswith("unrecognized arguments:"):
+            flags = [a for a in message.split(":", 1)[1].split() if a.startswith("--")]
+            known = {o for p in self._subcommands() for a in p._actions for o in a.option_strings}
+            named = [f"{f} (did you mean {' or '.join(c)}?)" if (c := difflib.get_close_matches(f, known, 3, 0.6))
+                     else f for f in flags]
+            if named:
+                message = f"unknown option(s): {', '.join(named)}; see darwin-chains COMMAND --help"
+        super().error(message)
+
+    def _subcommands(self) -> list[argparse.ArgumentParser]:
+        subparsers = [a for a in self._actions if isinstance(a, argparse._SubParsersAction)]
+        return [self, *(p for a in subparsers for p in a.choices.values())]
 
 
 def main(argv: Sequence[str] | None = None) -> int:

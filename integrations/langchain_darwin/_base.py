@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from darwin_chains import ConfigError, Search, SearchConfig, defaults
-from darwin_chains.config import knobs, pydantic_fields, resolve
+from darwin_chains.config import check_names, knobs, pydantic_fields, resolve
 from darwin_chains.protocols import Mutator, Policy, Reward
 from darwin_chains.rewards.gate import GatedReward
 from darwin_chains.search.components import Components
@@ -54,6 +54,9 @@ class DarwinFields(_Searched):
     _components: Optional[Components] = PrivateAttr(default=None)
 
     def __init__(self, **data: Any) -> None:
+        fields = type(self).model_fields
+        own = [n for name, f in fields.items() if name not in SEARCH_FIELDS for n in (name, f.alias) if n]
+        check_names(data, also=own, face=type(self).__name__)  # darwin's ConfigError, as on every face
         super().__init__(**data)
         # Checked here rather than in a validator, so the error is darwin's ConfigError, not pydantic's wrapper.
         config = self.search_config()

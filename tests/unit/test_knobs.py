@@ -155,8 +155,10 @@ def test_langchain_per_call_takes_every_name(langchain_class, knob, name):
 
 
 def test_langchain_refuses_a_misspelt_knob(langchain_class):
-    with pytest.raises(ValueError, match="mutant"):
+    with pytest.raises(ConfigError, match=r"mutant \(did you mean mutants"):  # darwin's error, not pydantic's
         langchain_class(mutant=3)
+    with pytest.raises(ConfigError, match=r"include_trac \(did you mean include_trace"):  # its own fields too
+        langchain_class(include_trac=True)
     with pytest.raises(ConfigError, match="did you mean mutants"):
         langchain_class().options({"mutant": 3})
 
@@ -214,3 +216,29 @@ def test_serve_openai_fields_keep_mapping(field):
 def test_serve_refuses_a_misspelt_knob():
     with pytest.raises(ConfigError, match="did you mean mutants"):
         parse_request(_request(darwin={"mutant": 3}), SearchConfig())
+
+
+# -- every face alike -----------------------------------------------------------------------------------------------
+
+
+def test_a_misspelt_setting_is_the_same_config_error_naming_mutants_on_every_face(capsys):
+    from langchain_darwin import ChatDarwin, DarwinAlign
+    from llama_index.llms.darwin import DarwinLLM
+
+    for make in (SearchConfig, DarwinAlign, ChatDarwin, DarwinLLM,
+                 lambda **kw: parse_request(_request(darwin=kw), SearchConfig())):
+        with pytest.raises(ConfigError, match=r"^unknown search parameter\(s\): mutant \(did you mean mutants"):
+            make(mutant=3)
+    with pytest.raises(SystemExit) as exited:
+        main(["align", "--mutnts", "3", "hi"])
+    assert exited.value.code == 2 and "--mutnts (did you mean --mutants" in capsys.readouterr().err
+
+
+def test_search_config_takes_aliases_and_flat_sampling_and_checks_booleans():
+    config = SearchConfig(max_tokens=64, temperature=0.3)
+    assert config.max_new_tokens == 64 and config.sampling.temperature == 0.3
+    assert SearchConfig(max_tokens=64) == SearchConfig().replace(max_tokens=64)
+    with pytest.raises(ConfigError, match="seed_sample must be true or false"):
+        SearchConfig(seed_sample="yes")
+    with pytest.raises(ConfigError, match="temperature must be a finite number"):
+        SearchConfig(temperature="0.3")
