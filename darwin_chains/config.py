@@ -179,12 +179,7 @@ class SearchConfig:
 
     def replace(self, **changes: Any) -> SearchConfig:
         """A copy with some knobs changed, by name or alias; sampling knobs may be given flat (temperature=0.3)."""
-        sampling = changes.pop("sampling", self.sampling)
-        if isinstance(sampling, Mapping):
-            sampling = Sampling(**sampling)
-        changes = resolve(changes)
-        flat = {k: changes.pop(k) for k in _SAMPLING if k in changes}
-        return dataclasses.replace(self, sampling=dataclasses.replace(sampling, **flat), **changes)
+        return dataclasses.replace(self, **_as_fields(changes, self.sampling))
 
     def to_dict(self) -> dict[str, Any]:
         """The knobs as given; `keep_top` as used (a trace shows what the search did)."""
@@ -326,24 +321,29 @@ def _plain(hint: Any) -> tuple[type, bool, tuple[str, ...] | None]:
 
 _KNOBS: tuple[Knob, ...] = tuple(_knobs_of(SearchConfig))
 _FIELDS = frozenset(f.name for f in dataclasses.fields(SearchConfig))
+_SAMPLING = frozenset(f.name for f in dataclasses.fields(Sampling))
+_NAMES: dict[str, str] = {alias: k.name for k in _KNOBS for alias in k.names}
+
+
+def _as_fields(values: dict[str, Any], sampling: Any) -> dict[str, Any]:
+    """Knobs by name or alias, sampling ones flat (temperature=0.3), as SearchConfig's own fields: the flat ones
+    merged into `sampling` (or the `sampling` given among the values). Misspelt names are a ConfigError."""
+    sampling = values.pop("sampling", sampling)
+    if isinstance(sampling, Mapping):
+        sampling = Sampling(**sampling)
+    named = resolve(values)
+    flat = {k: named.pop(k) for k in _SAMPLING if k in named}
+    return named | {"sampling": dataclasses.replace(sampling, **flat)}
 
 
 def _by_any_name(init: Any) -> Any:
-    """SearchConfig's constructor, taking knobs by alias and sampling knobs flat (temperature=0.3) as `replace`
-    does, and refusing a misspelt name with the same ConfigError as every other face, not a TypeError."""
+    """SearchConfig's constructor, taking every name `replace` takes, and refusing a misspelt one with the same
+    ConfigError as every other face, not a TypeError."""
     @functools.wraps(init)
     def __init__(self: SearchConfig, *args: Any, **kwargs: Any) -> None:
-        if not kwargs.keys() <= _FIELDS:
-            sampling = kwargs.pop("sampling", None)
-            named = resolve(kwargs)
-            flat = {k: named.pop(k) for k in _SAMPLING if k in named}
-            if flat:
-                base = Sampling(**sampling) if isinstance(sampling, Mapping) else sampling or Sampling()
-                sampling = dataclasses.replace(base, **flat)
-            kwargs = named | ({"sampling": sampling} if sampling is not None else {})
-        init(self, *args, **kwargs)
+        init(self, *args, **(kwargs if kwargs.keys() <= _FIELDS else _as_fields(kwargs, Sampling())))
 
     return __init__
-_SAMPLING = frozenset(f.name for f in dataclasses.fields(Sampling))
-_NAMES: dict[str, str] = {alias: k.name for k in _KNOBS for alias in k.names}
+
+
 SearchConfig.__init__ = _by_any_name(SearchConfig.__init__)  # type: ignore[method-assign]

@@ -221,10 +221,9 @@ def section(results: dict, name: str, run: Callable[[], Any]) -> None:
         results[name] = run()
     except Exception as exc:  # noqa: BLE001 - recorded; the other sections still run
         results[name] = {"error": f"{type(exc).__name__}: {exc}", "traceback": traceback.format_exc()[-2000:]}
-    if isinstance(results[name], dict) or isinstance(results[name], list):
-        peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
-        results.setdefault("seconds", {})[name] = round(time.perf_counter() - started, 1)
-        results.setdefault("peak_gib", {})[name] = round(peak, 2) if peak is not None else None
+    peak = torch.cuda.max_memory_allocated() / 2**30 if torch.cuda.is_available() else None
+    results.setdefault("seconds", {})[name] = round(time.perf_counter() - started, 1)
+    results.setdefault("peak_gib", {})[name] = round(peak, 2) if peak is not None else None
     print(name, json.dumps(results[name])[:400], flush=True)
 
 
