@@ -21,6 +21,7 @@ PYTEST := OMP_NUM_THREADS=1 MKL_NUM_THREADS=1 $(BIN)/python -m pytest -n 2 --dis
 test: setup
 	$(PYTEST) --durations=20
 
+# The tests outside tests/integration/: no real model loads (tests/support/no_real_models.py fails any that tries).
 test-fast: setup
 	$(PYTEST) -m "not integration"
 

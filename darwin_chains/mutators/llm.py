@@ -13,7 +13,7 @@ import re
 from typing import Any
 
 from ..config import Sampling
-from ..policies import acomplete, complete
+from ..protocols import acomplete, complete
 from ..protocols import Policy, Reported, Usage
 from .directions import contradiction, directions
 

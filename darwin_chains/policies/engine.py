@@ -7,8 +7,9 @@ ends, and the call returns when its last row has left. Rows beyond `max_batch_ro
 cache) wait for a place.
 
 A row carries everything that makes it itself: its cache, its sampling settings, its own random generator and its
-stop conditions. Attention runs row by row (`attention.py`), so a seeded search decodes the same tokens alone or
-beside any others.
+stop conditions. A step's rows share one attention call; batch invariant (`HFPolicy(batch_invariant=True)`),
+attention runs row by row in steps of at least `MIN_ROWS` rows (`attention.py`), so a seeded search decodes the
+same tokens alone or beside any others.
 
 A newcomer's prompt is encoded `PREFILL_CHUNK` tokens at a time, one chunk between two decoding steps, so a long
 prompt neither holds up the rows already decoding nor needs memory that grows with its square. Between chunks and
@@ -30,8 +31,8 @@ from typing import Any
 from ..config import Sampling
 from ..errors import PolicyError
 from ..protocols import Usage
-from .attention import MIN_ROWS, Rows
-from .batching import Slab, State, extract, forward_ragged, stack
+from ..modeling.attention import MIN_ROWS, Rows
+from ..modeling.batching import Slab, State, extract, forward_ragged, stack
 from .grammar import mask
 from .sampling import sample
 
@@ -252,12 +253,13 @@ class Engine:
         slab = self._slab
         if not joining and not leaving and slab is not None and slab.room:
             return
-        for i, r in enumerate(before):
+        everyone = not staying and not joining  # the batch ends: its rows may keep views of it, as nothing else
+        for i, r in enumerate(before):                  # writes it again (no copy, and the next batch copies once)
             if r in leaving and not r.state.finished and slab is not None:
                 if r.job.over(now):  # nobody continues it: drop the cache rather than copy it (a later call
                     r.state.cache, r.state.cached = None, 0  # would encode the beam again)
                 else:
-                    r.state.cache = extract(slab.layers, i, slab.width - r.state.cached, slab.width)
+                    r.state.cache = extract(slab.layers, i, slab.width - r.state.cached, slab.width, copy=not everyone)
         for r in leaving:
             self._leave(r)
         self._rows = rows = staying + joining
@@ -356,8 +358,13 @@ class Engine:
         if constrained:  # structured output: only what the row's grammar allows next
             logits = logits.float()
             mask(constrained, logits)
-        for i, row in enumerate(rows):
-            token = int(sample(logits[i : i + 1], row.sampling, row.generator)[0])
+        tokens = [0] * len(rows)
+        for settings, members in _by_sampling(rows).items():  # rows sampled alike share the vocabulary's passes
+            picked = sample(logits[members] if len(members) < len(logits) else logits, settings,
+                            [rows[i].generator for i in members])
+            for i, token in zip(members, picked.tolist()):
+                tokens[i] = token
+        for row, token in zip(rows, tokens):
             state = row.state
             matcher = state.constraint.matcher if state.constraint is not None else None
             if matcher is not None and not matcher.consume_token(token):
@@ -412,6 +419,14 @@ class Engine:
         for row in self._rows:  # their caches were in the batch: a later call encodes them again
             row.state.cache, row.state.cached = None, 0
         self._rows, self._slab = [], None
+
+
+def _by_sampling(rows: list[Row]) -> dict[Sampling, list[int]]:
+    """The batch's row indices grouped by their sampling settings, in batch order."""
+    groups: dict[Sampling, list[int]] = {}
+    for i, row in enumerate(rows):
+        groups.setdefault(row.sampling, []).append(i)
+    return groups
 
 
 def _row_view(buffer: Slab) -> tuple:

@@ -17,13 +17,13 @@ from pathlib import Path
 from typing import Any
 
 from ..config import Sampling
-from ..devices import default_device, default_dtype
+from ..devices import batch_invariance, default_device, default_dtype
 from ..errors import ConfigError, InputError
 from ..loading import LOCK
 from ..prompt import Prompt
 from ..protocols import Beam, Usage
-from .attention import use_row_attention
-from .batching import State
+from ..modeling.attention import use_row_attention
+from ..modeling.batching import State
 from .engine import Engine, wait
 from .grammar import JsonGrammar
 
@@ -44,9 +44,9 @@ class HFPolicy:
 
     Concurrent searches share the model: their `extend` calls become rows of one batch (`engine.py`), at most
     `max_batch_rows` rows (and `max_batch_tokens` cached tokens, when set) at a time; the rest wait for a place.
-    `batch_invariant` (default: on CPU only) keeps a seeded beam's numbers the same alone or beside any others, by
-    attending one row at a time; off, a step's rows share one attention call, which is faster for few rows and on
-    accelerators.
+    By default a step's rows share one attention call. `batch_invariant=True` (or `DARWIN_CHAINS_BATCH_INVARIANT=1`
+    for every face) keeps a seeded beam's numbers the same alone or beside any others on CPU, by attending one row
+    at a time in steps of at least 4 rows; a lone search's tail of one or two rows then costs about twice as much.
     """
 
     supports_continuation = True
@@ -70,9 +70,9 @@ class HFPolicy:
         except (ValueError, NotImplementedError) as exc:
             raise ConfigError(f"{self.name} cannot take a custom attention implementation ({exc}); HFPolicy needs a "
                               "transformers model that supports `set_attn_implementation`") from exc
-        # Batch invariance (a seeded beam's numbers the same alone or beside any others) is kept on CPU, where it
-        # holds; elsewhere rows share one attention call per layer (attention.py).
-        self.batch_invariant = self.model.device.type == "cpu" if batch_invariant is None else batch_invariant
+        # Batch invariance (a seeded beam's numbers the same alone or beside any others) is a switch: it holds on
+        # CPU, and costs a lone search's tail of few rows about twice the time per step (attention.py).
+        self.batch_invariant = batch_invariance(batch_invariant)
         self.engine = Engine(self.model, eos_ids=self.eos_ids, pad_id=self.pad_id, max_context=self.max_context,
                              max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens, name=self.name,
                              batch_invariant=self.batch_invariant)

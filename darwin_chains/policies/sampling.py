@@ -1,18 +1,21 @@
 """Temperature, top-k and top-p sampling over a batch of logits, with a seeded generator."""
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from ..config import Sampling
 
 
-def sample(logits: Any, sampling: Sampling, generator: Any, shortlist: int = 1024) -> Any:
-    """Temperature, top-k and top-p (nucleus) sampling, as transformers' warpers define them.
+def sample(logits: Any, sampling: Sampling, generators: Sequence[Any], shortlist: int = 1024) -> Any:
+    """Temperature, top-k and top-p (nucleus) sampling, as transformers' warpers define them: one token for each
+    row of `logits`, drawn with that row's own generator, so a row's draw never depends on the rows beside it.
 
     Sorting the whole vocabulary every step is a measurable share of CPU decoding, so the nucleus is sought among
     the `shortlist` most likely tokens first; rows whose nucleus does not fit there use the whole vocabulary, so
     the result is exact either way. The most likely token always stays in the nucleus, as in transformers'
-    TopPLogitsWarper, so no top_p (1e-200 rounds to 0 in float32) leaves nothing to draw.
+    TopPLogitsWarper, so no top_p (1e-200 rounds to 0 in float32) leaves nothing to draw. Rows that share their
+    settings share these passes over the vocabulary (one call for the step's rows, not one per row).
     """
     import torch
 
@@ -30,16 +33,17 @@ def sample(logits: Any, sampling: Sampling, generator: Any, shortlist: int = 102
         covered = before[:, -1] + probs[:, -1] >= sampling.top_p
     else:
         covered = torch.full((len(scores),), bool(sampling.top_k) or k == scores.shape[-1], device=scores.device)
-    choice = index.gather(-1, multinomial(probs, generator)).squeeze(-1)
+    choice = index.gather(-1, multinomial(probs, generators)).squeeze(-1)
     if not bool(covered.all()):  # the nucleus is wider than the shortlist: sample those rows from everything
         rows = (~covered).nonzero().squeeze(-1)
+        wide = [generators[r] for r in rows.tolist()]
         full = torch.softmax(scores[rows], dim=-1)
         if sampling.top_p < 1:
             ordered, order = full.sort(dim=-1, descending=True)
             ordered = ordered.masked_fill(_outside(ordered.cumsum(-1) - ordered, sampling.top_p), 0.0)
-            choice[rows] = order.gather(-1, multinomial(ordered, generator)).squeeze(-1)
+            choice[rows] = order.gather(-1, multinomial(ordered, wide)).squeeze(-1)
         else:
-            choice[rows] = multinomial(full, generator).squeeze(-1)
+            choice[rows] = multinomial(full, wide).squeeze(-1)
     return choice
 
 
@@ -50,10 +54,12 @@ def _outside(before: Any, top_p: float) -> Any:
     return outside
 
 
-def multinomial(probs: Any, generator: Any) -> Any:
+def multinomial(probs: Any, generators: Sequence[Any]) -> Any:
+    """One draw per row of `probs`, each with its row's generator: [rows, 1]."""
     import torch
 
     device = probs.device
-    if device != generator.device:
-        probs = probs.to(generator.device)
-    return torch.multinomial(probs, 1, generator=generator).to(device)
+    draws = []
+    for row, generator in zip(probs, generators):
+        draws.append(torch.multinomial(row[None].to(generator.device), 1, generator=generator).to(device))
+    return torch.cat(draws)

@@ -8,7 +8,7 @@ gives the means of every prefix too (`encode(..., cuts=(40, 80))`), which is how
 
 Scoring (`means`) reads a response only from where it last read it (`blocks.py`): every forward pass there is a
 block of fixed boundaries on top of the cache of what comes before it, in batches of at least `MIN_ROWS` tokens with
-row attention (`policies/attention.py`). Each computation's inputs are then a function of the text alone, so a
+row attention (`modeling/attention.py`). Each computation's inputs are then a function of the text alone, so a
 text's features are bitwise the same whether read from scratch or from cache, alone or beside other searches' rows.
 That holds in fp32, the encoder's default dtype (`devices.feature_dtype`); in bf16 it is approximate (see there).
 """
@@ -25,8 +25,8 @@ import numpy as np
 
 from ..devices import feature_dtype
 from ..loading import LOCK, load_once, quiet_transformers
-from ..policies.attention import use_row_attention
-from ..policies.batching import forward_ragged
+from ..modeling.attention import use_row_attention
+from ..modeling.batching import forward_ragged
 from .blocks import Block, BlockCache
 from .coalesce import Coalescer
 

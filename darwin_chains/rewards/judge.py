@@ -12,11 +12,10 @@ import math
 import re
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any
 
 from ..config import Sampling
 from ..errors import ConfigError, PolicyError, RewardError
-from ..policies import acomplete, complete
+from ..protocols import acomplete, complete
 from ..prompt import Prompt
 from ..protocols import Asking, Policy, Reported, Usage, component_name
 
@@ -66,15 +65,6 @@ class JudgeReward:
         self.judge, self.rubric, self.prefix = judge, rubric, prefix
         self.max_tokens, self.max_concurrency, self.top_logprobs = max_tokens, max_concurrency, top_logprobs
         self.name = name or f"judge:{component_name(judge)}"
-
-    @classmethod
-    def from_openai(cls, client: Any, model: str, **kwargs: Any) -> JudgeReward:
-        """A judge over an `openai.OpenAI` client and model name (policy options such as `tokenizer` pass through)."""
-        from ..policies.openai import OpenAIPolicy
-
-        judge_kw = {k: kwargs.pop(k) for k in ("rubric", "prefix", "max_tokens", "max_concurrency", "top_logprobs",
-                                               "name") if k in kwargs}
-        return cls(OpenAIPolicy(client, model, **kwargs), **judge_kw)
 
     def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
         with ThreadPoolExecutor(min(self.max_concurrency, max(1, len(responses)))) as pool:

@@ -62,9 +62,25 @@ def test_replacement_happens_and_keeps_rewards_against_the_original(spied):
 
 
 @pytest.mark.cpu_kernels
+def test_by_default_a_seeded_search_on_the_embedded_model_is_reproducible_alone(smollm2_policy):
+    """The default mode (rows share one attention call, the suite otherwise runs batch invariant: conftest.py)."""
+    from darwin_chains import HFPolicy
+
+    batched = HFPolicy(smollm2_policy.model, smollm2_policy.tokenizer, batch_invariant=False)
+    search = Search(batched, defaults.reward(), TemplateMutator(), CONFIG)
+    first = search.run(INSTRUCTION)
+    again = asyncio.run(search.arun(INSTRUCTION))
+    assert first.answer and first.answer == again.answer
+    assert without_timings(first.trace.to_dict()) == without_timings(again.trace.to_dict())
+
+
 def test_seeded_searches_match_alone_and_concurrently_with_the_default_reward(smollm2_policy):
-    """Concurrent searches share the policy's batch and the reward's passes, and still give what they give alone."""
+    """Batch invariant, concurrent searches share the policy's batch and the reward's passes, and still give what
+    they give alone (the same weights as the default policy, an engine of its own)."""
+    from darwin_chains import HFPolicy
     from darwin_chains.config import SearchConfig as Config
+
+    smollm2_policy = HFPolicy(smollm2_policy.model, smollm2_policy.tokenizer, batch_invariant=True)
 
     configs = [Config(max_new_tokens=16, replacement_period=8, mutants=3, keep_top=1, seed=5),
                Config(max_new_tokens=24, replacement_period=8, mutants=2, keep_top=1, seed=6).replace(temperature=0.3),

@@ -19,7 +19,7 @@ from darwin_chains import Prompt
 from darwin_chains.rewards import PreferenceReward
 from darwin_chains.rewards.blocks import BlockCache
 from darwin_chains.rewards.hidden_states import ResponseEncoder
-from tests.coalescing import queue_behind
+from tests.support.coalescing import queue_behind
 
 EMAIL = "Give three tips for writing a clear email."
 TEXT = ("Use a clear subject line that says what the email is about. Keep paragraphs short, put the main request "

@@ -13,6 +13,7 @@ from darwin_chains import ConfigError, Prompt, defaults
 from darwin_chains.rewards import MiniLMPreferenceReward, PreferenceReward
 from darwin_chains.rewards.hidden_states import shared_encoder
 from darwin_chains.rewards.preference import MINILM_WEIGHTS, STYLE, WEIGHTS, PreferenceHead
+from darwin_chains.testing.contracts import RewardContract
 
 FIXTURES = Path(__file__).parents[1] / "fixtures"
 EMAIL = Prompt.of("Give three tips for writing a clear email.")
@@ -45,6 +46,20 @@ def test_default_reward_is_the_smollm2_head():
     assert isinstance(defaults.reward(), PreferenceReward)
     assert isinstance(defaults.reward("preference-minilm"), MiniLMPreferenceReward)
     assert defaults.reward("relevance").name == "relevance-minilm"
+
+
+class TestDefaultRewardContract(RewardContract):
+    """The reward a search gets when none is named: `defaults.reward()`, the SmolLM2 preference head."""
+
+    @pytest.fixture
+    def reward(self, smollm2_dir):
+        return defaults.reward()
+
+
+class TestMiniLMPreferenceRewardContract(RewardContract):
+    @pytest.fixture
+    def reward(self, minilm):
+        return MiniLMPreferenceReward(embedder=minilm)
 
 
 def test_construction_reads_only_the_head_and_the_model_loads_at_first_score():

@@ -1,16 +1,12 @@
-"""Fixtures for the LangChain integration: small searches over a fast fake, and over the embedded SmolLM2.
-
-The embedded model comes from the session fixture `smollm2_policy` (tests/conftest.py), loaded once per run.
+"""Fixtures for the LangChain adapter's fast tests: small searches over a fast fake. The tests on the embedded models
+are in tests/integration/langchain/; the search sizes (FAST, SMALL) are in tests/support/searches.py.
 """
 from __future__ import annotations
 
 import pytest
 from darwin_chains.testing import FakePolicy, KeywordReward
 
-#: A search small enough for FakePolicy tests: three beams, four "tokens" a period, sixteen in all.
-FAST = dict(mutants=3, keep_top=1, replacement_period=4, max_new_tokens=16)
-#: A search small enough for the embedded model on two cores.
-SMALL = dict(mutants=3, keep_top=1, replacement_period=8, max_new_tokens=24)
+from tests.support.searches import FAST
 
 
 @pytest.fixture
@@ -29,4 +25,3 @@ def align(fake_policy, cat_reward):
     from langchain_darwin import DarwinAlign
 
     return DarwinAlign(policy=fake_policy, reward=cat_reward, seed_sample=False, **FAST)
-

@@ -1,7 +1,8 @@
 """Agents: DarwinRefine as a real LangGraph node, DarwinRefineMiddleware in a real `create_agent`, and ChatDarwin
-with tools bound, each over a real @tool and a scripted tool-calling chat model (`fakes.ToolCallingChat`: no model
-that calls tools runs offline). The search itself runs on FakePolicy here, for speed; the cookbook test runs the
-LangGraph refinement on the embedded model.
+with tools bound, each over a real @tool and a scripted tool-calling chat model (`ToolCallingChat` in
+tests/support/langchain_models.py: no model that calls tools runs offline). The search itself runs on FakePolicy
+here, for speed; the cookbook test (tests/integration/langchain/test_cookbook.py) runs the LangGraph refinement on
+the embedded model.
 """
 from __future__ import annotations
 
@@ -15,8 +16,8 @@ from langchain_core.tools import tool
 from langchain_darwin import ChatDarwin, DarwinAlign, DarwinRefine
 from langchain_darwin._convert import to_request
 
-from .conftest import FAST
-from .fakes import ToolCallingChat
+from tests.support.langchain_models import ToolCallingChat
+from tests.support.searches import FAST
 
 QUESTION = "What is the weather in Paris?"
 DRAFT = "It is sunny in Paris."

@@ -16,7 +16,7 @@ from langchain_core.tracers.context import collect_runs
 
 from langchain_darwin import ChatDarwin, DarwinAlign
 
-from .conftest import FAST
+from tests.support.searches import FAST
 
 QUESTION = "Tell me about the cat"
 
@@ -128,18 +128,6 @@ def test_serialisation_round_trip():
 
 
 # -- no silent wrong results --------------------------------------------------------------------------------------
-
-
-@pytest.mark.integration
-def test_token_counts_use_the_policys_tokenizer(smollm2_policy):
-    from langchain_core.messages import SystemMessage, trim_messages
-
-    chat = ChatDarwin(policy=smollm2_policy)
-    assert chat.get_num_tokens("hello world") == len(smollm2_policy.tokenizer.encode("hello world",
-                                                                                     add_special_tokens=False)) > 0
-    history = [SystemMessage("Be brief."), HumanMessage("word " * 100), AIMessage("ok " * 100), HumanMessage(QUESTION)]
-    kept = trim_messages(history, max_tokens=60, token_counter=chat, strategy="last", include_system=True)
-    assert kept == [history[0], history[-1]]
 
 
 def test_token_counts_of_a_policy_without_tokenizer_are_estimates_with_a_warning(fake_policy, caplog):

@@ -1,7 +1,8 @@
 """LangChain models as Darwin policies (and as the LLM mutator's model).
 
-The policy contract runs on LangChain's own fake chat model, on a small text-completion LLM written here (LangChain
-ships no fake LLM with a max-tokens cap), and on a real chat model: ChatDarwin sampling the embedded SmolLM2.
+The policy contract runs on LangChain's own fake chat model and on a small text-completion LLM written here (LangChain
+ships no fake LLM with a max-tokens cap). On a real chat model (ChatDarwin sampling the embedded SmolLM2), and with a
+chat model writing the mutations (checked with MiniLM), it runs in tests/integration/langchain/test_policy.py.
 """
 from __future__ import annotations
 
@@ -9,13 +10,13 @@ from typing import Any
 
 import pytest
 from darwin_chains import Prompt, Sampling, Search
-from darwin_chains.testing import FakePolicy, KeywordReward
+from darwin_chains.testing import KeywordReward
 from langchain_core.language_models import FakeListChatModel, FakeListLLM, GenericFakeChatModel
 from langchain_core.language_models.llms import LLM
 from langchain_core.messages import AIMessage
 from langchain_core.tracers.context import collect_runs
 
-from langchain_darwin import ChatDarwin, DarwinAlign, LangChainPolicy
+from langchain_darwin import DarwinAlign, LangChainPolicy
 from langchain_darwin.policy import render
 
 from darwin_chains.testing.contracts import PolicyContract
@@ -54,15 +55,6 @@ class TestCompletionPolicy(PolicyContract):
     @pytest.fixture
     def policy(self):
         return LangChainPolicy(StoryLLM(seen=[]))
-
-
-@pytest.mark.integration
-class TestChatDarwinAsPolicy(PolicyContract):
-    """A real chat model: ChatDarwin sampling the embedded SmolLM2 (method="sample" is one plain sample)."""
-
-    @pytest.fixture
-    def policy(self, smollm2_policy):
-        return LangChainPolicy(ChatDarwin(policy=smollm2_policy, method="sample", max_new_tokens=16))
 
 
 def test_a_chat_model_runs_at_response_granularity_and_says_so():
@@ -122,35 +114,6 @@ def test_an_llm_without_a_cap_answers_whole_responses():
     assert not policy.supports_continuation
     result = Search(policy, lambda i, r: 1.0, method="best-of-n", mutants=2, max_new_tokens=8).run("Say something.")
     assert result.answer == "one whole answer" and result.trace.granularity == "response"
-
-
-def test_a_langchain_chat_model_writes_the_mutations():
-    rewrites = ("1. Please tell me about the cat.\n2. Describe the cat for me.\n3. What can you tell me about the "
-                "cat?")
-    align = DarwinAlign(policy=FakePolicy(), reward=KeywordReward(["cat"]), mutator=FakeListChatModel(
-        responses=[rewrites]), mutants=3, keep_top=1, replacement_period=4, max_new_tokens=8, include_trace=True)
-    trace = align.invoke("Tell me about the cat.").response_metadata["darwin"]["trace"]
-    assert trace["mutator"] == "llm" and trace["mutation_fallbacks"] == 0
-    assert set(trace["cycles"][0]["instructions"]) == {"Please tell me about the cat.", "Describe the cat for me.",
-                                                        "What can you tell me about the cat?"}
-
-
-@pytest.mark.integration
-def test_a_real_chat_model_as_policy_reports_its_usage(smollm2_policy):
-    chat = ChatDarwin(policy=smollm2_policy, method="sample", max_new_tokens=16)
-    align = DarwinAlign(policy=chat, mutants=2, keep_top=1, max_new_tokens=16, seed_sample=False)
-    message = align.invoke("Name two primary colours.")
-    assert message.content and message.response_metadata["darwin"]["granularity"] == "response"
-    assert message.response_metadata["model_name"] == "darwin"
-    assert 0 < message.usage_metadata["output_tokens"] <= 2 * 16  # the two beams' own counts, capped at 16 each
-    assert message.usage_metadata["input_tokens"] > 0  # ChatDarwin reports what it read
-
-
-@pytest.mark.integration
-async def test_a_real_chat_model_as_policy_async(smollm2_policy):
-    chat = ChatDarwin(policy=smollm2_policy, method="sample", max_new_tokens=12)
-    align = DarwinAlign(policy=chat, mutants=2, keep_top=1, max_new_tokens=12, seed_sample=False)
-    assert (await align.ainvoke("Name a fruit.")).content == align.invoke("Name a fruit.").content
 
 
 def test_policy_takes_only_langchain_models():

@@ -3,13 +3,14 @@ from __future__ import annotations
 
 import pytest
 from darwin_chains import Prompt, RewardError
+from darwin_chains.testing.contracts import RewardContract
 from langchain_core.messages import AIMessage
 from langchain_core.prompts import PromptTemplate
 from langchain_core.runnables import RunnableLambda
 
 from langchain_darwin import DarwinAlign, RunnableReward
 
-from .conftest import FAST
+from tests.support.searches import FAST
 
 PROMPT = Prompt.of([{"role": "system", "content": "ctx"}, {"role": "user", "content": "Why do cats purr?"}])
 
@@ -56,3 +57,12 @@ def test_a_prompt_and_parser_chain_as_the_reward(fake_policy):
     message = DarwinAlign(policy=fake_policy, reward=judge, **FAST).invoke("Tell me about the cat")
     assert message.response_metadata["reward"] == message.content.split().count("cat")
     assert message.response_metadata["darwin"]["reward_calls"] > 0
+
+
+class TestRunnableRewardContract(RewardContract):
+    """An LCEL chain as the reward: a template, its text, and a count of the response's words."""
+
+    @pytest.fixture
+    def reward(self):
+        return RunnableReward(PromptTemplate.from_template("Q: {instruction}\nA: {response}")
+                              | RunnableLambda(lambda p: float(len(p.to_string().split("A:", 1)[1].split()))))

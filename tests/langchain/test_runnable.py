@@ -1,16 +1,14 @@
 """DarwinAlign's Runnable contract, driven by darwin's fast FakePolicy and real LangChain components.
 
-The same behaviour on the embedded model is in test_embedded.py.
+The same behaviour on the embedded model is in tests/integration/langchain/test_embedded.py.
 """
 from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 from darwin_chains import ConfigError, InputError, Prompt, RewardError
-from darwin_chains.testing import FakePolicy
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.load import dumpd, load
 from langchain_core.messages import AIMessage, AIMessageChunk, HumanMessage
@@ -21,7 +19,7 @@ from langchain_core.tracers.context import collect_runs
 
 from langchain_darwin import DarwinAlign
 
-from .conftest import FAST
+from tests.support.searches import FAST, SlowPolicy
 
 QUESTION = "Tell me about the cat"
 
@@ -188,12 +186,7 @@ def test_a_search_with_a_draft_or_the_seed_sample_still_adds_up(fake_policy, cat
 
 
 def test_closing_a_stream_early_stops_the_search(cat_reward):
-    class SlowPolicy(FakePolicy):
-        def extend(self, *args, **kwargs):
-            time.sleep(0.02)
-            return super().extend(*args, **kwargs)
-
-    policy = SlowPolicy()
+    policy = SlowPolicy(delay=0.02)
     align = DarwinAlign(policy=policy, reward=cat_reward, seed_sample=False, mutants=3, keep_top=1,
                         replacement_period=1, max_new_tokens=200)
     before = set(_search_threads())

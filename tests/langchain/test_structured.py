@@ -1,11 +1,11 @@
 """ChatDarwin.with_structured_output: the schema's checks, the gate in a real search, and the embedded model.
 
 The gate's logic runs on scripted policies (a chat model whose answers are fixed, and darwin's ScriptedPolicy,
-which writes token by token and so has partial answers to rank); one search runs on the embedded SmolLM2.
+which writes token by token and so has partial answers to rank); the searches on the embedded SmolLM2 are in
+tests/integration/langchain/test_structured.py.
 """
 from __future__ import annotations
 
-import jsonschema
 import pytest
 from darwin_chains import ConfigError
 from darwin_chains.rewards.gate import VALID, tier
@@ -13,19 +13,15 @@ from darwin_chains.testing.scripted import ScriptedPolicy
 from langchain_core.exceptions import OutputParserException
 from langchain_core.language_models import FakeListChatModel
 from langchain_core.messages import HumanMessage, SystemMessage
-from pydantic import BaseModel
 from typing_extensions import TypedDict
 
 from langchain_darwin import ChatDarwin, StructuredOutputError
 from langchain_darwin.structured import Schema
 
+from tests.support.langchain_models import Person
+
 QUESTION = "Name a famous mathematician."
 VALID_JSON = '{"name": "Ada Lovelace", "born": 1815}'
-
-
-class Person(BaseModel):
-    name: str
-    born: int
 
 
 class PersonDict(TypedDict):
@@ -111,37 +107,3 @@ def test_bad_structured_output_arguments_fail_at_once():
         chat.with_structured_output(Person, method="xml")
     with pytest.raises(ConfigError, match="unknown"):
         chat.with_structured_output(Person, include_rwa=True)
-
-
-@pytest.mark.integration
-def test_structured_output_on_the_embedded_model(smollm2_policy):
-    """The embedded policy decodes every beam under the schema's grammar: whatever SmolLM2 would write, every
-    candidate is a complete, valid object (even at 32 tokens), the best by reward wins, and the format
-    instructions are never mutated."""
-    chat = ChatDarwin(policy=smollm2_policy, reward="relevance", mutants=2, keep_top=1, replacement_period=8,
-                      max_new_tokens=32, seed=1, include_trace=True)
-    out = chat.with_structured_output(Person, include_raw=True).invoke("Name a famous mathematician and the year "
-                                                                       "they were born.")
-    raw = out["raw"]
-    trace = raw.response_metadata["darwin"]["trace"]
-    candidates = [r for c in trace["cycles"] for r in c["final_rewards"]] + [trace["seed_sample"]["reward"]]
-    assert raw.response_metadata["reward"] == max(candidates)
-    assert isinstance(out["parsed"], Person) and out["parsing_error"] is None
-    assert all(tier(r) == VALID for r in candidates)  # valid by construction, not by luck
-    assert trace["prompt"]["json_schema"]["required"] == ["name", "born"]
-    assert trace["prompt"]["messages"][-1]["content"].endswith('like this: {"name": "...", "born": 0}')
-    assert all("JSON" not in i for i in trace["cycles"][0]["instructions"])
-
-
-@pytest.mark.integration
-def test_every_kind_of_field_comes_back_valid_from_the_embedded_model(smollm2_policy):
-    """Integers, enums, arrays and optional fields, at a length limit that cuts free text off."""
-    schema = {"title": "Review", "type": "object", "additionalProperties": False, "required": ["stars", "mood", "tags"],
-              "properties": {"stars": {"type": "integer", "minimum": 1, "maximum": 5},
-                             "mood": {"enum": ["happy", "neutral", "sad"]},
-                             "tags": {"type": "array", "items": {"type": "string"}, "maxItems": 3},
-                             "summary": {"type": "string"}}}
-    chat = ChatDarwin(policy=smollm2_policy, reward="relevance", method="best-of-n", mutants=3, max_new_tokens=24,
-                      seed=2)
-    review = chat.with_structured_output(schema).invoke("Review a pizza you ate yesterday.")
-    jsonschema.validate(review, schema)

@@ -5,7 +5,8 @@ import pytest
 from darwin_chains.testing import FakePolicy, KeywordReward
 from llama_index.llms.darwin import DarwinLLM
 
-from .fakes import SpyPolicy, load_cookbook
+from tests.support.cookbooks import load_cookbook
+from tests.support.searches import SpyPolicy
 
 
 @pytest.fixture(scope="module")

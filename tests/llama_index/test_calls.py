@@ -1,73 +1,27 @@
-"""DarwinLLM searches only where it pays: one search per chat-engine turn and per agent run, counted.
+"""DarwinLLM searches only where it pays: one search per agent run and per template call, counted.
 
 The searches are counted from the instrumentation stream: every call is a `Search`, and its
 `DarwinSearchStartedEvent.method` says whether it was a Darwin search ("darwin") or one plain sample ("sample").
 The policies are scripted fakes, for speed (FakePolicy) and because the embedded 135M model cannot follow the ReAct
-format (ScriptedPolicy); test_smollm2.py counts a chat-engine turn on the real model. The index is the real MiniLM one.
+format (ScriptedChatPolicy). The chat-engine turns and the router, which retrieve from the real MiniLM index, are
+counted in tests/integration/llama_index/test_calls.py; test_smollm2.py there counts a turn on the real model.
 """
 from __future__ import annotations
-
-import json
 
 import pytest
 from darwin_chains.testing import FakePolicy, KeywordReward
 from llama_index.core.agent.workflow import FunctionAgent, ReActAgent, ToolCallResult
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.prompt_type import PromptType
-from llama_index.core.query_engine import RouterQueryEngine
-from llama_index.core.selectors import LLMSingleSelector
-from llama_index.core.tools import FunctionTool, QueryEngineTool
-from llama_index.llms.darwin import DarwinLLM, DarwinSearchStartedEvent
+from llama_index.core.tools import FunctionTool
+from llama_index.llms.darwin import DarwinLLM
 
-from .fakes import ScriptedPolicy, SpyPolicy, load_cookbook
-
-FAST = dict(mutants=3, keep_top=1, replacement_period=4, max_new_tokens=16)
-FOLLOW_UP = "And how does the dance show the distance?"
+from tests.support.cookbooks import load_cookbook
+from tests.support.llama_index_fixtures import methods
+from tests.support.searches import FAST, ScriptedChatPolicy
 
 
-def methods(recorder) -> list[str]:
-    """The method of every search, in order: "darwin" for a search, "sample" for a plain step."""
-    return [e.method for e in recorder.of(DarwinSearchStartedEvent)]
-
-
-# -- chat engines ------------------------------------------------------------------------------------------------
-
-
-@pytest.mark.parametrize("call", ["chat", "stream_chat", "achat", "astream_chat"])
-async def test_a_condense_plus_context_turn_costs_one_search(minilm_index, rag_cookbook, recorder, call):
-    spy = SpyPolicy(FakePolicy())
-    llm = DarwinLLM(policy=spy, reward=KeywordReward(), **FAST)
-    engine = minilm_index.as_chat_engine(chat_mode="condense_plus_context", llm=llm, similarity_top_k=1)
-    for question in (rag_cookbook.QUESTION, FOLLOW_UP):
-        response = getattr(engine, call)(question)
-        response = await response if call.startswith("a") else response
-        if "stream" in call:
-            text = ("".join([t async for t in response.async_response_gen()]) if call.startswith("a")
-                    else "".join(response.response_gen))
-            assert text.strip()
-    # Turn 1 has no history to condense; turn 2 condenses with one plain sample, then searches the answer.
-    assert methods(recorder) == ["darwin", "sample", "darwin"]
-    (condense,) = [p for p in spy.prompts if "standalone question" in p.instruction]
-    assert FOLLOW_UP in condense.instruction and rag_cookbook.QUESTION in condense.instruction
-    assert len(spy.prompts) == 4 + 1 + 4  # three mutants and the seed sample per search, one beam for the step
-
-
-def test_a_condense_question_turn_costs_one_search(minilm_index, rag_cookbook, recorder):
-    """This engine condenses through `predict` with a CUSTOM template, as people's own answer templates are: the
-    call site, not the prompt type, says it is a step."""
-    llm = DarwinLLM(policy=FakePolicy(), reward=KeywordReward(), **FAST)
-    engine = minilm_index.as_chat_engine(chat_mode="condense_question", llm=llm, similarity_top_k=1)
-    engine.chat(rag_cookbook.QUESTION)
-    engine.chat(FOLLOW_UP)
-    assert methods(recorder) == ["darwin", "sample", "darwin"]
-
-
-def test_search_everywhere_searches_the_condense_call_too(minilm_index, rag_cookbook, recorder):
-    llm = DarwinLLM(policy=FakePolicy(), reward=KeywordReward(), search="everywhere", **FAST)
-    engine = minilm_index.as_chat_engine(chat_mode="condense_plus_context", llm=llm, similarity_top_k=1)
-    engine.chat(rag_cookbook.QUESTION)
-    engine.chat(FOLLOW_UP)
-    assert methods(recorder) == ["darwin", "darwin", "darwin"]
+# -- a person's own calls ---------------------------------------------------------------------------------------
 
 
 def test_a_persons_own_calls_are_searched(recorder):
@@ -89,23 +43,6 @@ def test_template_calls_follow_their_prompt_type(recorder, prompt_type, method):
     assert methods(recorder) == [method]
 
 
-def test_a_router_query_engine_routes_with_a_sample_and_searches_the_answer(minilm_index, rag_cookbook, recorder):
-    def script(prompt) -> str:
-        if "Return the choice" in prompt.instruction or "choices" in prompt.instruction:  # the selector's prompt
-            return json.dumps([{"choice": 1, "reason": "it is about bees"}])
-        return f"The waggle dance. ({prompt.request})"
-
-    policy = ScriptedPolicy(script)
-    llm = DarwinLLM(policy=policy, reward=KeywordReward(["waggle"]), **FAST)
-    tools = [QueryEngineTool.from_defaults(minilm_index.as_query_engine(llm=llm, similarity_top_k=1),
-                                           description=d) for d in ("Facts about bees.", "Facts about mountains.")]
-    engine = RouterQueryEngine(selector=LLMSingleSelector.from_defaults(llm=llm), query_engine_tools=tools, llm=llm)
-    response = engine.query(rag_cookbook.QUESTION)
-    assert "waggle dance" in str(response)
-    assert methods(recorder) == ["sample", "darwin"]
-    assert "choice" in policy.asked[0].instruction.lower() and len(policy.asked) == 1 + 4
-
-
 # -- agents --------------------------------------------------------------------------------------------------------
 
 ACTION = 'Thought: I need the facts.\nAction: lookup_planet\nAction Input: {"name": "Mars"}'
@@ -125,8 +62,8 @@ def planets():
     return load_cookbook("llama_index_agent")
 
 
-def react_agent(planets, **kwargs) -> tuple[ReActAgent, ScriptedPolicy]:
-    policy = ScriptedPolicy(react_script)
+def react_agent(planets, **kwargs) -> tuple[ReActAgent, ScriptedChatPolicy]:
+    policy = ScriptedChatPolicy(react_script)
     llm = DarwinLLM(policy=policy, reward=KeywordReward(["Phobos", "Deimos"]), **{**FAST, **kwargs})
     tool = FunctionTool.from_defaults(fn=planets.lookup_planet)
     return ReActAgent(tools=[tool], llm=llm, system_prompt="You know the planets.", streaming=False), policy

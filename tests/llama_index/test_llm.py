@@ -1,7 +1,8 @@
 """DarwinLLM's own logic, fast: construction, metadata, responses, streaming, async and tracing.
 
 The policy here is darwin_chains.testing.FakePolicy (words, not tokens) so the search's logic runs in
-milliseconds; test_embedded.py runs the same paths on the embedded SmolLM2.
+milliseconds. tests/integration/llama_index/ runs the same paths on the embedded SmolLM2 (test_smollm2.py) and
+resolves the reward and mutator specs that load MiniLM (test_llm.py).
 """
 from __future__ import annotations
 
@@ -13,8 +14,6 @@ import pytest
 from darwin_chains import (
     ConfigError,
     InputError,
-    LLMMutator,
-    RelevanceReward,
     RewardError,
     Search,
     SearchResult,
@@ -42,10 +41,9 @@ from llama_index.llms.darwin import (
 )
 from llama_index.llms.darwin.utils import REQUEST_KEY, to_prompt
 
-from ..loop_watch import LoopWatch
-from .fakes import SlowPolicy, SpyPolicy
+from tests.support.loop_watch import LoopWatch
+from tests.support.searches import FAST, SlowPolicy, SpyPolicy
 
-FAST = dict(mutants=3, keep_top=1, replacement_period=4, max_new_tokens=16)
 PACKAGE = Path(__file__).resolve().parents[2] / "integrations" / "llama_index" / "llms" / "darwin"
 
 
@@ -113,16 +111,6 @@ def test_default_policy_is_not_loaded_at_construction_nor_for_tracing():
 def test_bad_configuration_fails_at_construction(kwargs, match):
     with pytest.raises(ConfigError, match=match):
         DarwinLLM(**{**FAST, **kwargs})
-
-
-def test_reward_and_mutator_specs_resolve_on_first_use():
-    policy = FakePolicy()
-    llm = DarwinLLM(policy=policy, reward="relevance", mutator="llm", **FAST)
-    assert not llm._components.resolved  # nothing built before it is needed
-    trace = llm.complete("say cat").raw.trace
-    _, reward, mutator = llm._components.get()
-    assert isinstance(reward, RelevanceReward) and isinstance(mutator, LLMMutator) and mutator.policy is policy
-    assert (trace.reward, trace.mutator) == ("relevance-minilm", "llm")
 
 
 def test_a_method_without_mutation_needs_no_mutator():

@@ -19,7 +19,7 @@ from darwin_chains.testing import FakePolicy, KeywordReward
 SHARED_DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
 
-def suffix_mutator(instruction, n):
+def cat_suffix_mutator(instruction, n):
     return [f"{instruction} cat{i}" for i in range(n)]
 
 
@@ -34,7 +34,7 @@ def prompt_file(tmp_path):
 
 def make_bench(tmp_path, **kw):
     judges = {"keyword": KeywordReward(("mat",))}
-    return Bench(FakePolicy(stop=0.05), KeywordReward(), suffix_mutator, judges, tmp_path / "out.jsonl",
+    return Bench(FakePolicy(stop=0.05), KeywordReward(), cat_suffix_mutator, judges, tmp_path / "out.jsonl",
                  base=SearchConfig(max_new_tokens=20, replacement_period=5), **kw)
 
 
@@ -82,7 +82,7 @@ def test_settings_and_commit_are_recorded_and_a_rerun_must_match_them(tmp_path, 
     assert saved["machine"]["cpus"] >= 1 and saved["machine"]["torch"]
     # Resuming with another method is fine; resuming with another search setting would mix two setups.
     assert asyncio.run(make_bench(tmp_path, methods=["best-of-5"]).run(prompts[:1])) == 1
-    changed = Bench(FakePolicy(stop=0.05), KeywordReward(), suffix_mutator, {}, bench.out,
+    changed = Bench(FakePolicy(stop=0.05), KeywordReward(), cat_suffix_mutator, {}, bench.out,
                     methods=["sample"], base=SearchConfig(max_new_tokens=30, replacement_period=5))
     with pytest.raises(ConfigError, match="different config"):
         asyncio.run(changed.run(prompts))

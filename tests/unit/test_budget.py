@@ -15,7 +15,7 @@ from darwin_chains.trace import Cycle, SearchResult, Trace
 INSTRUCTION = "tell me about the cat"
 
 
-class SlowPolicy(ScriptedPolicy):
+class OverBudgetPolicy(ScriptedPolicy):
     """Every extend takes longer than the budget, so the budget runs out right after the first one."""
 
     def extend(self, beams, max_new_tokens, sampling, seed):
@@ -37,7 +37,7 @@ def strict(text: str) -> dict:
 
 
 def test_beams_that_finish_as_the_budget_runs_out_are_scored_and_kept():
-    policy = SlowPolicy([" a cat", " the cat cat", " no"])
+    policy = OverBudgetPolicy([" a cat", " the cat cat", " no"])
     search = Search(policy, KeywordReward(), None,
                     SearchConfig(method="best-of-n", mutants=3, max_new_tokens=20, time_budget=0.01))
     result = search.run(INSTRUCTION)
@@ -48,7 +48,7 @@ def test_beams_that_finish_as_the_budget_runs_out_are_scored_and_kept():
 
 
 def test_a_finished_seed_sample_is_scored_when_the_budget_stops_the_cycle():
-    policy = SlowPolicy([" cat", " a b c d e f g h", " i j k l m n o p"])  # the seed sample takes the first
+    policy = OverBudgetPolicy([" cat", " a b c d e f g h", " i j k l m n o p"])  # the seed sample takes the first
     search = Search(policy, KeywordReward(), lambda instruction, n: [instruction] * n,
                     SearchConfig(mutants=2, keep_top=1, replacement_period=2, max_new_tokens=20, time_budget=0.01))
     result = search.run(INSTRUCTION)
@@ -59,7 +59,7 @@ def test_a_finished_seed_sample_is_scored_when_the_budget_stops_the_cycle():
 
 def test_when_nothing_finished_the_best_partial_response_still_has_a_finite_reward():
     # Look-ahead scores throw-away probes, never the beams themselves: without the last scoring none is scored.
-    policy = SlowPolicy([" a b c d e f g h", " cat cat c d e f g h", " i j k l m n o p"])
+    policy = OverBudgetPolicy([" a b c d e f g h", " cat cat c d e f g h", " i j k l m n o p"])
     search = Search(policy, KeywordReward(), None,
                     SearchConfig(method="sample-replace", mutants=3, keep_top=1, replacement_period=2, look_ahead=1,
                                  max_new_tokens=20, time_budget=0.01))

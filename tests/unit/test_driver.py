@@ -11,12 +11,10 @@ from darwin_chains import LLMMutator, PolicyError, Search, SearchConfig, Usage
 from darwin_chains.rewards.judge import JudgeReward
 from darwin_chains.testing import FakePolicy, KeywordReward, ScriptedPolicy
 
+from tests.support.searches import suffix_mutator
+
 INSTRUCTION = "tell me about the cat"
 CONFIG = SearchConfig(max_new_tokens=30, replacement_period=10, seed=1)
-
-
-def suffix_mutator(instruction: str, n: int) -> list[str]:
-    return [f"{instruction} v{i}" for i in range(n)]
 
 
 class ThreadRecorder(FakePolicy):

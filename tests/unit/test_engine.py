@@ -37,7 +37,9 @@ def comparable(result) -> dict:
 
 @pytest.fixture
 def fresh_policy(tiny_llama):
-    return lambda **kw: HFPolicy.from_pretrained(tiny_llama, device="cpu", **kw)
+    """A policy of its own, batch invariant unless told otherwise: most tests here compare a search alone and
+    beside others, which only that mode promises to match."""
+    return lambda **kw: HFPolicy.from_pretrained(tiny_llama, device="cpu", **{"batch_invariant": True, **kw})
 
 
 @pytest.mark.cpu_kernels
@@ -381,7 +383,7 @@ def test_a_long_seeded_prompt_decodes_the_same_alone_and_beside_others(fresh_pol
 
 def test_batched_attention_matches_row_attention_on_every_row():
     """One SDPA call masked per row computes what the row-by-row loop does, to float rounding, GQA included."""
-    from darwin_chains.policies.attention import Rows, row_attention
+    from darwin_chains.modeling.attention import Rows, row_attention
 
     torch.manual_seed(0)
     batch, heads, kv_heads, width, dim = 5, 6, 2, 23, 8
@@ -395,9 +397,32 @@ def test_batched_attention_matches_row_attention_on_every_row():
     torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
 
 
+def test_batch_invariance_is_a_switch_off_by_default(tiny_llama, monkeypatch):
+    from darwin_chains.errors import ConfigError
+
+    monkeypatch.delenv("DARWIN_CHAINS_BATCH_INVARIANT", raising=False)
+    assert not HFPolicy.from_pretrained(tiny_llama, device="cpu").batch_invariant
+    assert HFPolicy.from_pretrained(tiny_llama, device="cpu", batch_invariant=True).batch_invariant
+    monkeypatch.setenv("DARWIN_CHAINS_BATCH_INVARIANT", "1")  # every face: CLI, serve, the adapters
+    assert HFPolicy.from_pretrained(tiny_llama, device="cpu").batch_invariant
+    assert not HFPolicy.from_pretrained(tiny_llama, device="cpu", batch_invariant=False).batch_invariant
+    monkeypatch.setenv("DARWIN_CHAINS_BATCH_INVARIANT", "maybe")
+    with pytest.raises(ConfigError, match="DARWIN_CHAINS_BATCH_INVARIANT='maybe' is not a switch; use 1"):
+        HFPolicy.from_pretrained(tiny_llama, device="cpu")
+
+
+@pytest.mark.cpu_kernels
+def test_by_default_a_seeded_search_alone_is_reproducible(fresh_policy):
+    """The default (batched) mode promises a seeded search the same answer and trace run after run, alone."""
+    policy = fresh_policy(batch_invariant=False)
+    first = [comparable(search.run(q)) for search, q in searches(policy)]
+    again = [comparable(search.run(q)) for search, q in searches(fresh_policy(batch_invariant=False))]
+    assert first == again and all(r["answer"] for r in first)
+
+
 def test_without_batch_invariance_steps_are_not_padded_and_decode_the_same_greedy_text(fresh_policy):
     invariant, batched = fresh_policy(), fresh_policy(batch_invariant=False)
-    assert invariant.batch_invariant and not batched.batch_invariant  # on CPU the default keeps invariance
+    assert invariant.batch_invariant and not batched.batch_invariant
     texts, widths = {}, {}
     for name, policy in (("invariant", invariant), ("batched", batched)):
         seen = widths[name] = []

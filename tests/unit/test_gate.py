@@ -8,6 +8,7 @@ import random
 import pytest
 from darwin_chains import Prompt, RewardError, Search
 from darwin_chains.rewards.gate import INVALID, VALID, VIABLE, GatedReward, tier, unsquash
+from darwin_chains.testing.contracts import RewardContract
 from darwin_chains.testing.scripted import ScriptedPolicy
 
 PROMPT = Prompt.of("Say OK.")
@@ -46,3 +47,10 @@ def test_a_bad_inner_reward_is_still_the_searchs_error():
     policy = ScriptedPolicy(["OK"], default="OK")
     with pytest.raises(RewardError):
         Search(policy, gate(lambda instruction, response: "0.5"), None, method="sample", max_new_tokens=4).run(PROMPT)
+
+
+class TestGatedRewardContract(RewardContract):
+    @pytest.fixture
+    def reward(self):
+        return GatedReward(lambda instruction, response: float(len(response)), valid=lambda t: t.endswith("."),
+                           viable=lambda t: not t.endswith("!"))

@@ -46,7 +46,8 @@ def test_an_adopted_response_brings_its_own_copy_of_the_grammar_state(policy):
 
 
 @pytest.mark.cpu_kernels
-def test_a_constrained_seeded_row_decodes_the_same_alone_and_beside_others(policy):
+def test_a_constrained_seeded_row_decodes_the_same_alone_and_beside_others(tiny_llama):
+    policy = HFPolicy.from_pretrained(tiny_llama, device="cpu", batch_invariant=True)
     alone = policy.start([prompt()], 40)
     policy.extend(alone, 40, SAMPLING, seed=7)
     together = policy.start([prompt(), Prompt.of("Say anything."), prompt("Rate it.")], 40)

@@ -156,11 +156,26 @@ def test_sampler_matches_transformers_warpers(sampling, shortlist):
         reference = TopPLogitsWarper(sampling.top_p)(None, reference)
     expected = torch.softmax(reference, -1)
     generator = torch.Generator().manual_seed(0)
-    draws = torch.stack([sample(logits, sampling, generator, shortlist) for _ in range(4000)])
+    draws = torch.stack([sample(logits, sampling, [generator] * 2, shortlist) for _ in range(4000)])
     for row in range(2):
         counts = torch.bincount(draws[:, row], minlength=300).float() / len(draws)
         assert set(counts.nonzero().squeeze(-1).tolist()) <= set(expected[row].nonzero().squeeze(-1).tolist())
         assert (counts - expected[row]).abs().max() < 0.03
+
+
+@pytest.mark.parametrize("sampling", [Sampling(0.7, 0, 0.9), Sampling(1.0, 40, 1.0), Sampling(1.0, 0, 1.0)])
+def test_a_rows_draw_is_the_same_alone_and_sampled_with_other_rows(sampling):
+    """The engine samples the rows that share settings in one call; each row still draws with its own generator,
+    so its tokens never depend on the rows beside it (with a shortlist of 8, flat rows take the fallback)."""
+    from darwin_chains.policies.sampling import sample
+
+    torch.manual_seed(1)
+    logits = torch.cat([torch.randn(3, 500) * 4, torch.randn(3, 500) * 0.2])
+    for shortlist in (8, 1024):
+        alone = [int(sample(logits[r : r + 1], sampling, [torch.Generator().manual_seed(r)], shortlist)[0])
+                 for r in range(6)]
+        together = sample(logits, sampling, [torch.Generator().manual_seed(r) for r in range(6)], shortlist)
+        assert together.tolist() == alone
 
 
 @pytest.mark.parametrize("sampling", [Sampling(1e-300), Sampling(5e-324), Sampling(9e-6), Sampling(1.0, 0, 1e-200),
@@ -183,7 +198,7 @@ def test_numbers_at_the_float_limits_still_draw_a_token(sampling):
 
     logits = torch.stack([torch.randn(300) * 30, torch.full((300,), -3e38), torch.zeros(300)])
     for shortlist in (8, 1024):
-        draws = sample(logits, sampling, torch.Generator().manual_seed(0), shortlist)
+        draws = sample(logits, sampling, [torch.Generator().manual_seed(0)] * 3, shortlist)
         assert draws.shape == (3,) and bool(((draws >= 0) & (draws < 300)).all())
 
 

@@ -39,6 +39,15 @@ def test_no_component_imports_the_search(path):
     assert not search, f"{path.relative_to(PACKAGE)} imports {search}; components must not know the search"
 
 
+@pytest.mark.parametrize("path", [p for p in MODULES if p.relative_to(PACKAGE).parts[0] in ("rewards", "modeling")],
+                         ids=lambda p: str(p.relative_to(PACKAGE)))
+def test_rewards_and_the_model_plumbing_import_no_policy(path):
+    """The plumbing both share (caches, ragged passes, row attention) lives in modeling/, so a reward never needs a
+    policy's module, and the plumbing knows no component."""
+    policies = sorted(m for m in imports(path) if m == "darwin_chains.policies" or m.startswith("darwin_chains.policies."))
+    assert not policies, f"{path.relative_to(PACKAGE)} imports {policies}; shared model plumbing belongs in modeling/"
+
+
 def _file_parents(node: ast.AST) -> int | None:
     """How many `.parent` steps (or `.parents[i]`) an expression takes up from `__file__`, if it starts there."""
     steps = 0
@@ -74,7 +83,9 @@ def test_the_package_reads_no_path_outside_itself(path):
 def test_the_checks_would_catch_a_violation():
     probe = PACKAGE / "policies" / "probe.py"
     source = ("from ..search import Search\nfrom langchain_core.messages import AIMessage\n"
+              "from ..policies.engine import Engine\n"
               "ROOT = Path(__file__).resolve().parent.parent.parent\n")
     found = imports(probe, source)
     assert "darwin_chains.search" in found and "langchain_core.messages" in found
+    assert "darwin_chains.policies.engine" in found
     assert max(climbs(source)) == 3 > len(probe.relative_to(PACKAGE).parts)

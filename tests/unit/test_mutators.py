@@ -11,7 +11,10 @@ from darwin_chains import ConfigError, LLMMutator, Prompt, Search, SearchConfig,
 from darwin_chains.mutators import TEMPLATES, parse_list
 from darwin_chains.mutators.directions import directions
 from darwin_chains.testing import KeywordReward, ScriptedPolicy
+from darwin_chains.protocols import as_mutator
 from darwin_chains.testing.contracts import MutatorContract
+
+from tests.support.searches import suffix_mutator
 
 INSTRUCTION = "Give three tips for writing a clear email."
 
@@ -73,6 +76,14 @@ class TestLLMMutatorContract(MutatorContract):
     @pytest.fixture
     def mutator(self):
         return LLMMutator(ScriptedPolicy(default=OUTPUT, supports_continuation=False))
+
+
+class TestCallableMutatorContract(MutatorContract):
+    """A plain function `(instruction, n) -> list[str]` as the mutator (`as_mutator` wraps it)."""
+
+    @pytest.fixture
+    def mutator(self):
+        return as_mutator(suffix_mutator)
 
 
 def test_llm_mutator_asks_its_policy_and_drops_duplicates_and_fragments(caplog):

@@ -1,4 +1,5 @@
-"""Rewards without a packaged model: a tiny sequence classifier saved in the test, and weighted sums."""
+"""Rewards without a packaged model: a tiny sequence classifier saved in the test, weighted sums, the distinct-trigram
+reward, a plain callable, and the LLM judge over a scripted chat policy."""
 from __future__ import annotations
 
 import asyncio
@@ -6,8 +7,12 @@ import asyncio
 import pytest
 
 from darwin_chains import Prompt, WeightedReward, as_reward
+from darwin_chains.rewards import DistinctReward
 from darwin_chains.rewards.hf import HFRewardModel
+from darwin_chains.rewards.judge import JudgeReward
 from darwin_chains.testing.contracts import RewardContract
+
+from tests.support.searches import ScriptedChatPolicy
 
 PROMPT = Prompt.of("Give three tips for writing a clear email.")
 
@@ -76,10 +81,39 @@ class TestWeightedRewardContract(RewardContract):
         return WeightedReward([(reward_model, 0.5), (as_reward(lambda instruction, response: len(response) / 10), 1.0)])
 
 
+class TestDistinctRewardContract(RewardContract):
+    @pytest.fixture
+    def reward(self):
+        return DistinctReward()
+
+
+class TestCallableRewardContract(RewardContract):
+    """A plain function as the reward (`as_reward` wraps it in a CallableReward)."""
+
+    @pytest.fixture
+    def reward(self):
+        return as_reward(lambda instruction, response: float(len(set(response.split()) & set(instruction.split()))))
+
+
+def _judge_reply(prompt: Prompt) -> str:
+    """A judge that reads the response it is asked about: one point per word, from 1 to 10."""
+    response = prompt.instruction.split("Response: ", 1)[1].split("\n\nReply with the score", 1)[0]
+    return str(min(10, 1 + len(response.split())))
+
+
+class TestJudgeRewardContract(RewardContract):
+    """The LLM judge over a scripted chat policy; tests/integration/openai_policy/test_judge.py judges with a real
+    server."""
+
+    @pytest.fixture
+    def reward(self):
+        return JudgeReward(ScriptedChatPolicy(_judge_reply))
+
+
 def test_concurrent_calls_are_scored_in_one_pass_with_their_own_scores(reward_model):
     import threading
 
-    from tests.coalescing import queue_behind
+    from tests.support.coalescing import queue_behind
 
     texts = [["Use a clear subject line."], ["Keep it short.", "Proofread before sending."], ["Paris"]]
     alone = [reward_model.score(PROMPT, t) for t in texts]

@@ -22,11 +22,9 @@ from darwin_chains import (
 )
 from darwin_chains.testing import FakePolicy, KeywordReward
 
+from tests.support.searches import suffix_mutator, without_timings  # test_engine, test_embedded import it here
+
 INSTRUCTION = "tell me about the cat"
-
-
-def suffix_mutator(instruction: str, n: int) -> list[str]:
-    return [f"{instruction} v{i}" for i in range(n)]
 
 
 def make(config: SearchConfig | None = None, *, stop: float = 0.02, reward=None, mutator=suffix_mutator, **kw):
@@ -140,15 +138,6 @@ def test_drafts_join_the_population_so_the_answer_is_never_worse():
     assert result.answer == draft and result.trace.answer_source == "draft"
     weak = make().run(INSTRUCTION, drafts=["dog"])
     assert weak.reward >= weak.trace.drafts[0].reward
-
-
-def without_timings(data):
-    """A trace with its wall-clock fields removed: everything else must be reproducible."""
-    if isinstance(data, dict):
-        return {k: without_timings(v) for k, v in data.items() if k != "seconds"}
-    if isinstance(data, list):
-        return [without_timings(v) for v in data]
-    return data
 
 
 def test_same_seed_same_answer_and_trace():

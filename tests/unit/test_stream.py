@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-import time
 
 import pytest
 
@@ -13,28 +12,13 @@ from darwin_chains import Search, SearchConfig, SearchResult
 from darwin_chains.search.stream import Commit, Delta, Final, Progress, cut
 from darwin_chains.testing import FakePolicy, KeywordReward
 
-from tests.loop_watch import LoopWatch
+from tests.support.loop_watch import LoopWatch
+from tests.support.searches import SlowPolicy, suffix_mutator
 
 INSTRUCTION = "tell me about the cat"
 # One cycle, keep_top=1 and no seed sample: after every replacement round all beams continue the top answer, so
 # its start settles period by period.
 SETTLING = SearchConfig(mutants=3, keep_top=1, replacement_period=4, max_new_tokens=24, seed_sample=False, seed=0)
-
-
-def suffix_mutator(instruction: str, n: int) -> list[str]:
-    return [f"{instruction} v{i}" for i in range(n)]
-
-
-class SlowPolicy(FakePolicy):
-    """A FakePolicy whose every extend blocks its thread, as model work does."""
-
-    def __init__(self, delay: float = 0.02, **kwargs):
-        super().__init__(**kwargs)
-        self.delay = delay
-
-    def extend(self, *args, **kwargs):
-        time.sleep(self.delay)
-        return super().extend(*args, **kwargs)
 
 
 def search(policy=None, **overrides) -> Search:

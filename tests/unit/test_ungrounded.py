@@ -9,34 +9,18 @@ import pytest
 
 from darwin_chains import ConfigError, Search, SearchConfig
 from darwin_chains.errors import UngroundedError
-from darwin_chains.rewards.grounding import Verdict
 from darwin_chains.search.driver import ABSTENTION
 from darwin_chains.testing import FakePolicy, KeywordReward
+
+from tests.support.grounding import Checker
+from tests.support.searches import suffix_mutator
 
 PROMPT = [("system", "Context: the cat sleeps 16 hours a day."), ("user", "tell me about the cat")]
 CONFIG = SearchConfig(max_new_tokens=40, replacement_period=10, seed=1)
 
 
-class Checker:
-    """Grounded exactly when a response says "cat" fewer than `limit` times: the keyword reward's best answers are
-    the ungrounded ones, so the search has to trade reward for groundedness."""
-
-    def __init__(self, limit: int = 10**6, applies: bool = True):
-        self.limit, self.applies_to, self.seen = limit, applies, []
-
-    def applies(self, prompt) -> bool:
-        return self.applies_to
-
-    def verdict(self, prompt, response: str) -> Verdict:
-        self.seen.append(response)
-        bad = response.split().count("cat") >= self.limit
-        return Verdict(not bad, 0.0 if bad else 1.0, ("cat",) if bad else (), 1)
-
-
 def search(checker, **config) -> Search:
-    return Search(FakePolicy(stop=0.02), KeywordReward(), lambda i, n: [f"{i} v{k}" for k in range(n)],
-                  CONFIG.replace(**config), grounding=checker)
-
+    return Search(FakePolicy(stop=0.02), KeywordReward(), suffix_mutator, CONFIG.replace(**config), grounding=checker)
 
 
 def test_the_answer_carries_its_verdict_and_the_default_keeps_the_best_answer():

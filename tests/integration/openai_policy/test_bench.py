@@ -9,16 +9,12 @@ from __future__ import annotations
 
 import asyncio
 
-import pytest
-
 from darwin_chains import SearchConfig
 from darwin_chains.cli.bench import Bench, BenchPrompt, read_rows
 from darwin_chains.policies.openai import OpenAIPolicy
 from darwin_chains.testing import KeywordReward
 
 from .conftest import SAMPLING
-
-pytestmark = pytest.mark.integration
 
 #: Seconds the proxy holds each request: the stand-in for a larger model's time, far above the harness's own.
 DELAY = 1.0

@@ -18,8 +18,6 @@ from darwin_chains.testing import KeywordReward
 
 from .conftest import SAMPLING
 
-pytestmark = pytest.mark.integration
-
 INSTRUCTION = "Give three tips for writing a clear email."
 #: Per request: far more than the real server takes for a request here, however slow or busy the machine.
 TIMEOUT = 15.0

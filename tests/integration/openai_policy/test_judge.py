@@ -18,8 +18,6 @@ from darwin_chains.policies.openai.transport import replies
 from darwin_chains.rewards.judge import JudgeReward, expected_score, parse_score
 from darwin_chains.testing import FakePolicy
 
-pytestmark = pytest.mark.integration
-
 PROMPT = Prompt.of("Give three tips for writing a clear email.")
 
 

@@ -13,8 +13,6 @@ from darwin_chains.testing import KeywordReward
 
 from .scripted_server import ScriptedServer
 
-pytestmark = pytest.mark.integration
-
 DELAY = 1.0
 
 

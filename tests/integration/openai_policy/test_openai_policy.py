@@ -16,10 +16,9 @@ from darwin_chains.mutators import TemplateMutator
 from darwin_chains.policies import chat_template
 from darwin_chains.policies.openai import OpenAIPolicy
 from darwin_chains.testing import KeywordReward
+from darwin_chains.testing.contracts import PolicyContract
 
 from .conftest import SAMPLING
-
-pytestmark = pytest.mark.integration
 
 INSTRUCTION = "Give three tips for writing a clear email."
 SMALL = SearchConfig(mutants=2, keep_top=1, replacement_period=8, max_new_tokens=16, seed_sample=False, seed=0)
@@ -37,6 +36,28 @@ REASONING_TEMPLATE = (
 def completions_policy(served_smollm2, smollm2_dir):
     return OpenAIPolicy.from_url(str(smollm2_dir), served_smollm2, tokenizer=smollm2_dir, max_context=2048,
                                  extra_body=SAMPLING)
+
+
+class TestOpenAIPolicyContract(PolicyContract):
+    """The policy contract in completions mode: the real server continues partial responses."""
+
+    @pytest.fixture
+    def policy(self, completions_policy):
+        return completions_policy
+
+
+@pytest.fixture(scope="module")
+def chat_policy(served_smollm2, smollm2_dir):
+    """No tokenizer: the first use probes the server, which refuses chat continuation, so the policy settles on chat."""
+    return OpenAIPolicy.from_url(str(smollm2_dir), served_smollm2, extra_body=SAMPLING)
+
+
+class TestOpenAIPolicyChatContract(PolicyContract):
+    """The policy contract in chat mode: whole responses, one request a beam."""
+
+    @pytest.fixture
+    def policy(self, chat_policy):
+        return chat_policy
 
 
 def test_completions_mode_runs_darwin_end_to_end(completions_policy):

@@ -15,8 +15,6 @@ from darwin_chains.testing import KeywordReward
 
 from .scripted_server import ScriptedServer
 
-pytestmark = pytest.mark.integration
-
 CATS, DOGS = "Explain why cats purr.", "Explain why dogs bark."
 
 

@@ -10,8 +10,6 @@ from darwin_chains.testing import KeywordReward
 
 from .scripted_server import ANSWER, ScriptedServer
 
-pytestmark = pytest.mark.integration
-
 
 @pytest.fixture
 def server():

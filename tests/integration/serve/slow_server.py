@@ -20,7 +20,7 @@ from darwin_chains.testing import FakePolicy, KeywordReward
 GATE_TIMEOUT = 120.0
 
 
-class SlowPolicy(FakePolicy):
+class GatedSlowPolicy(FakePolicy):
     """FakePolicy whose every step takes `delay` seconds (in the worker thread, as a model's would), after waiting
     for `gate` when there is one."""
 
@@ -41,7 +41,7 @@ def slow_search(delay: float = 0.2, gate: threading.Event | None = None, **confi
     """A search of `max_new_tokens / replacement_period` steps of `delay` s each (defaults: 5 steps), each held
     until `gate` is open when one is given."""
     config = {"mutants": 2, "keep_top": 1, "replacement_period": 4, "max_new_tokens": 20, "seed": 0} | config
-    return Search(SlowPolicy(delay, gate), KeywordReward(["cat"]), defaults.mutator("template"),
+    return Search(GatedSlowPolicy(delay, gate), KeywordReward(["cat"]), defaults.mutator("template"),
                   SearchConfig(**config))
 
 

@@ -13,7 +13,6 @@ from concurrent.futures import ThreadPoolExecutor
 
 import httpx
 import openai
-import pytest
 
 from darwin_chains import Search, SearchConfig, defaults
 from darwin_chains.testing import FakePolicy, KeywordReward
@@ -46,7 +45,6 @@ def test_more_searches_than_asyncio_has_threads_all_run_at_once(serve):
     assert [r.status_code for r in replies] == [200] * n
 
 
-@pytest.mark.integration
 def test_concurrent_requests_share_the_local_models_batch(serve, smollm2_policy):
     search = Search(smollm2_policy, KeywordReward(["email"]), defaults.mutator("template"), CONFIG)
     server = serve(search)  # the default max_concurrent

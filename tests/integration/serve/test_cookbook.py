@@ -4,11 +4,7 @@ from __future__ import annotations
 
 import re
 
-import pytest
-
-from tests.cookbooks import run_cookbook
-
-pytestmark = pytest.mark.integration
+from tests.support.cookbooks import run_cookbook
 
 
 def test_openai_serve_client():

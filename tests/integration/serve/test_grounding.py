@@ -8,7 +8,7 @@ import pytest
 
 from darwin_chains import Search, SearchConfig
 from darwin_chains.testing import FakePolicy, KeywordReward
-from tests.unit.test_ungrounded import Checker
+from tests.support.grounding import Checker
 
 from .conftest import Server
 

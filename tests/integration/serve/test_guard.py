@@ -20,21 +20,18 @@ from darwin_chains.cli.serve.limits import Limits
 from darwin_chains.errors import ConfigError
 from darwin_chains.policies.openai import OpenAIPolicy
 from darwin_chains.policies.retry import RetryPolicy
-from darwin_chains.testing import FakePolicy, KeywordReward
+from darwin_chains.testing import KeywordReward
+
+from tests.support.searches import fake_search
 
 from .conftest import Server, chat, free_port
 
 KEY = "test-server-key-0123456789"
 
 
-def fake_search() -> Search:
-    return Search(FakePolicy(), KeywordReward(["cat"]), defaults.mutator("template"),
-                  SearchConfig(mutants=2, keep_top=1, replacement_period=4, max_new_tokens=8, seed=0))
-
-
 @pytest.fixture(scope="module")
 def keyed():
-    server = Server(fake_search(), api_key=KEY, limits=Limits(max_body_bytes=20_000))
+    server = Server(fake_search(seed=0), api_key=KEY, limits=Limits(max_body_bytes=20_000))
     yield server
     server.stop()
 
@@ -126,7 +123,7 @@ def test_a_body_over_the_limit_is_a_413_before_it_is_parsed(keyed):
 def test_a_big_body_never_freezes_health(serve):
     """/health is polled while big bodies are posted one after another (encoded beforehand, so the test's own work
     holds nothing up): the polls go on, nine in ten answered within a second, and none waits seconds behind a body."""
-    server = serve(fake_search())
+    server = serve(fake_search(seed=0))
     raw = json.dumps(chat("cat " * 240_000)).encode()  # just under the default 1 MB
     waits, done = [], threading.Event()
 
@@ -202,7 +199,6 @@ def test_redact_scrubs_given_keys_and_key_shaped_text():
     assert redact("a plain sentence about keys and tokens") == "a plain sentence about keys and tokens"
 
 
-
 def test_the_serve_command_reads_its_key_from_the_environment_and_checks_its_caps_before_loading():
     done = subprocess.run([sys.executable, "-m", "darwin_chains.cli", "serve", "--host", "0.0.0.0", "--port",
                            str(free_port()), "--mutants", "10"], capture_output=True, text=True, timeout=60,
@@ -269,7 +265,7 @@ def test_a_malformed_origin_is_a_400_on_every_route_before_the_key_check(keyed, 
 
 def test_a_non_ascii_key_matches_the_utf8_bytes_a_client_sends(serve):
     key = "clé-secrète-0123"
-    server = serve(fake_search(), api_key=key)
+    server = serve(fake_search(seed=0), api_key=key)
     reply = httpx.get(f"{server.url}/models", headers={"Authorization": b"Bearer " + key.encode("utf-8")}, timeout=5)
     assert reply.status_code == 200
     for sent in (key.encode("latin-1"), b"cl\xc3", b"\xff\xfe\x80"):
@@ -283,7 +279,7 @@ def test_a_key_no_header_can_carry_is_refused_at_start_up(key):
     with pytest.raises(ConfigError, match="API key"):
         check_key(key)
     with pytest.raises(ConfigError, match="API key"):
-        create_app(fake_search(), api_key=key)
+        create_app(fake_search(seed=0), api_key=key)
 
 
 def test_the_serve_command_refuses_a_key_no_header_can_carry_before_loading():

@@ -5,18 +5,13 @@ import httpx
 import openai
 import pytest
 
-from darwin_chains import Search, SearchConfig, defaults
 from darwin_chains.cli.serve.limits import Limits
 from darwin_chains.errors import ConfigError
-from darwin_chains.testing import FakePolicy, KeywordReward
+
+from tests.support.searches import fake_search
 
 from .conftest import chat
 from .slow_server import slow_search
-
-
-def fake_search(**config) -> Search:
-    config = {"mutants": 2, "keep_top": 1, "replacement_period": 4, "max_new_tokens": 8, "seed": None} | config
-    return Search(FakePolicy(), KeywordReward(["cat"]), defaults.mutator("template"), SearchConfig(**config))
 
 
 @pytest.fixture(scope="module")

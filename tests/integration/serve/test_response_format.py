@@ -17,7 +17,6 @@ CITY = {"type": "object", "additionalProperties": False, "required": ["city", "p
         "properties": {"city": {"type": "string"}, "population": {"type": "integer", "minimum": 0}}}
 
 
-@pytest.mark.integration
 @pytest.mark.parametrize("response_format, schema", [
     ({"type": "json_schema", "json_schema": {"name": "city", "schema": CITY, "strict": True}}, CITY),
     ({"type": "json_object"}, {"type": "object"}),

@@ -120,7 +120,6 @@ def test_langchain_chat_openai_invokes_it(fake_server):
     assert type(message).__name__ == "AIMessage" and message.content.strip()
 
 
-@pytest.mark.integration
 def test_embedded_policy_behind_the_server(smollm2_policy):
     search = Search(smollm2_policy, KeywordReward(["email"]), defaults.mutator("template"),
                     SearchConfig(mutants=2, keep_top=1, replacement_period=8, max_new_tokens=16, seed=0))

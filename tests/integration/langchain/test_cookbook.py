@@ -6,9 +6,7 @@ import re
 
 import pytest
 
-from ..cookbooks import load_cookbook
-
-pytestmark = pytest.mark.integration
+from tests.support.cookbooks import load_cookbook
 
 
 @pytest.fixture

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-COOKBOOK = Path(__file__).resolve().parents[1] / "cookbook"
+COOKBOOK = Path(__file__).resolve().parents[2] / "cookbook"
 
 
 def run_cookbook(*args: str) -> str:

@@ -1,13 +1,14 @@
-"""Attention one row at a time, so that a beam's numbers never depend on the batch it shares.
+"""Attention over each row's own keys: one masked call for a decoding step's rows, or one row at a time.
 
-Batching concurrent searches must not change their answers. On CPU, a row's matmul results do not depend on how
-many rows share the call once there are at least `MIN_ROWS` of them, but padded attention does: where a row's keys
-sit among the padding changes how the softmax sums round. So each row attends over its own keys only, gathered
-contiguously, and a seeded search gives the same numbers alone or beside any others (`tests/unit/test_engine.py`).
+By default a decoding step's rows share one SDPA call, each masked to its own key columns (`Rows.batched`): no
+loop over rows in every layer, and no padding, so a lone beam's step costs a lone beam's work. A row's numbers then
+depend, to float rounding, on the batch it shares.
 
-Where that invariance is not wanted (`HFPolicy(batch_invariant=False)`, the default off CPU), a decoding step's
-rows share one SDPA call instead, each masked to its own key columns (`Rows.batched`): no loop over rows in every
-layer, and no padding to `MIN_ROWS`, so a lone beam's step costs a lone beam's work.
+Batch invariant (`HFPolicy(batch_invariant=True)`), batching concurrent searches must not change their answers.
+On CPU, a row's matmul results do not depend on how many rows share the call once there are at least `MIN_ROWS`
+of them, but padded attention does: where a row's keys sit among the padding changes how the softmax sums round.
+So each row attends over its own keys only, gathered contiguously, and a seeded search gives the same numbers
+alone or beside any others (`tests/unit/test_engine.py`); a step of one row then costs what one of four does.
 
 A model switched to this implementation (`use_row_attention`) still works as usual when it is called without
 `rows`: the call goes to PyTorch's SDPA with the usual masks.

@@ -11,9 +11,8 @@ from darwin_chains.testing import FakePolicy, KeywordReward
 from llama_index.core.prompts.default_prompt_selectors import DEFAULT_TEXT_QA_PROMPT_SEL
 from llama_index.llms.darwin import DarwinLLM
 
-from .fakes import ScriptedPolicy, SpyPolicy
+from tests.support.searches import FAST, ScriptedChatPolicy, SpyPolicy
 
-FAST = dict(mutants=3, keep_top=1, replacement_period=4, max_new_tokens=16)
 FOLLOW_UP = "And how does the dance show the distance?"
 
 
@@ -38,7 +37,7 @@ def scripted_llm_mutator(seen: list[str]) -> LLMMutator:
         seen.append(instruction)
         return "\n".join(f"{i}. {instruction.upper()[::-1]} ({i})" for i in range(1, 4))
 
-    return LLMMutator(ScriptedPolicy(rewrite))
+    return LLMMutator(ScriptedChatPolicy(rewrite))
 
 
 def spy_llm(mutator) -> tuple[DarwinLLM, SpyPolicy]:

@@ -8,9 +8,7 @@ import re
 
 import pytest
 
-from .fakes import load_cookbook
-
-pytestmark = pytest.mark.integration
+from tests.support.cookbooks import load_cookbook
 
 
 @pytest.fixture

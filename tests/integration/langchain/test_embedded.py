@@ -14,9 +14,7 @@ from langchain_core.prompts import ChatPromptTemplate
 
 from langchain_darwin import DarwinAlign
 
-from .conftest import SMALL
-
-pytestmark = pytest.mark.integration
+from tests.support.searches import SMALL
 
 QUESTIONS = ["Give three tips for writing a clear email.", "Why is the sky blue?"]
 PROMPT = ChatPromptTemplate.from_messages([("system", "You are a helpful assistant."), ("human", "{question}")])

@@ -47,11 +47,17 @@ def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list
         return None
     index = torch.tensor(keep, device=reference[0][0].device) if keep else None
     carried = min(old_width, width)
+    # Each row's padding is zeroed (masked keys must still be finite numbers), its filled columns copied and the
+    # spare ones left as they are, to be written before they are read: the batch's memory is touched once.
+    lengths = [carried] * len(keep) + [0 if c is None else c[0][0].shape[1] for c in newcomers] + [0] * fillers
     out = []
     for layer in range(len(reference)):
         k0, v0 = reference[layer]
-        shape = (len(keep) + len(newcomers) + fillers, k0.shape[-3], width + spare, k0.shape[-1])
-        k, v = k0.new_zeros(shape), v0.new_zeros(shape)
+        shape = (len(lengths), k0.shape[-3], width + spare, k0.shape[-1])
+        k, v = k0.new_empty(shape), v0.new_empty(shape)
+        for r, n in enumerate(lengths):
+            if n < width:
+                k[r, :, : width - n], v[r, :, : width - n] = 0, 0
         if keep:
             k[: len(keep), :, width - carried : width] = k0[:, :, old_width - carried : old_width].index_select(0, index)
             v[: len(keep), :, width - carried : width] = v0[:, :, old_width - carried : old_width].index_select(0, index)
@@ -147,6 +153,9 @@ def _slab_layer() -> type:
     return SlabLayer
 
 
-def extract(cache: list[KV], row: int, start: int, stop: int) -> tuple[KV, ...]:
-    """Row `row`'s own cache, columns start..stop, copied out of the batch (a view would keep the batch alive)."""
+def extract(cache: list[KV], row: int, start: int, stop: int, copy: bool = True) -> tuple[KV, ...]:
+    """Row `row`'s own cache, columns start..stop, copied out of the batch: a view keeps the whole batch alive, so
+    views (`copy=False`) are for a batch whose rows all leave at once."""
+    if not copy:
+        return tuple((k[row, :, start:stop], v[row, :, start:stop]) for k, v in cache)
     return tuple((k[row, :, start:stop].clone(), v[row, :, start:stop].clone()) for k, v in cache)

@@ -18,12 +18,10 @@ from llama_index.llms.darwin import (
     DarwinSearchStartedEvent,
 )
 
-from ..loop_watch import LoopWatch
-from .fakes import SpyPolicy
+from tests.support.loop_watch import LoopWatch
+from tests.support.searches import SpyPolicy
 
-pytestmark = pytest.mark.integration
-
-README = Path(__file__).resolve().parents[2] / "README.md"
+README = Path(__file__).resolve().parents[3] / "README.md"
 SMALL = dict(mutants=3, keep_top=1, replacement_period=8, max_new_tokens=16)
 EMAIL = "Give three tips for writing a clear email."
 
