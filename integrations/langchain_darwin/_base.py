@@ -1,18 +1,33 @@
-"""What DarwinAlign and ChatDarwin share: the search's fields, validated at construction, and its components,
-resolved (and their models loaded) on first use, never at construction or import."""
+"""What DarwinAlign and ChatDarwin share: the search's fields, validated at construction; its components, resolved
+(and their models loaded) on first use, never at construction or import; and one call path (`Call`), so the two
+answer, stream and report progress the same way."""
 from __future__ import annotations
 
+import contextvars
+import functools
+from collections.abc import AsyncIterator, Iterator, Sequence
+from dataclasses import dataclass
 from typing import Any, Optional
 
-from darwin_chains import ConfigError, Search, SearchConfig, defaults
-from darwin_chains.config import check_names, knobs, pydantic_fields, resolve
-from darwin_chains.protocols import Mutator, Policy, Reward
-from darwin_chains.rewards.gate import GatedReward
-from darwin_chains.search.components import Components
+from darwin_chains import ConfigError, Mutator, Policy, Reward, Search, SearchConfig, SearchResult, defaults
+from darwin_chains.adapters import (
+    Components,
+    GatedReward,
+    check_components,
+    cut,
+    check_names,
+    knobs,
+    pydantic_fields,
+    resolve,
+    search_config,
+)
 from langchain_core.language_models import BaseLanguageModel
-from langchain_core.runnables import Runnable
+from langchain_core.messages import AIMessage, AIMessageChunk
+from langchain_core.runnables import Runnable, RunnableConfig
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, create_model
 
+from ._convert import Request, to_message, to_request
+from ._streaming import achunks, aresult, chunks, progress
 from .policy import LangChainPolicy
 from .reward import RunnableReward
 
@@ -59,10 +74,9 @@ class DarwinFields(_Searched):
         check_names(data, also=own, face=type(self).__name__)  # darwin's ConfigError, as on every face
         super().__init__(**data)
         # Checked here rather than in a validator, so the error is darwin's ConfigError, not pydantic's wrapper.
-        config = self.search_config()
         _check_policy(self.policy)
-        _check_reward(self.reward)
-        _check_mutator(self.mutator, config)
+        check_components(self.search_config(), self.reward, self.mutator)
+        _check_types(self.reward, self.mutator)
 
     @classmethod
     def is_lc_serializable(cls) -> bool:
@@ -77,8 +91,7 @@ class DarwinFields(_Searched):
 
     def search_config(self, **overrides: Any) -> SearchConfig:
         """The search these fields describe, with per-call overrides (by name or alias)."""
-        values = {name: getattr(self, name) for name in SEARCH_FIELDS}
-        return SearchConfig().replace(**{**values, **resolve(overrides)})
+        return search_config({name: getattr(self, name) for name in SEARCH_FIELDS}, **overrides)
 
     @property
     def policy_name(self) -> str:
@@ -109,6 +122,11 @@ class DarwinFields(_Searched):
             reward = GatedReward(reward, schema.valid, schema.viable)
         return Search(policy, reward, mutator, self.search_config())
 
+    def prepare(self, kwargs: dict[str, Any], schema: Any = None, stop: Optional[Sequence[str]] = None) -> Call:
+        """One call: its options checked first (a typo fails before any model loads), then its search."""
+        overrides, include_trace = self.options(kwargs)
+        return Call(self.search(schema), overrides, include_trace, self.policy_name, stop, schema)
+
     def options(self, kwargs: dict[str, Any]) -> tuple[dict[str, Any], bool]:
         """Per-call search parameters, checked now so a typo fails before the search starts, and include_trace."""
         kwargs = dict(kwargs)
@@ -120,6 +138,55 @@ class DarwinFields(_Searched):
         return overrides, include_trace
 
 
+@dataclass
+class Call:
+    """One call of the search, checked, and the four ways to answer it, which DarwinAlign and ChatDarwin share.
+
+    `config` is the child config of the caller's run: its callbacks get the search's progress as custom events.
+    `context`, if given, is the copied context the search runs in (ChatDarwin's, where LangChain sees the chat
+    model's run as the running config); None runs it in the caller's."""
+
+    search: Search
+    overrides: dict[str, Any]
+    include_trace: bool
+    model_name: str
+    stop: Optional[Sequence[str]] = None
+    schema: Any = None  # a structured-output Schema: its instructions join the request, its grammar constrains it
+
+    def request(self, input: Any) -> Request:
+        """What the search answers; a schema's format instructions join the system message, and the schema
+        constrains decoding where the policy can (`Prompt.constrained`)."""
+        if self.schema is None:
+            return to_request(input)
+        request = to_request(self.schema.instruct(input))
+        return Request(request.prompt.constrained(self.schema.json_schema), request.drafts)
+
+    def run(self, request: Request, config: Optional[RunnableConfig],
+            context: Optional[contextvars.Context] = None) -> AIMessage:
+        run = functools.partial(self.search.run, request.prompt, drafts=request.drafts, on_event=progress(config),
+                                **self.overrides)
+        return self.message(context.run(run) if context is not None else run())
+
+    async def arun(self, request: Request, config: Optional[RunnableConfig],
+                   context: Optional[contextvars.Context] = None) -> AIMessage:
+        events = self.search.astream(request.prompt, drafts=request.drafts, context=context, **self.overrides)
+        return self.message(await aresult(events, config))
+
+    def stream(self, request: Request, config: Optional[RunnableConfig],
+               context: Optional[contextvars.Context] = None) -> Iterator[AIMessageChunk]:
+        events = self.search.stream(request.prompt, drafts=request.drafts, context=context, **self.overrides)
+        return chunks(events, config, self.model_name, self.include_trace)
+
+    def astream(self, request: Request, config: Optional[RunnableConfig],
+                context: Optional[contextvars.Context] = None) -> AsyncIterator[AIMessageChunk]:
+        events = self.search.astream(request.prompt, drafts=request.drafts, context=context, **self.overrides)
+        return achunks(events, config, self.model_name, self.include_trace)
+
+    def message(self, result: SearchResult) -> AIMessage:
+        """The answer, ended before the first stop sequence, with all the metadata."""
+        return to_message(result, self.model_name, self.include_trace, cut(result.answer, self.stop))
+
+
 def _check_policy(policy: Any) -> None:
     if policy is None or isinstance(policy, (str, BaseLanguageModel)):
         return
@@ -128,18 +195,11 @@ def _check_policy(policy: Any) -> None:
                           f"None; got {type(policy).__name__}")
 
 
-def _check_reward(reward: Any) -> None:
-    if isinstance(reward, str):
-        defaults.check(reward_spec=reward)
-    elif not (reward is None or hasattr(reward, "score") or isinstance(reward, Runnable) or callable(reward)):
+def _check_types(reward: Any, mutator: Any) -> None:
+    if not (reward is None or isinstance(reward, str) or hasattr(reward, "score") or isinstance(reward, Runnable)
+            or callable(reward)):
         raise ConfigError(f"reward must be a darwin_chains Reward, a callable (instruction, response) -> float, a "
                           f"LangChain Runnable or a reward spec; got {type(reward).__name__}")
-
-
-def _check_mutator(mutator: Any, config: SearchConfig) -> None:
-    if isinstance(mutator, str):
-        defaults.check(mutator_spec=mutator)
-    config.check_mutator(mutator)
     if not (mutator is None or isinstance(mutator, (str, BaseLanguageModel)) or hasattr(mutator, "mutate")
             or callable(mutator)):
         raise ConfigError(f"mutator must be a darwin_chains Mutator, a callable (instruction, n) -> list[str], "

@@ -15,8 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional, Union
 
 from darwin_chains import InputError, Prompt, SearchResult
-from darwin_chains.prompt import require_text
-from darwin_chains.search.stream import Delta, Event, Final
+from darwin_chains.adapters import REQUEST_KEY, REQUEST_START_KEY, Delta, Event, Final, require_text
 from langchain_core.messages import (
     AIMessage,
     AIMessageChunk,
@@ -48,10 +47,6 @@ DarwinInput = Union[str, StringPromptValue, ChatPromptValueConcrete, list[AnyMes
 _ROLES = {"system": "system", "developer": "system", "human": "user", "user": "user", "ai": "assistant",
           "assistant": "assistant"}
 _KEYS = ("question", "draft", "context", "history")
-#: Where a human message carries the span of its text that is the question, and where the span starts (the same
-#: keys as the LlamaIndex adapter's): mutation rewrites only that span.
-REQUEST_KEY = "darwin_request"
-REQUEST_START_KEY = "darwin_request_start"
 
 
 @dataclass

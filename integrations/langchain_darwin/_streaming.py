@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator, Iterator
 from typing import Callable, Optional
 
 from darwin_chains import SearchResult
-from darwin_chains.search.stream import Event, Final, Progress
+from darwin_chains.adapters import Event, Final, Progress
 from langchain_core.callbacks import adispatch_custom_event, dispatch_custom_event
 from langchain_core.messages import AIMessageChunk
 from langchain_core.runnables import RunnableConfig

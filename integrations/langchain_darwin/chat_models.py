@@ -7,12 +7,10 @@ import contextvars
 import logging
 import uuid
 from collections.abc import AsyncIterator, Iterator, Sequence
-from dataclasses import dataclass, field
 from operator import itemgetter
 from typing import Any, Optional
 
-from darwin_chains import ConfigError, PolicyError, Search, SearchResult
-from darwin_chains.search.stream import cut
+from darwin_chains import ConfigError, PolicyError
 from langchain_core.callbacks import AsyncCallbackManager, CallbackManager
 from langchain_core.callbacks.manager import AsyncRunManager
 from langchain_core.language_models import BaseChatModel, LangSmithParams
@@ -22,9 +20,7 @@ from langchain_core.runnables import Runnable, RunnableConfig, RunnableLambda, R
 from langchain_core.runnables.config import ensure_config, patch_config, set_config_context
 from pydantic import ConfigDict, Field
 
-from ._base import SEARCH_FIELDS, DarwinFields
-from ._convert import Request, to_message, to_request
-from ._streaming import achunks, aresult, chunks, progress
+from ._base import SEARCH_FIELDS, Call, DarwinFields
 from .policy import LangChainPolicy, estimate_tokens
 from .structured import METHODS, Schema
 
@@ -224,87 +220,62 @@ class ChatDarwin(DarwinFields, BaseChatModel):
 
     def _generate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                   **kwargs: Any) -> ChatResult:
-        call, config = self._call(kwargs, stop), _child_config(run_manager)
-        if call.tools is not None:
-            reply = _tool_model(self.policy).bind_tools(call.tools, **call.tool_options).invoke(messages, config)
+        (call, tools, tool_options), config = self._call(kwargs, stop), _child_config(run_manager)
+        if tools is not None:
+            reply = _tool_model(self.policy).bind_tools(tools, **tool_options).invoke(messages, config)
             if reply.tool_calls:
-                return ChatResult(generations=[ChatGeneration(message=reply)])
+                return _generated(reply)
             messages = [*messages, AIMessage(reply.text)]  # the policy's answer: a draft for the search
         request = call.request(messages)
         with _context(config) as context:
-            result = context.run(call.search.run, request.prompt, drafts=request.drafts, on_event=progress(config),
-                                 **call.overrides)
-        return self._result(result, call)
+            return _generated(call.run(request, config, context))
 
     async def _agenerate(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                          **kwargs: Any) -> ChatResult:
-        call = await asyncio.to_thread(self._call, kwargs, stop)  # the first call loads models: off the event loop
+        # The first call loads models: off the event loop.
+        call, tools, tool_options = await asyncio.to_thread(self._call, kwargs, stop)
         config = _child_config(run_manager)
-        if call.tools is not None:
-            model = _tool_model(self.policy).bind_tools(call.tools, **call.tool_options)
-            reply = await model.ainvoke(messages, config)
+        if tools is not None:
+            reply = await _tool_model(self.policy).bind_tools(tools, **tool_options).ainvoke(messages, config)
             if reply.tool_calls:
-                return ChatResult(generations=[ChatGeneration(message=reply)])
+                return _generated(reply)
             messages = [*messages, AIMessage(reply.text)]
         request = call.request(messages)
         with _context(config) as context:
-            events = call.search.astream(request.prompt, drafts=request.drafts, context=context, **call.overrides)
-            return self._result(await aresult(events, config), call)
+            return _generated(await call.arun(request, config, context))
 
     def _stream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                 **kwargs: Any) -> Iterator[ChatGenerationChunk]:
         config = _child_config(run_manager) if run_manager is not None else _STREAMED.get()
         _STREAMED.set(None)  # this run's: a later call in this context is another run
-        call = self._call(kwargs, stop)
+        call, _, _ = self._call(kwargs, stop)
         request = call.request(messages)
         with _context(config) as context:
-            events = call.search.stream(request.prompt, drafts=request.drafts, context=context, **call.overrides)
-            for chunk in chunks(events, config, self.policy_name, call.include_trace):
+            for chunk in call.stream(request, config, context):
                 yield ChatGenerationChunk(message=chunk)
 
     async def _astream(self, messages: list[BaseMessage], stop: Optional[list[str]] = None, run_manager: Any = None,
                        **kwargs: Any) -> AsyncIterator[ChatGenerationChunk]:
         config = _child_config(run_manager) if run_manager is not None else _STREAMED.get()
         _STREAMED.set(None)
-        call = await asyncio.to_thread(self._call, kwargs, stop)
+        call, _, _ = await asyncio.to_thread(self._call, kwargs, stop)
         request = call.request(messages)
         with _context(config) as context:
-            events = call.search.astream(request.prompt, drafts=request.drafts, context=context, **call.overrides)
-            async for chunk in achunks(events, config, self.policy_name, call.include_trace):
+            async for chunk in call.astream(request, config, context):
                 yield ChatGenerationChunk(message=chunk)
 
-    def _call(self, kwargs: dict[str, Any], stop: Optional[list[str]]) -> _Call:
-        """One call's options, checked before anything runs: tools, a schema, include_trace, search parameters."""
+    def _call(self, kwargs: dict[str, Any], stop: Optional[list[str]]) -> tuple[Call, Optional[list[Any]], dict]:
+        """One call's options, checked before anything runs (tools, a schema, include_trace, search parameters),
+        and the tools with their options, for the policy to call."""
         kwargs = dict(kwargs)
         tools, tool_options, schema = kwargs.pop("tools", None), kwargs.pop("tool_options", {}), kwargs.pop(
             "response_format", None)
         spec = Schema(schema) if schema is not None else None
-        overrides, include_trace = self.options(_with_stop(kwargs, stop))
-        return _Call(self.search(spec), overrides, include_trace, stop or self.stop, spec, tools, tool_options)
-
-    def _result(self, result: SearchResult, call: _Call) -> ChatResult:
-        """The answer, ended before the first stop sequence, with all the metadata."""
-        message = to_message(result, self.policy_name, call.include_trace, cut(result.answer, call.stop))
-        return ChatResult(generations=[ChatGeneration(message=message)])
+        return self.prepare(_with_stop(kwargs, stop), spec, stop or self.stop), tools, tool_options
 
 
-@dataclass
-class _Call:
-    search: Search
-    overrides: dict[str, Any]
-    include_trace: bool
-    stop: Optional[Sequence[str]]
-    schema: Optional[Schema] = None
-    tools: Optional[list[Any]] = None
-    tool_options: dict[str, Any] = field(default_factory=dict)
-
-    def request(self, messages: list[BaseMessage]) -> Request:
-        """What the search answers; a schema's format instructions join the system message, and the schema
-        constrains decoding where the policy can (`Prompt.constrained`)."""
-        if self.schema is None:
-            return to_request(messages)
-        request = to_request(self.schema.instruct(messages))
-        return Request(request.prompt.constrained(self.schema.json_schema), request.drafts)
+def _generated(message: AIMessage) -> ChatResult:
+    return ChatResult(generations=[ChatGeneration(message=message)])
 
 
 def _tool_model(policy: Any) -> Optional[BaseChatModel]:

@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 
-from darwin_chains.embedded.embedder import UsesEmbedder
+from darwin_chains.adapters import UsesEmbedder
 from langchain_core.embeddings import Embeddings
 
 

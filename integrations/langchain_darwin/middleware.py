@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any, Optional
 
-from darwin_chains.errors import require
+from darwin_chains.adapters import require
 
 from .refine import DarwinRefine
 from .runnable import DarwinAlign

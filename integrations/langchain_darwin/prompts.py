@@ -9,11 +9,11 @@ from __future__ import annotations
 from typing import Any, Optional
 
 from darwin_chains import ConfigError, InputError
+from darwin_chains.adapters import REQUEST_KEY, REQUEST_START_KEY
 from langchain_core.prompt_values import ChatPromptValueConcrete
 from langchain_core.prompts import BasePromptTemplate
 from langchain_core.runnables import RunnableConfig, RunnableSerializable
 
-from ._convert import REQUEST_KEY, REQUEST_START_KEY
 
 #: Formatted in place of the question to find where it lands; private-use characters never occur in real text.
 SENTINEL = "\ue000darwin-question\ue000"

@@ -11,8 +11,7 @@ from langchain_core.runnables.config import patch_config
 from pydantic import ConfigDict
 
 from ._base import DarwinFields
-from ._convert import DarwinInput, to_message, to_request
-from ._streaming import achunks, aresult, chunks, progress
+from ._convert import DarwinInput, to_request
 
 
 class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
@@ -137,31 +136,27 @@ class DarwinAlign(DarwinFields, RunnableSerializable[DarwinInput, AIMessage]):
 
     # -- implementations --------------------------------------------------------------------------------------------
 
+    # The search runs in the context LangChain set up for this run: its child config is the running one.
+
     def _invoke(self, input: DarwinInput, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> AIMessage:
-        request, search, (overrides, include_trace) = to_request(input), self.search(), self.options(kwargs)
-        config = patch_config(config, callbacks=run_manager.get_child())
-        result = search.run(request.prompt, drafts=request.drafts, on_event=progress(config), **overrides)
-        return to_message(result, self.policy_name, include_trace)
+        request, call = to_request(input), self.prepare(kwargs)
+        return call.run(request, patch_config(config, callbacks=run_manager.get_child()))
 
     async def _ainvoke(self, input: DarwinInput, run_manager: Any, config: RunnableConfig, **kwargs: Any) -> AIMessage:
-        request, (overrides, include_trace) = to_request(input), self.options(kwargs)
-        search = await asyncio.to_thread(self.search)  # the first call loads models: off the event loop
-        config = patch_config(config, callbacks=run_manager.get_child())
-        events = search.astream(request.prompt, drafts=request.drafts, **overrides)
-        return to_message(await aresult(events, config), self.policy_name, include_trace)
+        request = to_request(input)
+        call = await asyncio.to_thread(self.prepare, kwargs)  # the first call loads models: off the event loop
+        return await call.arun(request, patch_config(config, callbacks=run_manager.get_child()))
 
     def _transform(self, inputs: Iterator[DarwinInput], run_manager: Any, config: RunnableConfig,
                    **kwargs: Any) -> Iterator[AIMessageChunk]:
-        request, search, (overrides, include_trace) = to_request(_gather(inputs)), self.search(), self.options(kwargs)
-        events = search.stream(request.prompt, drafts=request.drafts, **overrides)
-        yield from chunks(events, config, self.policy_name, include_trace)
+        request, call = to_request(_gather(inputs)), self.prepare(kwargs)
+        yield from call.stream(request, config)
 
     async def _atransform(self, inputs: AsyncIterator[DarwinInput], run_manager: Any, config: RunnableConfig,
                           **kwargs: Any) -> AsyncIterator[AIMessageChunk]:
-        request, (overrides, include_trace) = to_request(await _agather(inputs)), self.options(kwargs)
-        search = await asyncio.to_thread(self.search)
-        events = search.astream(request.prompt, drafts=request.drafts, **overrides)
-        async for chunk in achunks(events, config, self.policy_name, include_trace):
+        request = to_request(await _agather(inputs))
+        call = await asyncio.to_thread(self.prepare, kwargs)
+        async for chunk in call.astream(request, config):
             yield chunk
 
 

@@ -3,7 +3,7 @@
 Darwin ranks text, so a schema becomes four things here: format instructions where mutation never rewrites
 them (the fields in the system message, the object's shape after the question), a constraint on decoding for a
 policy that can take one (`Prompt.constrained`: every beam of a local `HFPolicy` is valid JSON by construction), a
-hard gate on the reward for one that cannot (`darwin_chains.rewards.gate.GatedReward`: an answer that does not
+hard gate on the reward for one that cannot (`darwin_chains.adapters.GatedReward`: an answer that does not
 validate loses to every one that does, and a half-written object that still could stays above one that cannot),
 and the parse of the winning answer into the schema's type.
 """
@@ -16,6 +16,7 @@ from typing import Any
 
 import jsonschema
 from darwin_chains import ConfigError, DarwinError
+from darwin_chains.adapters import REQUEST_KEY, REQUEST_START_KEY
 from langchain_core.exceptions import OutputParserException
 from langchain_core.messages import BaseMessage, HumanMessage, SystemMessage
 from langchain_core.utils.function_calling import convert_to_json_schema
@@ -23,7 +24,6 @@ from langchain_core.utils.json import parse_partial_json
 from pydantic import BaseModel, TypeAdapter, ValidationError
 from typing_extensions import is_typeddict
 
-from ._convert import REQUEST_KEY, REQUEST_START_KEY
 
 #: An opening Markdown fence ("```" or "```json"), which small models often put before a JSON object.
 _FENCE = re.compile(r"```(?:json)?\s*", re.I)

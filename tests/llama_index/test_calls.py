@@ -13,8 +13,9 @@ from darwin_chains.testing import FakePolicy, KeywordReward
 from llama_index.core.agent.workflow import FunctionAgent, ReActAgent, ToolCallResult
 from llama_index.core.prompts import PromptTemplate
 from llama_index.core.prompts.prompt_type import PromptType
+from llama_index.core.base.llms.types import ChatMessage
 from llama_index.core.tools import FunctionTool
-from llama_index.llms.darwin import DarwinLLM
+from llama_index.llms.darwin import DarwinLLM, calls
 
 from tests.support.cookbooks import load_cookbook
 from tests.support.llama_index_fixtures import methods
@@ -41,6 +42,35 @@ def test_template_calls_follow_their_prompt_type(recorder, prompt_type, method):
     llm = DarwinLLM(policy=FakePolicy(), reward=KeywordReward(), **FAST)
     assert llm.predict(PromptTemplate("Context: cats.\nQuery: {query_str}", prompt_type=prompt_type), query_str="cat")
     assert methods(recorder) == [method]
+
+
+# -- LlamaIndex's own steps: its exported templates say what a call is for ----------------------------------------
+
+
+def test_llama_index_s_step_templates_make_steps_and_nothing_else_does():
+    from llama_index.core.memory.chat_summary_memory_buffer import SUMMARIZE_PROMPT
+    from llama_index.core.retrievers.fusion_retriever import QUERY_GEN_PROMPT
+
+    def user(text: str) -> ChatMessage:
+        return ChatMessage(role="user", content=text)
+
+    assert calls.classify([user(QUERY_GEN_PROMPT.format(num_queries=3, query="bees"))]) == calls.STEP
+    assert calls.classify([ChatMessage(role="system", content=SUMMARIZE_PROMPT), user("user: hi")]) == calls.STEP
+    assert calls.classify([user("Generate 3 search queries about bees.")]) == calls.ANSWER
+    assert calls.classify([user("say cat")], PromptType.KEYWORD_EXTRACT.value) == calls.STEP
+
+
+def test_an_unverified_llama_index_release_is_named_in_a_warning(monkeypatch, caplog):
+    monkeypatch.setattr(calls, "LLAMA_INDEX_VERSION", "0.99.1")
+    with caplog.at_level("WARNING", logger=calls.__name__):
+        calls._check_version.__wrapped__()
+    assert "0.99.1" in caplog.text and "0.14" in caplog.text and "search='everywhere'" in caplog.text
+
+
+def test_a_step_template_this_release_lacks_is_named_in_a_warning(caplog):
+    with caplog.at_level("WARNING", logger=calls.__name__):
+        assert calls._patterns((("llama_index.core.chat_engine.condense_plus_context", "GONE_TEMPLATE"),)) == ()
+    assert "condense_plus_context.GONE_TEMPLATE" in caplog.text
 
 
 # -- agents --------------------------------------------------------------------------------------------------------

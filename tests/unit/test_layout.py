@@ -8,6 +8,8 @@ import pytest
 
 PACKAGE = Path(__file__).resolve().parents[2] / "darwin_chains"
 MODULES = sorted(PACKAGE.rglob("*.py"))
+INTEGRATIONS = PACKAGE.parent / "integrations"
+ADAPTERS = sorted(INTEGRATIONS.rglob("*.py"))
 COMPONENTS = ("policies", "rewards", "mutators", "embedded")
 
 
@@ -80,6 +82,38 @@ def test_the_package_reads_no_path_outside_itself(path):
         f"{path.relative_to(PACKAGE)} names the repository's shared/ folder")
 
 
+def private_uses(source: str) -> list[str]:
+    """What a module takes from darwin_chains other than the public names of the package and of
+    `darwin_chains.adapters` (their `__all__`): a deep module, or a name that is not public."""
+    import darwin_chains
+    import darwin_chains.adapters
+
+    public = {"darwin_chains": set(darwin_chains.__all__), "darwin_chains.adapters": set(darwin_chains.adapters.__all__)}
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0] == "darwin_chains" and a.name not in public]
+        elif isinstance(node, ast.ImportFrom) and not node.level and node.module.split(".")[0] == "darwin_chains":
+            names = public.get(node.module)
+            found += [f"{node.module}.{a.name}" for a in node.names if names is None or a.name not in names]
+    return found
+
+
+@pytest.mark.parametrize("path", ADAPTERS, ids=lambda p: str(p.relative_to(INTEGRATIONS)))
+def test_adapters_use_only_the_public_surface(path):
+    """An adapter takes from the core only what `darwin_chains` and `darwin_chains.adapters` export, so the core's
+    modules can move without breaking LangChain's or LlamaIndex's face."""
+    private = private_uses(path.read_text())
+    assert not private, (f"integrations/{path.relative_to(INTEGRATIONS)} imports {private}; export what adapters "
+                         "need from darwin_chains.adapters")
+
+
+def test_adapters_read_no_stack_frames():
+    """A caller is told apart by what LlamaIndex passes (prompt types, its public templates), never by its frames."""
+    for path in ADAPTERS:
+        assert "_getframe" not in path.read_text() and "f_locals" not in path.read_text(), path
+
+
 def test_the_checks_would_catch_a_violation():
     probe = PACKAGE / "policies" / "probe.py"
     source = ("from ..search import Search\nfrom langchain_core.messages import AIMessage\n"
@@ -89,3 +123,8 @@ def test_the_checks_would_catch_a_violation():
     assert "darwin_chains.search" in found and "langchain_core.messages" in found
     assert "darwin_chains.policies.engine" in found
     assert max(climbs(source)) == 3 > len(probe.relative_to(PACKAGE).parts)
+    adapter = ("from darwin_chains import Search\nfrom darwin_chains.adapters import Components\n"
+               "from darwin_chains.search.stream import Delta\nfrom darwin_chains import _private\n"
+               "from darwin_chains.adapters import _hidden\nimport darwin_chains.config\n")
+    assert private_uses(adapter) == ["darwin_chains.search.stream.Delta", "darwin_chains._private",
+                                     "darwin_chains.adapters._hidden", "darwin_chains.config"]

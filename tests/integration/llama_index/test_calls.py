@@ -47,7 +47,7 @@ async def test_a_condense_plus_context_turn_costs_one_search(minilm_index, rag_c
 
 def test_a_condense_question_turn_costs_one_search(minilm_index, rag_cookbook, recorder):
     """This engine condenses through `predict` with a CUSTOM template, as people's own answer templates are: the
-    call site, not the prompt type, says it is a step."""
+    template's text (LlamaIndex's exported condense template), not the prompt type, says it is a step."""
     llm = DarwinLLM(policy=FakePolicy(), reward=KeywordReward(), **FAST)
     engine = minilm_index.as_chat_engine(chat_mode="condense_question", llm=llm, similarity_top_k=1)
     engine.chat(rag_cookbook.QUESTION)

@@ -3,6 +3,7 @@ from llama_index.llms.darwin.base import DarwinLLM
 from llama_index.llms.darwin.events import (
     DarwinArchiveUpdatedEvent,
     DarwinCycleStartedEvent,
+    DarwinEvent,
     DarwinPeriodScoredEvent,
     DarwinReplacementEvent,
     DarwinSearchFinishedEvent,
@@ -13,6 +14,7 @@ from llama_index.llms.darwin.events import (
 __all__ = [
     "DarwinArchiveUpdatedEvent",
     "DarwinCycleStartedEvent",
+    "DarwinEvent",
     "DarwinLLM",
     "DarwinPeriodScoredEvent",
     "DarwinReplacementEvent",

@@ -24,11 +24,21 @@ import logging
 from collections.abc import AsyncIterator, Callable, Iterator, Sequence
 from typing import Any, Dict, List, Optional, Tuple
 
-from darwin_chains import ConfigError, Mutator, Policy, Prompt, Reward, Search, SearchConfig, SearchResult, defaults
-from darwin_chains.config import knobs, pydantic_fields, resolve
-from darwin_chains.protocols import as_mutator, as_reward, component_name
-from darwin_chains.search.components import Components
-from darwin_chains.search.stream import Delta, Event, Progress
+from darwin_chains import ConfigError, Mutator, Policy, Prompt, Reward, Search, SearchConfig, SearchResult
+from darwin_chains.adapters import (
+    Components,
+    Delta,
+    Event,
+    Progress,
+    as_mutator,
+    as_reward,
+    check_components,
+    component_name,
+    knobs,
+    pydantic_fields,
+    resolve,
+    search_config,
+)
 from llama_index.core.base.llms.types import (
     ChatMessage,
     ChatResponse,
@@ -129,12 +139,8 @@ class DarwinLLM(_Searched):
             self._check_context(policy)
         elif not (isinstance(policy, str) or policy is None):
             raise ConfigError(f"policy must be a darwin_chains Policy or a policy spec, got {type(policy).__name__}")
-        if isinstance(reward, str):
-            defaults.check(reward_spec=reward)
+        check_components(config, reward, mutator)
         reward = reward if isinstance(reward, str) or reward is None else as_reward(reward)
-        if isinstance(mutator, str):
-            defaults.check(mutator_spec=mutator)
-        config.check_mutator(mutator)
         mutator = mutator if isinstance(mutator, str) or mutator is None else as_mutator(mutator)
         self._components = Components(policy, reward, mutator, check=self._check_context)
 
@@ -146,8 +152,7 @@ class DarwinLLM(_Searched):
 
     def search_config(self, **overrides: Any) -> SearchConfig:
         """The search this LLM runs, with per-call overrides; raises ConfigError on a value that cannot work."""
-        values = {knob.name: getattr(self, knob.name) for knob in knobs()}
-        return SearchConfig().replace(**{**values, **resolve(overrides)})
+        return search_config({knob.name: getattr(self, knob.name) for knob in knobs()}, **overrides)
 
     @staticmethod
     def overrides(kwargs: Dict[str, Any]) -> Dict[str, Any]:
@@ -216,13 +221,12 @@ class DarwinLLM(_Searched):
 
     # -- the one implementation every call shares ---------------------------------------------------------------
 
-    def _call(self, messages: Sequence[ChatMessage] = ()) -> Call:
-        """What this call is for (answer, step or agent step); it must be asked at the call's entry, where the
-        caller's frame is still on the stack."""
+    def _call(self, messages: Sequence[ChatMessage]) -> Call:
+        """What this call is for (answer, step or agent step), from what LlamaIndex passed (`calls.classify`)."""
         if self.search == "everywhere":
             return ANSWER
         marks = messages[-1].additional_kwargs if messages else {}
-        return classify(marks.get(PROMPT_TYPE_KEY))
+        return classify(messages, marks.get(PROMPT_TYPE_KEY))
 
     def _routed(self, kwargs: Dict[str, Any], call: Call) -> Dict[str, Any]:
         """The call's kwargs, checked now (a stream too fails where it is asked for, not where it is read). A step
@@ -230,12 +234,12 @@ class DarwinLLM(_Searched):
         self.search_config(**self.overrides({k: v for k, v in kwargs.items() if k != "drafts"}))
         return kwargs if call.searched else {**kwargs, "method": "sample"}
 
-    async def _agent_step(self, messages: Sequence[ChatMessage], kwargs: Dict[str, Any], agent: Any) -> ChatResponse:
+    async def _agent_step(self, messages: Sequence[ChatMessage], kwargs: Dict[str, Any], context: str) -> ChatResponse:
         """A ReAct step: one plain sample; when the agent reads it as its final answer, one search refines that
         answer, with the sample as a draft, over the person's conversation (`calls.answer_messages`)."""
         step = await self._arun(to_prompt(messages), self._routed(kwargs, Call("step")))
-        parsed = final_answer(agent, step.answer)
-        conversation = answer_messages(agent, list(messages)) if parsed else None
+        parsed = final_answer(step.answer)
+        conversation = answer_messages(context, list(messages)) if parsed else None
         if conversation is None:
             return _chat(step)
         thought, draft = parsed
@@ -294,12 +298,12 @@ class DarwinLLM(_Searched):
 
     @llm_completion_callback()
     def complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        kwargs = self._routed(kwargs, self._call())
+        kwargs = self._routed(kwargs, self._call(_asked(prompt)))
         return _completion(self._run(self._completion_prompt(prompt), kwargs))
 
     @llm_completion_callback()
     def stream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseGen:
-        kwargs = self._routed(kwargs, self._call())
+        kwargs = self._routed(kwargs, self._call(_asked(prompt)))
         chunks = self._stream(self._completion_prompt(prompt), kwargs, contextvars.copy_context())
         return (_completion(result, text, piece) for text, piece, result in chunks)
 
@@ -316,12 +320,12 @@ class DarwinLLM(_Searched):
 
     @llm_completion_callback()
     async def acomplete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponse:
-        kwargs = self._routed(kwargs, self._call())
+        kwargs = self._routed(kwargs, self._call(_asked(prompt)))
         return _completion(await self._arun(self._completion_prompt(prompt), kwargs))
 
     @llm_completion_callback()
     async def astream_complete(self, prompt: str, formatted: bool = False, **kwargs: Any) -> CompletionResponseAsyncGen:
-        kwargs = self._routed(kwargs, self._call())
+        kwargs = self._routed(kwargs, self._call(_asked(prompt)))
         chunks = self._astream(self._completion_prompt(prompt), kwargs, contextvars.copy_context())
         return _amap(chunks, lambda text, piece, result: _completion(result, text, piece))
 
@@ -329,16 +333,21 @@ class DarwinLLM(_Searched):
     async def achat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponse:
         call = self._call(messages)
         if call.kind == "agent":
-            return await self._agent_step(messages, kwargs, call.agent)
+            return await self._agent_step(messages, kwargs, call.context)
         return _chat(await self._arun(to_prompt(messages), self._routed(kwargs, call)))
 
     @llm_chat_callback()
     async def astream_chat(self, messages: Sequence[ChatMessage], **kwargs: Any) -> ChatResponseAsyncGen:
         call = self._call(messages)
         if call.kind == "agent":  # whether a step is the answer is known once it is written: one chunk
-            return _once(await self._agent_step(messages, kwargs, call.agent))
+            return _once(await self._agent_step(messages, kwargs, call.context))
         chunks = self._astream(to_prompt(messages), self._routed(kwargs, call), contextvars.copy_context())
         return _amap(chunks, lambda text, piece, result: _chat(result, text, piece))
+
+
+def _asked(prompt: str) -> List[ChatMessage]:
+    """A completion's prompt as the message LlamaIndex would send, for `_call`."""
+    return [ChatMessage(role=MessageRole.USER, content=prompt)]
 
 
 def _searched(kwargs: Dict[str, Any]) -> Dict[str, Any]:

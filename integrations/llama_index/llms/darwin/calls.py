@@ -7,30 +7,36 @@ several beams and many reward calls, and a reward model judges answers to the us
 (`method="sample"` through the same Search, so traces and budgets stay uniform). `DarwinLLM(search="everywhere")`
 searches every call, as before.
 
-LlamaIndex says what a call is for in two ways, and `classify` reads both (checked against llama-index-core 0.14):
+LlamaIndex says what a call is for in two public ways, and `classify` reads both (checked against llama-index-core
+0.14, `VERIFIED`; another version is named in a warning at the first call):
 
 - A template call (`predict`, `stream`, `apredict`, `astream`) carries its template's `metadata["prompt_type"]`.
   The answer-writing types (ANSWER_TYPES: question-answer, refine, summary, SQL synthesis, conversation and CUSTOM,
   which the chat engines' context templates and people's own templates use) are searched; the others (selectors,
   keyword and triplet extraction, sub-questions, query transforms, reranking, ...) are steps.
-- A direct `chat`/`complete` call carries nothing, so its call site decides. STEP_SITES lists LlamaIndex's own
-  functions that call the LLM for an intermediate step (condensing a question, generating retrieval queries,
-  summarising memory); AGENT_SITES the ReAct agent's step. Any other caller, a person's code included, is answered
-  with a search.
+- LlamaIndex writes its own steps from templates it exports as module constants: STEP_TEMPLATES (condensing a
+  question, generating retrieval queries, summarising memory) and AGENT_TEMPLATES (the ReAct agent's system
+  header). A call whose first or final message is an instance of one (its fixed text in order, anything in its
+  fields) is that step. The constants are imported, never copied, so a release that rewords a template is
+  followed, and one that moves it is named in a warning. Any other call, a person's code included, is answered with
+  a search.
 
 A ReAct step is the final answer only when its output parses as one, which is known only once it is written. So
-the step is one plain sample; when the agent's own output parser reads it as the answer, that answer is refined by
-one search with the sample as a draft (the result never scores below it), and returned in the format the agent
-parses. An agent run therefore costs one search however many tool calls it makes.
+the step is one plain sample; when the ReAct output parser reads it as the answer, that answer is refined by one
+search with the sample as a draft (the result never scores below it), and returned in the format the agent parses.
+An agent run therefore costs one search however many tool calls it makes.
 """
 from __future__ import annotations
 
+import functools
+import importlib
 import logging
-import sys
+import re
+import string
 from dataclasses import dataclass
-from types import FrameType
-from typing import Any, List, Optional, Tuple
+from typing import List, Optional, Sequence, Tuple
 
+from llama_index.core import __version__ as LLAMA_INDEX_VERSION
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts.prompt_type import PromptType
 
@@ -44,6 +50,9 @@ PROMPT_TYPE_KEY = "darwin_prompt_type"
 #: Whether DarwinLLM searches only the answer ("final", the default) or every call ("everywhere").
 SEARCH_MODES = ("final", "everywhere")
 
+#: The llama-index-core releases (major, minor) whose step templates and prompt types were checked.
+VERIFIED = ((0, 14),)
+
 #: The prompt types of templates that write the answer to the user (as their values, which the marks hold).
 ANSWER_TYPES = frozenset(t.value for t in (
     PromptType.QUESTION_ANSWER, PromptType.REFINE, PromptType.SUMMARY, PromptType.SIMPLE_INPUT,
@@ -51,19 +60,19 @@ ANSWER_TYPES = frozenset(t.value for t in (
     PromptType.CUSTOM,
 ))
 
-#: LlamaIndex functions whose direct LLM call is an intermediate step, by module.
-STEP_SITES = {
-    "llama_index.core.chat_engine.condense_plus_context": {"_condense_question", "_acondense_question"},
-    "llama_index.core.chat_engine.condense_question": {"_condense_question", "_acondense_question"},
-    "llama_index.core.retrievers.fusion_retriever": {"_get_queries", "_aget_queries"},
-    "llama_index.core.memory.chat_summary_memory_buffer": {"_summarize_oldest_chat_history"},
-}
-#: The ReAct agent's step (workflow ReActAgent, alone or inside an AgentWorkflow); its `self` is the agent.
-AGENT_SITES = {"llama_index.core.agent.workflow.react_agent": {"_get_response", "_get_streaming_response"}}
-
-#: Frames between the caller and DarwinLLM: this package, LlamaIndex's LLM base class, callbacks and spans.
-_PLUMBING = ("llama_index.llms.darwin", "llama_index.core.llms", "llama_index.core.instrumentation",
-             "llama_index_instrumentation", "wrapt")
+#: LlamaIndex's templates for its intermediate steps, as (module, constant).
+STEP_TEMPLATES = (
+    ("llama_index.core.chat_engine.condense_plus_context", "DEFAULT_CONDENSE_PROMPT_TEMPLATE"),
+    ("llama_index.core.chat_engine.condense_question", "DEFAULT_TEMPLATE"),
+    ("llama_index.core.retrievers.fusion_retriever", "QUERY_GEN_PROMPT"),
+    ("llama_index.core.memory.chat_summary_memory_buffer", "SUMMARIZE_PROMPT"),
+)
+#: The ReAct agent's system headers (workflow ReActAgent, alone or inside an AgentWorkflow); `{context}` holds the
+#: agent's system prompt.
+AGENT_TEMPLATES = (  # the one with context first: the plain one's fields would match its context too
+    ("llama_index.core.agent.react.prompts", "CONTEXT_REACT_CHAT_SYSTEM_HEADER"),
+    ("llama_index.core.agent.react.prompts", "REACT_CHAT_SYSTEM_HEADER"),
+)
 
 #: User-role messages in a ReAct conversation that the agent wrote, not the person (react_agent.take_step).
 _AGENT_WRITTEN = ("Observation:", "Error while parsing the output", "FAILURE: Your previous response was empty")
@@ -74,7 +83,7 @@ class Call:
     """What one LLM call is for: "answer" (searched), "step" (one plain sample) or "agent" (a ReAct step)."""
 
     kind: str
-    agent: Any = None  # the ReActAgent, for an "agent" call
+    context: str = ""  # the ReAct agent's context (its system prompt), for an "agent" call
 
     @property
     def searched(self) -> bool:
@@ -85,46 +94,75 @@ ANSWER = Call("answer")
 STEP = Call("step")
 
 
-def classify(prompt_type: Optional[str] = None) -> Call:
-    """What the current call is for, from its template's prompt type and from who made it (see the module doc)."""
-    frame = _caller()
-    module = frame.f_globals.get("__name__", "") if frame else ""
-    function = frame.f_code.co_name if frame else ""
-    if function in AGENT_SITES.get(module, ()):
-        return Call("agent", frame.f_locals.get("self"))
-    if function in STEP_SITES.get(module, ()):
+def classify(messages: Sequence[ChatMessage], prompt_type: Optional[str] = None) -> Call:
+    """What a call is for, from its template's prompt type and from LlamaIndex's own templates (see the module
+    doc)."""
+    texts = [(m.content or "").strip() for m in ([messages[0], messages[-1]] if len(messages) > 1 else messages)]
+    for pattern in _patterns(AGENT_TEMPLATES):
+        if texts and (match := pattern.fullmatch(texts[0])):
+            return Call("agent", (match.groupdict().get("context") or "").strip())
+    if any(pattern.fullmatch(text) for pattern in _patterns(STEP_TEMPLATES) for text in texts):
         return STEP
     if prompt_type is not None and prompt_type not in ANSWER_TYPES:
         return STEP
     return ANSWER
 
 
-def _caller() -> Optional[FrameType]:
-    """The first frame outside the LLM call's plumbing: whoever called DarwinLLM (an awaited call's frames chain
-    through their awaiters, so this holds for `achat` too)."""
-    frame = sys._getframe(1)
-    while frame is not None and _is_plumbing(frame.f_globals.get("__name__", "")):
-        frame = frame.f_back
-    return frame
+@functools.lru_cache(maxsize=None)
+def _patterns(templates: Tuple[Tuple[str, str], ...]) -> Tuple[re.Pattern, ...]:
+    """Each template as a pattern that its formatted text fully matches; a template this release does not have is
+    named in a warning (that step is then searched), as is a release outside VERIFIED, once."""
+    _check_version()
+    found = []
+    for module, name in templates:
+        try:
+            template = getattr(importlib.import_module(module), name)
+        except (ImportError, AttributeError):
+            log.warning("llama-index-core %s has no %s.%s; DarwinLLM cannot tell that step from an answer, so it "
+                        "searches it. Give the engine a template with a step prompt type, or report this version",
+                        LLAMA_INDEX_VERSION, module, name)
+            continue
+        found.append(_pattern(getattr(template, "template", template)))
+    return tuple(found)
 
 
-def _is_plumbing(module: str) -> bool:
-    return any(module == p or module.startswith(p + ".") for p in _PLUMBING)
+def _pattern(template: str) -> re.Pattern:
+    """A pattern for the texts `template.format(...)` writes: its fixed text verbatim, anything in its fields."""
+    parts, named = [], set()
+    for literal, field, _, _ in string.Formatter().parse(template.strip()):
+        parts.append(re.escape(literal))
+        if field is not None:
+            group = field if field.isidentifier() and field not in named else None
+            named.add(field)
+            parts.append(f"(?P<{group}>.*?)" if group else ".*?")
+    return re.compile("".join(parts), re.DOTALL)
 
 
-def final_answer(agent: Any, text: str) -> Optional[Tuple[str, str]]:
-    """(thought, answer) when the agent's own output parser reads `text` as its final answer, else None."""
+@functools.lru_cache(maxsize=None)
+def _check_version() -> None:
+    release = tuple(int(p) for p in re.findall(r"\d+", LLAMA_INDEX_VERSION)[:2])
+    if release not in VERIFIED:
+        log.warning("DarwinLLM's routing (which calls are steps, which the answer) was checked against "
+                    "llama-index-core %s, not %s: a step this release writes differently is searched as if it were "
+                    "the answer. Check the search counts (DarwinSearchStartedEvent.method), or use "
+                    "DarwinLLM(search='everywhere')", " and ".join(f"{a}.{b}" for a, b in VERIFIED),
+                    LLAMA_INDEX_VERSION)
+
+
+def final_answer(text: str) -> Optional[Tuple[str, str]]:
+    """(thought, answer) when the ReAct output parser reads `text` as a final answer, else None."""
+    from llama_index.core.agent.react.output_parser import ReActOutputParser
     from llama_index.core.agent.react.types import ResponseReasoningStep
 
     try:
-        step = agent.output_parser.parse(text, is_streaming=False)
+        step = ReActOutputParser().parse(text, is_streaming=False)
     except ValueError:
         return None  # the agent asks the model to fix its format: a step, not the answer
     return (step.thought, step.response) if isinstance(step, ResponseReasoningStep) else None
 
 
-def answer_messages(agent: Any, messages: List[ChatMessage]) -> Optional[List[ChatMessage]]:
-    """The conversation a ReAct agent's final answer replies to, as a plain chat: the agent's system prompt and
+def answer_messages(context: str, messages: List[ChatMessage]) -> Optional[List[ChatMessage]]:
+    """The conversation a ReAct agent's final answer replies to, as a plain chat: the agent's context and
     what its tools returned (verbatim) as the system message, then the person's turns up to their request.
 
     The ReAct header (tool list, output format) and the reasoning lines are left out: a plain answer needs none of
@@ -139,7 +177,7 @@ def answer_messages(agent: Any, messages: List[ChatMessage]) -> Optional[List[Ch
         return None
     request = written[-1]
     observations = [text_of(m).strip() for m in body[request + 1:] if text_of(m).lstrip().startswith("Observation:")]
-    system = "\n\n".join(p for p in (getattr(agent, "system_prompt", None) or "", *observations) if p.strip())
+    system = "\n\n".join(p for p in (context, *observations) if p.strip())
     head = [ChatMessage(role=MessageRole.SYSTEM, content=system)] if system else []
     return [*head, *body[: request + 1]]
 

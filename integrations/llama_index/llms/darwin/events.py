@@ -18,31 +18,31 @@ from typing import Any, Dict, List, Optional, Tuple
 from llama_index.core.instrumentation.events import BaseEvent
 
 
-class DarwinSearchStartedEvent(BaseEvent):
+class DarwinEvent(BaseEvent):
+    """One step of a search inside an LLM call; each kind below is one of these, named for its kind."""
+
+    @classmethod
+    def class_name(cls) -> str:
+        return cls.__name__
+
+
+class DarwinSearchStartedEvent(DarwinEvent):
     """A search began: `beams` decode side by side for `cycles` mutation cycles."""
 
     method: str
     beams: int
     cycles: int
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "DarwinSearchStartedEvent"
 
-
-class DarwinCycleStartedEvent(BaseEvent):
+class DarwinCycleStartedEvent(DarwinEvent):
     """A mutation cycle began from an archived `parent` instruction; `instructions` holds one variant per beam."""
 
     cycle: int
     parent: str
     instructions: List[str]
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "DarwinCycleStartedEvent"
 
-
-class DarwinPeriodScoredEvent(BaseEvent):
+class DarwinPeriodScoredEvent(DarwinEvent):
     """After `tokens` tokens every beam was scored against the original instruction; `top` are the kept slots."""
 
     cycle: int
@@ -51,58 +51,38 @@ class DarwinPeriodScoredEvent(BaseEvent):
     rewards: List[float]
     top: List[int]
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "DarwinPeriodScoredEvent"
 
-
-class DarwinReplacementEvent(BaseEvent):
+class DarwinReplacementEvent(DarwinEvent):
     """Losing beams adopted top-k responses: (replaced slot, donor slot) pairs."""
 
     cycle: int
     period: int
     replacements: List[Tuple[int, int]]
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "DarwinReplacementEvent"
 
-
-class DarwinArchiveUpdatedEvent(BaseEvent):
+class DarwinArchiveUpdatedEvent(DarwinEvent):
     """The instruction archive after a cycle: winners whose reward beat their parent took its place."""
 
     cycle: int
     before: List[Dict[str, Any]]
     after: List[Dict[str, Any]]
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "DarwinArchiveUpdatedEvent"
 
-
-class DarwinSettledEvent(BaseEvent):
+class DarwinSettledEvent(DarwinEvent):
     """The start of the answer that no later step can change: what streaming has committed so far."""
 
     text: str
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "DarwinSettledEvent"
 
-
-class DarwinSearchFinishedEvent(BaseEvent):
+class DarwinSearchFinishedEvent(DarwinEvent):
     """The answer was chosen: its reward, where it came from (a cycle's slot, the seed sample, a draft) and the time."""
 
     reward: float
     source: Optional[str]
     seconds: float
 
-    @classmethod
-    def class_name(cls) -> str:
-        return "DarwinSearchFinishedEvent"
 
-
-EVENTS: Dict[str, type] = {
+EVENTS: Dict[str, type[DarwinEvent]] = {
     "search_started": DarwinSearchStartedEvent,
     "cycle_started": DarwinCycleStartedEvent,
     "period_scored": DarwinPeriodScoredEvent,
@@ -113,7 +93,7 @@ EVENTS: Dict[str, type] = {
 }
 
 
-def to_event(kind: str, data: Dict[str, Any]) -> Optional[BaseEvent]:
+def to_event(kind: str, data: Dict[str, Any]) -> Optional[DarwinEvent]:
     """The instrumentation event for a core event, or None for a kind this version does not know."""
     cls = EVENTS.get(kind)
     return cls(**data) if cls is not None else None

@@ -12,14 +12,11 @@ from collections.abc import Mapping, Sequence
 from typing import Any, Dict, List, Optional
 
 from darwin_chains import Prompt
-from darwin_chains.prompt import require_text
+from darwin_chains.adapters import REQUEST_KEY, REQUEST_START_KEY, require_text
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 
 log = logging.getLogger(__name__)
 
-#: Where a message carries the span of its text that mutation may rewrite, and (optionally) where it starts.
-REQUEST_KEY = "darwin_request"
-REQUEST_START_KEY = "darwin_request_start"
 #: Formatted in place of the query to find where the query lands; private-use characters never occur in text.
 SENTINEL = "\ue000darwin-request\ue000"
 #: Template variables that hold the user's request, in the order they are looked for.
