@@ -56,7 +56,9 @@ def test_bad_key_fails_at_once_without_retrying(proxy, smollm2_dir):
     assert time.monotonic() - started < 15  # no hang; that nothing was retried is counted below
     message = str(err.value)
     assert "401" in message and proxy.url in message and "OPENAI_API_KEY" in message
-    assert len(proxy.injected) == 2 and not proxy.forwarded  # one request per beam, none retried
+    # At most one request per beam, none retried: the beams' requests go out side by side, and the first 401 can
+    # end the search before the second beam's request has left (a race, not a retry).
+    assert 1 <= len(proxy.injected) <= 2 and not proxy.forwarded
 
 
 def test_exhausted_retries_name_the_last_status(proxy, smollm2_dir):
