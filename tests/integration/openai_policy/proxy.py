@@ -26,6 +26,7 @@ class FaultProxy:
         self.stall = 5.0  # seconds a "stall" holds the connection before dropping it
         self.forwarded: list[dict] = []  # bodies of POSTs the upstream answered with 2xx
         self.injected: list[str] = []
+        self.refused: list[bytes] = []  # bodies of the requests a fault answered
         self.in_flight = 0
         self.changes: list[tuple[float, int]] = []  # (monotonic time, POSTs in flight after the change)
         self._loop = asyncio.new_event_loop()
@@ -40,6 +41,7 @@ class FaultProxy:
         self.faults, self.always, self.delay = [], None, 0.0
         self.forwarded.clear()
         self.injected.clear()
+        self.refused.clear()
         self.changes.clear()
 
     def load(self) -> tuple[int, float]:
@@ -75,6 +77,7 @@ class FaultProxy:
                 fault = self.always or (self.faults.pop(0) if self.faults else None)
             if fault:
                 self.injected.append(fault)
+                self.refused.append(body)
             if fault == "drop":
                 writer.transport.abort()
                 return

@@ -59,6 +59,7 @@ def test_bad_key_fails_at_once_without_retrying(proxy, smollm2_dir):
     # At most one request per beam, none retried: the beams' requests go out side by side, and the first 401 can
     # end the search before the second beam's request has left (a race, not a retry).
     assert 1 <= len(proxy.injected) <= 2 and not proxy.forwarded
+    assert len(set(proxy.refused)) == len(proxy.refused)  # no request was sent twice
 
 
 def test_exhausted_retries_name_the_last_status(proxy, smollm2_dir):
