@@ -122,7 +122,7 @@ def throughput(pol: Any, device: str, rows: int, tokens: int, words: int) -> dic
 
 
 def attention_paths(pol: Any, device: str, rows: int, tokens: int, words: int) -> dict[str, Any]:
-    """The engine's two attention paths on the same model: one batched SDPA call a step (the default off CPU)
+    """The engine's two attention paths on the same model: one batched SDPA call a step (the default)
     against the batch-invariant row loop, padded to 4 rows (`attention.py`)."""
     from darwin_chains import HFPolicy, Prompt, Sampling
 

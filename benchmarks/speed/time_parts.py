@@ -1,5 +1,5 @@
 """Where a lone search's time goes: Darwin and Best-of-5 on the same prompts, each timed by part, with the engine
-batch invariant (row attention, padded to 4 rows: the CPU default) and batched (one attention call a step).
+batch invariant (row attention, padded to 4 rows: `batch_invariant=True`) and batched (one attention call a step).
 
 The engine's decoding steps are counted by how many rows they carried (a step of fewer than `MIN_ROWS` rows is
 padded to that many, for batch invariance), prefill passes and the rest of the search (reward, mutation,

@@ -3,7 +3,8 @@
 Every beam keeps its own cache (one key/value tensor pair per layer), so replacement never breaks it. While a beam
 decodes, its cache is a row of the engine's batch (`engine.py`), left-padded so that every row's newest column is
 the last; attention reads only the row's own columns (`attention.py`), and explicit position ids keep RoPE right.
-When the beam's period ends its cache is copied back out.
+When the beam's period ends its cache is copied back out (or, when every row leaves at once, kept as a view
+of the batch, which nothing writes again).
 """
 from __future__ import annotations
 
