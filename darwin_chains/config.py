@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import functools
+import json
 import numbers
 import sys
 import types
@@ -49,6 +50,7 @@ class Sampling:
     top_p: float = _knob(0.9, "Nucleus sampling mass (1: off; the most likely token is always kept).")
 
     def __post_init__(self) -> None:
+        _check_types(self)
         if not (finite(self.temperature) and self.temperature >= 0):
             raise ConfigError(f"temperature must be a finite number >= 0, got {self.temperature!r:.40}")
         if self.top_k < 0:
@@ -113,11 +115,11 @@ class SearchConfig:
         "UngroundedError).")
 
     def __post_init__(self) -> None:
+        if isinstance(self.sampling, dict):
+            object.__setattr__(self, "sampling", Sampling(**self.sampling))
+        _check_types(self)
         if self.method not in METHODS:
             raise ConfigError(f"method must be one of {', '.join(METHODS)}; got {self.method!r}")
-        for knob in _KNOBS:
-            if knob.type is bool and not isinstance(knob.of(self), bool):
-                raise ConfigError(f"{knob.name} must be true or false, got {knob.of(self)!r:.40}")
         if self.on_ungrounded not in UNGROUNDED:
             raise ConfigError(f"on_ungrounded must be one of {', '.join(UNGROUNDED)}; got {self.on_ungrounded!r:.40}")
         for name in ("mutants", "beams_per_mutant", "replacement_period", "mutation_cycles", "max_new_tokens"):
@@ -128,7 +130,7 @@ class SearchConfig:
             value = getattr(self, name)
             if not (value is None and name == "keep_top") and (not isinstance(value, int) or value < 0):
                 raise ConfigError(f"{name} must be a whole number >= 0, got {value!r}")
-        if self.replaces and not 1 <= self.survivors < self.beams:
+        if self.replaces and not 1 <= self.keep_top_used < self.beams:
             given = (f"got k={self.keep_top}" if self.keep_top is not None else
                      f"keep_top was not given, and its default ({DEFAULT_KEEP_TOP}, or beams - 1) cannot work")
             raise ConfigError(
@@ -140,8 +142,6 @@ class SearchConfig:
             raise ConfigError(f"time_budget must be a positive number of seconds, got {self.time_budget!r:.40}")
         if self.reward_threshold is not None and not finite(self.reward_threshold):
             raise ConfigError(f"reward_threshold must be a finite number or None, got {self.reward_threshold!r:.40}")
-        if isinstance(self.sampling, dict):
-            object.__setattr__(self, "sampling", Sampling(**self.sampling))
         object.__setattr__(self, "stop", _stop_sequences(self.stop))
 
     @property
@@ -150,9 +150,9 @@ class SearchConfig:
         return 1 if self.method == "sample" else self.mutants * self.beams_per_mutant
 
     @property
-    def survivors(self) -> int:
-        """The beams kept each replacement round: `keep_top`, or by default 3 (fewer when there are 3 or fewer
-        beams, so that `mutants=3` alone works)."""
+    def keep_top_used(self) -> int:
+        """`keep_top` as a search uses it: the beams kept each replacement round, by default 3 (fewer when there
+        are 3 or fewer beams, so that `mutants=3` alone works)."""
         return self.keep_top if self.keep_top is not None else min(DEFAULT_KEEP_TOP, self.beams - 1)
 
     @property
@@ -164,9 +164,15 @@ class SearchConfig:
         return self.method in ("darwin", "sample-replace")
 
     @property
-    def cycles(self) -> int:
-        """Only Darwin evolves an archive over several cycles; the baselines run once."""
-        return self.mutation_cycles if self.method == "darwin" else 1
+    def evolves(self) -> bool:
+        """Darwin proper: an archive of instructions evolves over the cycles, beside a plain seed sample."""
+        return self.method == "darwin"
+
+    @property
+    def mutation_cycles_used(self) -> int:
+        """`mutation_cycles` as a search runs them: only Darwin evolves an archive over several cycles; the
+        baselines run once."""
+        return self.mutation_cycles if self.evolves else 1
 
     def check_mutator(self, mutator: object) -> None:
         """Fail before any model loads when this method mutates instructions and there is no mutator.
@@ -183,7 +189,7 @@ class SearchConfig:
 
     def to_dict(self) -> dict[str, Any]:
         """The knobs as given; `keep_top` as used (a trace shows what the search did)."""
-        return {**dataclasses.asdict(self), "keep_top": self.survivors if self.replaces else self.keep_top}
+        return {**dataclasses.asdict(self), "keep_top": self.keep_top_used if self.replaces else self.keep_top}
 
 
 MAX_STOP = 4  # as OpenAI's API allows
@@ -240,6 +246,49 @@ class Knob:
     def of(self, config: SearchConfig) -> Any:
         """This knob's value in `config`."""
         return getattr(config.sampling if self.name in _SAMPLING else config, self.name)
+
+    def check(self, value: Any, key: str | None = None) -> Any:
+        """`value` if it has this knob's type (a whole number, a number, true/false, a text), else a ConfigError
+        naming `key` (where the face took it from; by default the knob's name). Every face checks types here.
+
+        Numbers are checked as numbers first: a whole number past 1.8e308 overflows float arithmetic, and a whole
+        number must fit in 64 bits (a seed, in 0 to 2**63 - 1).
+        """
+        key = key or self.name
+        if value is None and self.optional or self.many:
+            return value  # the config checks a text or a list of texts itself
+        whole = isinstance(value, int) and not isinstance(value, bool)
+        ok = {int: whole, float: finite(value), bool: isinstance(value, bool), str: isinstance(value, str)}[self.type]
+        if self.name == "seed" and ok and not 0 <= value < 2 ** 63:
+            raise ConfigError(f"{key} must be a whole number from 0 to 2**63 - 1, got {_shown(value)}")
+        if self.type is int and ok and not -2 ** 63 <= value < 2 ** 63:
+            raise ConfigError(f"{key} must be a whole number below 2**63 in size, got {_shown(value)}")
+        if not ok:
+            what = {int: "a whole number", bool: "true or false", str: "a text",
+                    float: f"a finite number {_RANGE.get(self.name, 'from -1.8e308 to 1.8e308')}"}[self.type]
+            raise ConfigError(f"{key} must be {what}{' or null' if self.optional else ''}, got {_shown(value)}")
+        return value
+
+
+#: The numbers each float knob takes (the configs check the same), for the message that refuses one.
+_RANGE = {"temperature": "from 0 (greedy) to 1.8e308", "top_p": "above 0 and at most 1",
+          "time_budget": "of seconds above 0 and at most 1.8e308"}
+
+
+def _shown(value: Any) -> str:
+    """A value for a message: a huge whole number by its size, anything else as JSON (or its repr), cut short."""
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 24:
+        return f"a whole number of {len(str(abs(value)))} digits"
+    return json.dumps(value, default=repr)[:40]
+
+
+def _check_types(config: Any) -> None:
+    """Every knob of a config (SearchConfig's own, or Sampling's) has its type: ConfigError naming the first
+    that does not."""
+    for f in dataclasses.fields(config):
+        knob = _BY_NAME.get(f.name)
+        if knob is not None:
+            knob.check(getattr(config, f.name))
 
 
 def knobs() -> tuple[Knob, ...]:
@@ -323,6 +372,7 @@ _KNOBS: tuple[Knob, ...] = tuple(_knobs_of(SearchConfig))
 _FIELDS = frozenset(f.name for f in dataclasses.fields(SearchConfig))
 _SAMPLING = frozenset(f.name for f in dataclasses.fields(Sampling))
 _NAMES: dict[str, str] = {alias: k.name for k in _KNOBS for alias in k.names}
+_BY_NAME: dict[str, Knob] = {k.name: k for k in _KNOBS}
 
 
 def _as_fields(values: dict[str, Any], sampling: Any) -> dict[str, Any]:

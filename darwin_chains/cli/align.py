@@ -44,7 +44,7 @@ class Progress:
     def __init__(self, config: SearchConfig, mode: str):
         self.enabled = mode == "on" or (mode == "auto" and sys.stderr.isatty())
         self.per_cycle = math.ceil(config.max_new_tokens / config.replacement_period) if config.replaces else 1
-        self.total = self.per_cycle * config.cycles
+        self.total = self.per_cycle * config.mutation_cycles_used
         self.bar: Any = None
 
     def __enter__(self) -> Progress:

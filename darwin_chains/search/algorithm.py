@@ -24,7 +24,7 @@ from __future__ import annotations
 import math
 import random
 import time
-from collections.abc import Callable, Generator, Mapping
+from collections.abc import Callable, Generator
 from typing import Any
 
 from ..config import SearchConfig
@@ -33,6 +33,7 @@ from ..protocols import Beam
 from ..trace import Candidate, Cycle, Period, Trace
 from .archive import Archive, Entry, trace_reward
 from .requests import Adopt, Checkpoint, Extend, Mutate, Request, Score, Start, Together
+from .stops import hold_back
 
 Steps = Generator[Request, Any, None]
 
@@ -45,33 +46,45 @@ class Stop(Exception):
 
 
 class Darwin:
-    """One search's algorithm state: its candidates, the beams of the running cycle, and the trace it writes.
+    """One search's algorithm state: its candidates, its archive, the beams of the running cycle, and the record
+    of its cycles in the trace.
 
-    `scores` is the driver's reward cache (read here only for beams already scored); `continues` whether the
-    policy can continue a partial response; `emit` reports progress events.
+    `continues`: whether the policy can continue a partial response; `emit` reports progress events. The driver
+    reads the outcome through `answers` only.
     """
 
     def __init__(self, config: SearchConfig, prompt: Prompt, drafts: list[str], rng: random.Random, trace: Trace,
-                 scores: Mapping[str, float], continues: bool, emit: Callable[..., None], commit: bool = False):
+                 continues: bool, emit: Callable[..., None], commit: bool = False):
         self.config, self.prompt, self.drafts, self.rng, self.trace = config, prompt, drafts, rng, trace
-        self.scores, self.continues, self.emit = scores, continues, emit
+        self.continues, self.emit = continues, emit
         self.commit = commit  # streamed: the last cycle commits to its leader (`stream_commit`)
         self.candidates: list[Candidate] = []
         self.live: list[Beam] = []  # the beams of the running cycle, for a best-so-far answer
+        self.rewards: dict[str, float] = {}  # every reward this search was told, by response
+
+    def answers(self, why: str | None = None) -> list[Candidate]:
+        """The candidates the answer is picked from. `why` the search ended mid-cycle: the running cycle's finished,
+        scored beams count too, and when nothing has finished at all, the partial responses stand in ("partial")."""
+        if why:
+            self._keep_finished(why)
+        if self.candidates:
+            return list(self.candidates)
+        return [Candidate(b.response, self.rewards.get(b.response, -math.inf), "partial", b.prompt.request, "length")
+                for b in self.live]
 
     def steps(self) -> Steps:
         config = self.config
         try:
             if self.drafts:
-                rewards = yield Score(self.drafts)
+                rewards = yield from self._score(self.drafts)
                 self.trace.drafts = [Candidate(d, r, "draft", self.prompt.request) for d, r in zip(self.drafts, rewards)]
                 self.candidates += self.trace.drafts
                 yield from self._checkpoint(timed=False)
             archive = Archive(self.prompt.request)
             seed_beam = None
-            if config.method == "darwin" and config.seed_sample:
+            if config.evolves and config.seed_sample:
                 seed_beam = (yield Start([self.prompt], config.max_new_tokens))[0]
-            for c in range(config.cycles):
+            for c in range(config.mutation_cycles_used):
                 cycle_start, tokens_before, calls_before = (time.perf_counter(), self.trace.tokens_generated,
                                                             self.trace.reward_calls)
                 parent = archive.pick(self.rng)
@@ -87,7 +100,7 @@ class Darwin:
                 bystanders = [seed_beam] if seed_beam is not None and c == 0 else []
                 counts = [0] * len(beams)
                 self.live = beams + bystanders
-                commit = self.commit and c == config.cycles - 1 and config.replaces and self.continues
+                commit = self.commit and c == config.mutation_cycles_used - 1 and config.replaces and self.continues
                 while not all(b.finished for b in beams + bystanders):
                     yield from self._extend(beams, bystanders)
                     yield from self._checkpoint()  # out of time mid-period: stop before scoring it
@@ -97,19 +110,19 @@ class Darwin:
                         if commit:
                             bystanders = self._retire(cycle, bystanders)
                         self.live = settle = beams + bystanders
-                    yield from self._checkpoint(settle=settle)
+                    yield from self._checkpoint(self._settled(settle) if settle is not None else None)
                 cycle.responses = [b.response for b in beams]
-                cycle.final_rewards = yield Score(cycle.responses)
+                cycle.final_rewards = yield from self._score(cycle.responses)
                 cycle.top_counts = counts
                 self._add_candidates(cycle, beams)
                 if bystanders:
-                    (reward,) = yield Score([seed_beam.response])
+                    (reward,) = yield from self._score([seed_beam.response])
                     self.trace.seed_sample = Candidate(seed_beam.response, reward, "seed-sample", self.prompt.request,
                                                        seed_beam.finish_reason)
                     self.candidates.append(self.trace.seed_sample)
                     if parent.instruction == self.prompt.request:
                         parent.reward = max(parent.reward, reward)
-                if config.method == "darwin":
+                if config.evolves:
                     self._evolve(archive, parent, cycle)
                 cycle.archive_after = archive.to_list()
                 cycle.tokens_generated = self.trace.tokens_generated - tokens_before
@@ -123,23 +136,22 @@ class Darwin:
             self.trace.notes.append(f"stopped early: {stop.reason}")
             # One last scoring, past the budget: finished work is never dropped for want of a reward.
             if unscored := self._unscored():
-                yield Score(unscored)
-            self.keep_finished(stop.reason)
+                yield from self._score(unscored)
+            self._keep_finished(stop.reason)
 
     def _variants(self, parent: str, beside: list[Beam]) -> Generator[Request, Any, list[str]]:
         """One instruction per beam slot: mutants of the parent, or the parent itself for the non-mutating methods.
         `beside` (the seed sample) decodes a period meanwhile."""
         config = self.config
-        if config.mutates:
-            mutate = Mutate(parent, config.mutants, self._seed())
-            if beside:
-                variants, _ = yield Together([mutate, self._period(beside)])
-                self._mark_finished(beside)
-            else:
-                variants = yield mutate
+        if not config.mutates:
+            return [parent] * config.beams
+        variants_of = Mutate(parent, config.mutants, self._seed())
+        if beside:
+            variants, _ = yield Together([variants_of, self._period(beside)])
+            self._mark_finished(beside)
         else:
-            variants = [parent] * config.mutants if config.method != "sample" else [parent]
-        return [v for v in variants for _ in range(config.beams_per_mutant if config.method != "sample" else 1)]
+            variants = yield variants_of
+        return [v for v in variants for _ in range(config.beams_per_mutant)]
 
     def _extend(self, beams: list[Beam], bystanders: list[Beam] = ()) -> Generator[Request, Any, None]:
         """A period for the live beams; bystanders (the seed sample) decode theirs alongside, by their own count."""
@@ -170,7 +182,7 @@ class Darwin:
         config, started = self.config, time.perf_counter()
         rewards = yield from self._score_for_ranking(beams)
         order = sorted(range(len(beams)), key=lambda i: -rewards[i])  # stable: ties keep slot order
-        top = order[: 1 if commit else config.survivors]
+        top = order[: 1 if commit else config.keep_top_used]
         for i in top:
             counts[i] += 1
         replacements = [(i, self.rng.choice(top)) for i, b in enumerate(beams)
@@ -195,7 +207,7 @@ class Darwin:
             self.trace.notes.append(f"streamed: committed to the leading beam at period {len(cycle.periods) - 1} "
                                     f"of cycle {cycle.index}; retired {', '.join(retired)} (stream_commit)")
         for beam in bystanders:
-            self.trace.seed_sample = Candidate(beam.response, self.scores.get(beam.response, -math.inf),
+            self.trace.seed_sample = Candidate(beam.response, self.rewards.get(beam.response, -math.inf),
                                                "seed-sample, retired by the streaming commit", self.prompt.request,
                                                "retired")
         self.candidates = []
@@ -204,11 +216,11 @@ class Darwin:
     def _score_for_ranking(self, beams: list[Beam]) -> Generator[Request, Any, list[float]]:
         """Rewards of the partial responses, after `look_ahead` throw-away tokens when look-ahead is on."""
         if not self.config.look_ahead:
-            return (yield Score([b.response for b in beams]))
+            return (yield from self._score([b.response for b in beams]))
         copies = iter((yield Adopt([(b, b) for b in beams if not b.finished])))
         probes = [b if b.finished else next(copies) for b in beams]
         yield Extend([p for p in probes if not p.finished], self.config.look_ahead, self._seed(), look_ahead=True)
-        return (yield Score([p.response for p in probes]))
+        return (yield from self._score([p.response for p in probes]))
 
     def _evolve(self, archive: Archive, parent: Entry, cycle: Cycle) -> None:
         """The most frequent top-k slots whose final reward beats the parent's take the parent's place."""
@@ -229,19 +241,35 @@ class Darwin:
         finished at all, its partial responses, so the best of them has a finite reward."""
         finished = [b.response for b in self.live if b.finished]
         pool = finished if finished or self.candidates else [b.response for b in self.live if b.response]
-        return list(dict.fromkeys(r for r in pool if r not in self.scores))
+        return list(dict.fromkeys(r for r in pool if r not in self.rewards))
 
-    def keep_finished(self, why: str) -> None:
+    def _keep_finished(self, why: str) -> None:
         """When a search ends early, the running cycle's finished and scored beams still count as candidates."""
         seen = {c.response for c in self.candidates}
         for b in self.live:
-            if b.finished and b.response in self.scores and b.response not in seen:
+            if b.finished and b.response in self.rewards and b.response not in seen:
                 seen.add(b.response)
-                self.candidates.append(Candidate(b.response, self.scores[b.response], f"unfinished cycle ({why})",
+                self.candidates.append(Candidate(b.response, self.rewards[b.response], f"unfinished cycle ({why})",
                                                  b.prompt.request, b.finish_reason))
 
-    def _checkpoint(self, **kwargs: Any) -> Generator[Request, Any, None]:
-        reason = yield Checkpoint(**kwargs)
+    def _score(self, responses: list[str]) -> Generator[Request, Any, list[float]]:
+        rewards = yield Score(responses)
+        self.rewards.update(zip(responses, rewards))
+        return rewards
+
+    def _settled(self, beams: list[Beam]) -> list[str] | None:
+        """In the last cycle, the texts every possible answer starts with: the beams' responses (an unfinished
+        beam's tail held back while it may be the start of a stop sequence) and the candidates'. Before it, None:
+        a later cycle could still produce any answer."""
+        if len(self.trace.cycles) < self.config.mutation_cycles_used:
+            return None
+        stop = self.config.stop
+        return ([b.response if b.finished or not stop else hold_back(b.response, stop) for b in beams]
+                + [c.response for c in self.candidates])
+
+    def _checkpoint(self, settle: list[str] | None = None, timed: bool = True) -> Generator[Request, Any, None]:
+        best = max((c.reward for c in self.candidates), default=-math.inf)
+        reason = yield Checkpoint(best, settle, timed)
         if reason:
             raise Stop(reason)
 

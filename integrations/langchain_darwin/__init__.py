@@ -13,6 +13,11 @@ Importing this package loads no model; models load on first use.
 """
 from typing import Any
 
+try:
+    import langchain_core  # noqa: F401 - the extra this adapter needs
+except ImportError as exc:  # pragma: no cover - exercised in a venv without the extra
+    raise ImportError("langchain_darwin needs LangChain: pip install 'darwin-chains[langchain]'") from exc
+
 from ._convert import DarwinInput, RefineInput
 from .chat_models import ChatDarwin
 from .embeddings import MiniLMEmbeddings

@@ -139,3 +139,28 @@ async def test_function_agent_refuses_darwin_llm_clearly(planets, recorder):
     with pytest.raises(ValueError, match="LLM must be a FunctionCallingLLM"):
         await agent.run(user_msg=planets.QUESTION)
     assert methods(recorder) == []
+
+
+
+def test_a_custom_condense_prompt_given_as_a_step_template_costs_one_search_per_turn(recorder):
+    """The chat engine formats the person's own condense prompt before the call, so no prompt type reaches the LLM;
+    named in `step_templates`, its call is one plain sample, and without it, a search."""
+    from darwin_chains import ConfigError
+    from llama_index.core.chat_engine import CondensePlusContextChatEngine
+    from llama_index.core.retrievers import BaseRetriever
+    from llama_index.core.schema import NodeWithScore, TextNode
+
+    class OneDocument(BaseRetriever):
+        def _retrieve(self, query_bundle):
+            return [NodeWithScore(node=TextNode(text="Cats have whiskers."), score=1.0)]
+
+    condense = PromptTemplate("History:\n{chat_history}\nFollow-up: {question}\nStandalone question:")
+    for steps, expected in (([condense], ["darwin", "sample", "darwin"]), ((), ["darwin", "darwin", "darwin"])):
+        recorder.events.clear()
+        llm = DarwinLLM(policy=FakePolicy(), reward=KeywordReward(), step_templates=steps, **FAST)
+        engine = CondensePlusContextChatEngine.from_defaults(OneDocument(), llm=llm, condense_prompt=condense)
+        engine.chat("Tell me about cats.")
+        engine.chat("And their whiskers?")
+        assert methods(recorder) == expected, steps
+    with pytest.raises(ConfigError, match="step_templates takes template texts or PromptTemplates"):
+        DarwinLLM(policy=FakePolicy(), reward=KeywordReward(), step_templates=[3])

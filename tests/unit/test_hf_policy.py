@@ -192,7 +192,7 @@ def test_a_tiny_temperature_or_top_p_decodes_greedily_instead_of_drawing_from_na
 
 
 @pytest.mark.parametrize("sampling", [Sampling(1e308), Sampling(1.7976931348623157e308, 5, 1e-300),
-                                      Sampling(1e-5, 0, 1.0), Sampling(1.0, 10 ** 30, 0.5)])
+                                      Sampling(1e-5, 0, 1.0), Sampling(1.0, 2 ** 63 - 1, 0.5)])
 def test_numbers_at_the_float_limits_still_draw_a_token(sampling):
     from darwin_chains.policies.sampling import sample
 

@@ -242,3 +242,21 @@ def test_search_config_takes_aliases_and_flat_sampling_and_checks_booleans():
         SearchConfig(seed_sample="yes")
     with pytest.raises(ConfigError, match="temperature must be a finite number"):
         SearchConfig(temperature="0.3")
+
+
+@pytest.mark.parametrize("given, message", [
+    (dict(top_k="3"), "top_k must be a whole number, got \"3\""),
+    (dict(mutants=3.0), "mutants must be a whole number, got 3.0"),
+    (dict(seed=-1), "seed must be a whole number from 0 to 2**63 - 1"),
+    (dict(top_p=float("nan")), "top_p must be a finite number above 0 and at most 1"),
+    (dict(time_budget="10"), "time_budget must be a finite number of seconds above 0 and at most 1.8e308 or null"),
+    (dict(method=3), "method must be a text, got 3"),
+])
+def test_one_type_check_refuses_a_wrong_type_alike_in_the_config_and_in_serve(given, message):
+    """Knob.check is the one type check: SearchConfig and serve's request parser give the same ConfigError."""
+    from darwin_chains.cli.serve.app import parse_request
+
+    for make in (SearchConfig, lambda **kw: parse_request(_request(darwin=kw), SearchConfig())):
+        with pytest.raises(ConfigError) as refused:
+            make(**given)
+        assert message in str(refused.value)  # serve names the key as sent: darwin.top_k

@@ -50,6 +50,30 @@ def test_rewards_and_the_model_plumbing_import_no_policy(path):
     assert not policies, f"{path.relative_to(PACKAGE)} imports {policies}; shared model plumbing belongs in modeling/"
 
 
+#: What calls a component: the protocols' methods and their async helpers.
+COMPONENT_CALLS = {"start", "extend", "adopt", "score", "mutate", "astart", "aextend", "ascore", "amutate",
+                   "supports_continuation"}
+
+
+def component_calls(source: str) -> list[str]:
+    """The component methods (or async helpers) that `source` calls or reads."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        name = node.attr if isinstance(node, ast.Attribute) else node.id if isinstance(node, ast.Name) else None
+        if name in COMPONENT_CALLS:
+            found.append(name)
+    return found
+
+
+@pytest.mark.parametrize("name", ["algorithm.py", "requests.py"])
+def test_only_the_driver_calls_a_component(name):
+    """The algorithm yields requests (plain data) and reads replies; `search/driver.py` alone calls the policy,
+    the reward and the mutator, so the sync and async paths and the books live in one place."""
+    calls = component_calls((PACKAGE / "search" / name).read_text())
+    assert not calls, f"search/{name} calls {calls}; only search/driver.py calls a component"
+    assert component_calls((PACKAGE / "search" / "driver.py").read_text())  # the check sees a call where one is
+
+
 def _file_parents(node: ast.AST) -> int | None:
     """How many `.parent` steps (or `.parents[i]`) an expression takes up from `__file__`, if it starts there."""
     steps = 0

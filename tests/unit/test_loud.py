@@ -86,10 +86,10 @@ def test_a_stop_sequence_ends_the_answer_with_stop():
 
 
 def test_keep_top_defaults_to_fewer_than_the_beams():
-    assert SearchConfig().survivors == 3
-    assert SearchConfig(mutants=3).survivors == 2 and SearchConfig(mutants=2).survivors == 1
+    assert SearchConfig().keep_top_used == 3
+    assert SearchConfig(mutants=3).keep_top_used == 2 and SearchConfig(mutants=2).keep_top_used == 1
     assert SearchConfig(mutants=3).to_dict()["keep_top"] == 2  # the trace shows what the search used
-    assert SearchConfig(mutants=3, keep_top=1).survivors == 1
+    assert SearchConfig(mutants=3, keep_top=1).keep_top_used == 1
 
 
 def test_a_default_keep_top_that_cannot_work_says_it_was_the_default():

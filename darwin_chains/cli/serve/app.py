@@ -29,7 +29,7 @@ from collections.abc import Mapping
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
-from ...config import SearchConfig, finite, knobs, resolve
+from ...config import SearchConfig, knobs, resolve
 from ...errors import (BudgetError, ConfigError, DarwinError, InputError, MutationError, PolicyError, RewardError,
                        UngroundedError, require)
 from ...prompt import Prompt
@@ -228,7 +228,7 @@ def footprint(search: Search, prompt: Prompt, overrides: Mapping[str, Any]) -> t
     encode = getattr(search.policy, "encode", None)
     tokens = len(encode(prompt)) if callable(encode) else sum(len(m["content"]) for m in prompt.messages) // 4 + 1
     config = search.config.replace(**overrides)
-    rows = config.beams + int(config.method == "darwin" and config.seed_sample)
+    rows = config.beams + int(config.evolves and config.seed_sample)
     return tokens, rows * (tokens + config.max_new_tokens + config.look_ahead)
 
 
@@ -302,7 +302,7 @@ def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
     given: dict[str, tuple[str, Any]] = {}
     for key, value in body.items():
         if key in MAPPED and value is not None:
-            name, value = MAPPED[key], _checked(MAPPED[key], key, value)
+            name, value = MAPPED[key], _KNOB[MAPPED[key]].check(value, key)
             if name in given and given[name][1] != value:  # max_tokens and max_completion_tokens
                 raise ConfigError(f"{given[name][0]}={given[name][1]} and {key}={value} disagree; give one of them "
                                   "(max_completion_tokens is OpenAI's newer name for max_tokens)")
@@ -311,7 +311,7 @@ def parse_request(body: Any, config: SearchConfig, limits: Limits | None = None
         if name in given:
             raise ConfigError(f"{name} is given twice (as {given[name][0]} and darwin.{key}); give it once")
         given[name] = (f"darwin.{key}", value)
-    overrides = {name: _checked(name, key, value) for name, (key, value) in given.items()}
+    overrides = {name: _KNOB[name].check(value, key) for name, (key, value) in given.items()}
     if limits is not None:
         asked = overrides.pop("time_budget", None)  # null keeps the operator's budget
         overrides["time_budget"] = limits.time_budget(config, asked)
@@ -338,33 +338,6 @@ def stream_options(body: Mapping[str, Any]) -> dict[str, Any]:
     return {**options, "include_usage": bool(usage)}
 
 
-#: The numbers each float knob takes (SearchConfig checks the same), for the message that refuses one.
-_RANGE = {"temperature": "from 0 (greedy) to 1.8e308", "top_p": "above 0 and at most 1",
-          "time_budget": "of seconds above 0 and at most 1.8e308"}
-
-
-def _checked(name: str, key: str, value: Any) -> Any:
-    """`value` if it has the knob's JSON type (a whole number, a number, true/false, a text); ConfigError if not.
-
-    Numbers are checked as numbers first: JSON's integers are unbounded, and one past 1.8e308 overflows the float
-    arithmetic of the config (OverflowError) and of the limits; a whole number must fit in 64 bits.
-    """
-    knob = _KNOB[name]
-    if value is None and knob.optional or knob.many:
-        return value  # the config checks a text or a list of texts itself
-    whole = isinstance(value, int) and not isinstance(value, bool)
-    ok = {int: whole, float: finite(value), bool: isinstance(value, bool), str: isinstance(value, str)}[knob.type]
-    if name == "seed" and ok and not 0 <= value < 2 ** 63:
-        raise ConfigError(f"{key} must be a whole number from 0 to 2**63 - 1, got {_shown(value)}")
-    if knob.type is int and ok and not -2 ** 63 <= value < 2 ** 63:
-        raise ConfigError(f"{key} must be a whole number below 2**63 in size, got {_shown(value)}")
-    if not ok:
-        what = {int: "a whole number", bool: "true or false", str: "a text",
-                float: f"a finite number {_RANGE.get(name, 'from -1.8e308 to 1.8e308')}"}[knob.type]
-        raise ConfigError(f"{key} must be {what}{' or null' if knob.optional else ''}, got {_shown(value)}")
-    return value
-
-
 def response_schema(value: Any) -> dict[str, Any] | None:
     """The JSON schema an OpenAI `response_format` asks the answer to follow (None: free text)."""
     if value is None or value == {"type": "text"}:
@@ -378,13 +351,6 @@ def response_schema(value: Any) -> dict[str, Any] | None:
     raise ConfigError(f"response_format must be {{\"type\": \"text\"}}, {{\"type\": \"json_object\"}} or "
                       f"{{\"type\": \"json_schema\", \"json_schema\": {{\"name\": ..., \"schema\": {{...}}}}}}, "
                       f"got {json.dumps(value)[:80]}")
-
-
-def _shown(value: Any) -> str:
-    """A value for a message: a huge whole number by its size, anything else as JSON, cut short."""
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10 ** 24:
-        return f"a whole number of {len(str(abs(value)))} digits"
-    return json.dumps(value)[:40]
 
 
 def _surrogate(value: Any) -> str | None:

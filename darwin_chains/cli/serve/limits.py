@@ -55,7 +55,7 @@ class Limits:
     def check(self, config: SearchConfig) -> None:
         """Refuse a search over a cap, naming the cap and the flag that raises it."""
         asked = {"max_mutants": ("mutants", config.mutants), "max_beams": ("beams", config.beams),
-                 "max_cycles": ("mutation_cycles", config.cycles),
+                 "max_cycles": ("mutation_cycles", config.mutation_cycles_used),
                  "max_answer_tokens": ("max_tokens", max(config.max_new_tokens, config.look_ahead))}
         for cap, (what, value) in asked.items():
             if value > getattr(self, cap):

@@ -57,7 +57,8 @@ from llama_index.core.llms.callbacks import llm_chat_callback, llm_completion_ca
 from llama_index.core.llms.llm import LLM
 from llama_index.core.prompts import BasePromptTemplate
 
-from .calls import ANSWER, PROMPT_TYPE_KEY, SEARCH_MODES, Call, answer_messages, classify, final_answer, react_answer
+from .calls import (ANSWER, PROMPT_TYPE_KEY, SEARCH_MODES, Call, answer_messages, classify, final_answer,
+                    react_answer, step_patterns)
 from .events import to_event
 from .utils import SENTINEL, request_variable, sentinel_start, tag_request, to_prompt
 
@@ -91,6 +92,8 @@ class DarwinLLM(_Searched):
             ReAct agent's final answer, a direct call; an engine's intermediate calls (condensing a follow-up,
             routing, keyword extraction, agent reasoning steps) get one plain sample (`method="sample"`).
             "everywhere" searches every call. See `llama_index.llms.darwin.calls`.
+        step_templates: templates of your own that an engine formats for one of its steps (a chat engine's
+            `condense_prompt=`, say), as texts or PromptTemplates: their calls get one plain sample.
     Key init args (the search, as in `darwin_chains.SearchConfig`, aliases too):
         mutants, replacement_period, keep_top, mutation_cycles, max_new_tokens (max_tokens), temperature, seed,
         time_budget (timeout), ...; a misspelt one is a ConfigError that names the close ones.
@@ -120,6 +123,7 @@ class DarwinLLM(_Searched):
 
     search: str = Field(default="final", description="'final': search only the answer; 'everywhere': every call.")
     _components: Any = PrivateAttr(default=None)  # a darwin_chains Components: resolved at first use
+    _steps: Tuple[Any, ...] = PrivateAttr(default=())  # patterns of the person's own step templates
 
     def __init__(
         self,
@@ -127,6 +131,7 @@ class DarwinLLM(_Searched):
         reward: Reward | Callable[[str, str], float] | str | None = None,
         mutator: Mutator | Callable[[str, int], Sequence[str]] | str | None = "template",
         search: str = "final",
+        step_templates: Sequence[Any] = (),
         **kwargs: Any,
     ) -> None:
         if search not in SEARCH_MODES:
@@ -143,6 +148,7 @@ class DarwinLLM(_Searched):
         reward = reward if isinstance(reward, str) or reward is None else as_reward(reward)
         mutator = mutator if isinstance(mutator, str) or mutator is None else as_mutator(mutator)
         self._components = Components(policy, reward, mutator, check=self._check_context)
+        self._steps = step_patterns(step_templates)
 
     @classmethod
     def class_name(cls) -> str:
@@ -226,7 +232,7 @@ class DarwinLLM(_Searched):
         if self.search == "everywhere":
             return ANSWER
         marks = messages[-1].additional_kwargs if messages else {}
-        return classify(messages, marks.get(PROMPT_TYPE_KEY))
+        return classify(messages, marks.get(PROMPT_TYPE_KEY), self._steps)
 
     def _routed(self, kwargs: Dict[str, Any], call: Call) -> Dict[str, Any]:
         """The call's kwargs, checked now (a stream too fails where it is asked for, not where it is read). A step

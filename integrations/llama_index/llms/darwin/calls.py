@@ -21,6 +21,10 @@ LlamaIndex says what a call is for in two public ways, and `classify` reads both
   followed, and one that moves it is named in a warning. Any other call, a person's code included, is answered with
   a search.
 
+An engine given a template of a person's own for one of its steps (`condense_prompt=` of a chat engine, say)
+formats it before the call, so no prompt type reaches the LLM: `DarwinLLM(step_templates=[that template])` makes
+its calls steps, matched the same way as LlamaIndex's own.
+
 A ReAct step is the final answer only when its output parses as one, which is known only once it is written. So
 the step is one plain sample; when the ReAct output parser reads it as the answer, that answer is refined by one
 search with the sample as a draft (the result never scores below it), and returned in the format the agent parses.
@@ -36,6 +40,7 @@ import string
 from dataclasses import dataclass
 from typing import List, Optional, Sequence, Tuple
 
+from darwin_chains import ConfigError
 from llama_index.core import __version__ as LLAMA_INDEX_VERSION
 from llama_index.core.base.llms.types import ChatMessage, MessageRole
 from llama_index.core.prompts.prompt_type import PromptType
@@ -94,14 +99,15 @@ ANSWER = Call("answer")
 STEP = Call("step")
 
 
-def classify(messages: Sequence[ChatMessage], prompt_type: Optional[str] = None) -> Call:
-    """What a call is for, from its template's prompt type and from LlamaIndex's own templates (see the module
-    doc)."""
+def classify(messages: Sequence[ChatMessage], prompt_type: Optional[str] = None,
+             steps: Sequence[re.Pattern] = ()) -> Call:
+    """What a call is for, from its template's prompt type, from LlamaIndex's own templates and from `steps`, a
+    person's own step templates (`step_patterns`); see the module doc."""
     texts = [(m.content or "").strip() for m in ([messages[0], messages[-1]] if len(messages) > 1 else messages)]
     for pattern in _patterns(AGENT_TEMPLATES):
         if texts and (match := pattern.fullmatch(texts[0])):
             return Call("agent", (match.groupdict().get("context") or "").strip())
-    if any(pattern.fullmatch(text) for pattern in _patterns(STEP_TEMPLATES) for text in texts):
+    if any(pattern.fullmatch(text) for pattern in (*_patterns(STEP_TEMPLATES), *steps) for text in texts):
         return STEP
     if prompt_type is not None and prompt_type not in ANSWER_TYPES:
         return STEP
@@ -124,6 +130,16 @@ def _patterns(templates: Tuple[Tuple[str, str], ...]) -> Tuple[re.Pattern, ...]:
             continue
         found.append(_pattern(getattr(template, "template", template)))
     return tuple(found)
+
+
+def step_patterns(templates: Sequence[object]) -> Tuple[re.Pattern, ...]:
+    """Patterns for a person's own step templates: texts, or LlamaIndex PromptTemplates (their text)."""
+    texts = [getattr(t, "template", t) for t in templates]
+    wrong = [t for t in texts if not isinstance(t, str) or not t.strip()]
+    if wrong:
+        raise ConfigError(f"step_templates takes template texts or PromptTemplates (the template an engine formats "
+                         f"for a step, e.g. its condense_prompt); got {type(wrong[0]).__name__} {wrong[0]!r:.60}")
+    return tuple(_pattern(t) for t in texts)
 
 
 def _pattern(template: str) -> re.Pattern:
