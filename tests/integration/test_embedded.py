@@ -67,7 +67,7 @@ def test_by_default_a_seeded_search_on_the_embedded_model_is_reproducible_alone(
     from darwin_chains import HFPolicy
 
     batched = HFPolicy(smollm2_policy.model, smollm2_policy.tokenizer, batch_invariant=False)
-    search = Search(batched, defaults.reward(), TemplateMutator(), CONFIG)
+    search = Search(batched, defaults.reward(), TemplateMutator(), CONFIG.replace(mutants=3, max_new_tokens=24))
     first = search.run(INSTRUCTION)
     again = asyncio.run(search.arun(INSTRUCTION))
     assert first.answer and first.answer == again.answer
