@@ -31,7 +31,7 @@ from pathlib import Path
 from darwin_chains import Search, SearchConfig, defaults
 from darwin_chains.embedded import smollm2_dir
 from darwin_chains.policies.openai import OpenAIPolicy
-from darwin_chains.policies.retry import RetryPolicy
+from darwin_chains.retry import RetryPolicy
 from darwin_chains.rewards.judge import JudgeReward
 
 INSTRUCTION = "Give three tips for writing a clear email."

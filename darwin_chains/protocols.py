@@ -12,6 +12,7 @@ a judge said. Concurrent searches over one component therefore keep their own.
 from __future__ import annotations
 
 import asyncio
+import contextvars
 import inspect
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
@@ -86,6 +87,13 @@ class Reply:
     text: str
     finish_reason: str | None
     top_logprobs: list[dict[str, float]] | None = None
+    token_ids: list[int] | None = None  # the tokens written, where the server returns them (vLLM's return_token_ids)
+
+
+#: The running search's session key: one per search, the same for every call it makes, so a remote policy can send
+#: it (`X-Session-ID`) and a router can keep the search's requests on the replica that caches its prefix. The
+#: driver sets it around each search; None outside one.
+SEARCH_SESSION: contextvars.ContextVar[str | None] = contextvars.ContextVar("darwin_search_session", default=None)
 
 
 @runtime_checkable

@@ -28,6 +28,28 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 
 
+def pytest_configure(config) -> None:
+    """A session that runs tests/integration/vllm starts its vLLM servers now, in the background, once: in the
+    xdist controller (the workers inherit where they are), or in the only process (`tests/support/vllm.py`)."""
+    from tests.support import vllm
+
+    if hasattr(config, "workerinput") or not vllm.wants_vllm(config) or vllm.ENV_KEY in os.environ:
+        return
+    import json
+    import tempfile
+
+    servers = vllm.Servers(Path(tempfile.mkdtemp(prefix="darwin-vllm-")))
+    config._darwin_vllm = servers
+    os.environ[vllm.ENV_KEY] = json.dumps(servers.start())
+
+
+def pytest_unconfigure(config) -> None:
+    servers = getattr(config, "_darwin_vllm", None)
+    if servers is not None:
+        servers.stop()
+        os.environ.pop("DARWIN_CHAINS_TEST_VLLM", None)
+
+
 def pytest_report_header(config) -> list[str]:
     """What a failure may depend on: the CPU kind, torch's threads, the dtypes the library picks here, and any cap
     on the kernels (test_cpu_kinds.py sets them)."""
@@ -149,6 +171,7 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     if misplaced:
         raise pytest.UsageError(f"marked `integration` by hand outside tests/integration/: {', '.join(misplaced)}; "
                                 "move them under tests/integration/, whose conftest marks every test there")
+    items.sort(key=lambda item: "integration/vllm/" in item.nodeid)  # last: their servers start with the session
 
 
 def pytest_collection_finish(session) -> None:

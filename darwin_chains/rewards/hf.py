@@ -62,14 +62,7 @@ class HFRewardModel:
 
     def encode(self, prompt: Prompt, response: str) -> list[int]:
         """Token ids of the scored text, cut in the middle when too long."""
-        messages = [dict(m) for m in prompt.messages]
-        head = _ids(self.tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
-        full = _ids(self.tokenizer.apply_chat_template(
-            messages + [{"role": "assistant", "content": response}], tokenize=True))
-        if len(full) <= self.max_length:
-            return full
-        keep_head = min(len(head), self.max_length // 2)
-        return full[:keep_head] + full[len(full) - (self.max_length - keep_head):]
+        return conversation_ids(self.tokenizer, prompt, response, self.max_length)
 
     @property
     def passes(self) -> int:
@@ -111,6 +104,20 @@ class HFRewardModel:
             mask[r, : len(ids)] = 1
         logits = self.model(input_ids=input_ids.to(self.model.device), attention_mask=mask.to(self.model.device)).logits
         return logits[:, 0].float().tolist()
+
+
+def conversation_ids(tokenizer: Any, prompt: Prompt, response: str, max_length: int) -> list[int]:
+    """What a reward model reads: the prompt's conversation and the response as the assistant's turn, in the
+    model's own chat template, as token ids. A longer one than `max_length` is cut in the middle: the start of the
+    conversation and the END of the response are kept, because Darwin compares responses that differ in their
+    latest tokens."""
+    messages = [dict(m) for m in prompt.messages]
+    head = _ids(tokenizer.apply_chat_template(messages, add_generation_prompt=True, tokenize=True))
+    full = _ids(tokenizer.apply_chat_template(messages + [{"role": "assistant", "content": response}], tokenize=True))
+    if len(full) <= max_length:
+        return full
+    keep_head = min(len(head), max_length // 2)
+    return full[:keep_head] + full[len(full) - (max_length - keep_head):]
 
 
 def _ids(encoded: Any) -> list[int]:

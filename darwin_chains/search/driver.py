@@ -9,12 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import contextvars
 import inspect
 import logging
 import math
 import os
 import random
 import time
+import uuid
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
@@ -22,8 +24,8 @@ from typing import Any
 from ..config import SearchConfig
 from ..errors import BudgetError, DarwinError, MutationError, PolicyError, RewardError, UngroundedError
 from ..prompt import Prompt, PromptLike
-from ..protocols import (Beam, Mutator, Policy, Reported, Reward, Usage, aextend, amutate, as_mutator, as_reward,
-                         ascore, astart, component_name, extend_args, mutate_args)
+from ..protocols import (SEARCH_SESSION, Beam, Mutator, Policy, Reported, Reward, Usage, aextend, amutate, as_mutator,
+                         as_reward, ascore, astart, component_name, extend_args, mutate_args)
 from ..trace import Candidate, SearchResult, Trace
 from .algorithm import Darwin, Steps
 from .requests import Adopt, Checkpoint, Continuation, Extend, Mutate, Request, Score, Start, Together
@@ -81,6 +83,7 @@ class Search:
         """Search for the best answer to `prompt`; `drafts` join the candidates, so the result never scores below them.
         `streaming`: the caller streams the settled text (`stream`), so `stream_commit` applies."""
         run = self._prepare(prompt, drafts, on_event, overrides, streaming)
+        session = SEARCH_SESSION.set(run.session)
         try:
             steps, reply = run.begin(run.serve(Continuation())), None
             while True:
@@ -91,6 +94,8 @@ class Search:
         except DarwinError as exc:
             run.attach_partial(exc)
             raise
+        finally:
+            SEARCH_SESSION.reset(session)
 
     async def arun(
         self,
@@ -103,6 +108,7 @@ class Search:
     ) -> SearchResult:
         """`run`, with every component call awaited (or run in a worker thread) so the event loop stays free."""
         run = self._prepare(prompt, drafts, on_event, overrides, streaming)
+        session = SEARCH_SESSION.set(run.session)
         try:
             steps, reply = run.begin(await run.aserve(Continuation())), None
             while True:
@@ -113,6 +119,8 @@ class Search:
         except DarwinError as exc:
             run.attach_partial(exc)
             raise
+        finally:
+            SEARCH_SESSION.reset(session)
 
     def stream(self, prompt: PromptLike, *, drafts: Sequence[str] = (), stop: Sequence[str] | None = None,
                context: Any = None, **overrides: Any) -> Any:
@@ -154,6 +162,7 @@ class Run:
         self.algorithm: Darwin | None = None
         self.settled = ""
         self.started = time.perf_counter()
+        self.session = f"darwin-{uuid.uuid4().hex}"  # SEARCH_SESSION while this search runs
         budget = config.time_budget
         # For policies that stop inside a period (`supports_deadline`); the budget itself is checked below.
         self.deadline = time.monotonic() + budget if budget is not None else None
@@ -229,7 +238,8 @@ class Run:
                 return self._checkpoint(request)
             case Together(requests):
                 with ThreadPoolExecutor(len(requests), thread_name_prefix="darwin-together") as pool:
-                    futures = [pool.submit(self._blamed_call, r) for r in requests]
+                    # each call in this search's context (its session key): a thread does not inherit it
+                    futures = [pool.submit(contextvars.copy_context().run, self._blamed_call, r) for r in requests]
                     return [future.result() for future in futures]
         raise TypeError(f"not a request: {request!r}")
 

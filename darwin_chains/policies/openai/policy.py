@@ -14,14 +14,14 @@ from ...config import Sampling
 from ...errors import ConfigError, InputError, PolicyError, require
 from ...loading import LOCK
 from ...prompt import Prompt
-from ...protocols import Beam, Reply, Reported, Usage
+from ...protocols import SEARCH_SESSION, Beam, Reply, Reported, Usage
 from .. import chat_template
-from ..retry import RetryPolicy
+from ...retry import RetryPolicy
 from . import modes, tokens, transport
-from .transport import Job
+from .transport import Job, Tokens
 
-Mode = Literal["auto", "completions", "chat-continue", "chat"]
-MODES = ("auto", "completions", "chat-continue", "chat")
+Mode = Literal["auto", "tokens", "completions", "chat-continue", "chat"]
+MODES = ("auto", "tokens", "completions", "chat-continue", "chat")
 
 
 class OpenAIPolicy:
@@ -40,8 +40,9 @@ class OpenAIPolicy:
         client: an `openai.OpenAI` client (base URL, key and headers are yours); its own retries are switched off.
         model: the `model` field of every request.
         async_client: an `openai.AsyncOpenAI` for `aextend`; made from `client`'s settings when not given.
-        mode: "completions", "chat-continue", "chat", or "auto": completions when a tokenizer is given, else
-            chat-continue when the server accepts it, else chat.
+        mode: "tokens", "completions", "chat-continue", "chat", or "auto": tokens when the server tokenizes chats
+            and returns token ids (vLLM), else completions when a tokenizer is given, else chat-continue when the
+            server accepts it, else chat.
         tokenizer: the model's tokenizer (an object, or a directory or hub id for `AutoTokenizer`), for the chat
             template of completions mode and for the prompt-length check.
         chat_template: a Jinja template to use instead of the tokenizer's.
@@ -51,13 +52,17 @@ class OpenAIPolicy:
         extra_body: fields added to every request, for server-specific knobs (e.g. `transformers serve` samples
             only with `{"generation_config": '{"do_sample": true}'}`).
         use_n: serve beams that share a prompt with one `n`-choice request where the server honours `n`.
-        send_seed: send a per-request `seed` (seed + beam index).
+        send_seed: send a per-request `seed` (seed + beam index). A vLLM CPU server started with chunked prefill
+            (its default) crashes on seeded requests: start it with `--no-enable-chunked-prefill`, or set False.
+        session_header: the HTTP header that carries each search's session key (the same on every request of one
+            search, so a router can keep them on one replica); None sends none.
     """
 
     def __init__(self, client: Any, model: str, *, async_client: Any = None, mode: Mode = "auto",
                  tokenizer: Any = None, chat_template: str | None = None, max_context: int | None = None,
                  max_concurrency: int = 8, retry: RetryPolicy | None = None, extra_body: dict | None = None,
-                 use_n: bool = True, send_seed: bool = True, name: str | None = None):
+                 use_n: bool = True, send_seed: bool = True, session_header: str | None = "X-Session-ID",
+                 name: str | None = None):
         if mode not in MODES:
             raise ConfigError(f"mode must be one of {', '.join(MODES)}; got {mode!r}")
         if mode == "completions" and tokenizer is None:
@@ -76,9 +81,10 @@ class OpenAIPolicy:
         self.max_context = max_context
         self.max_concurrency = max_concurrency
         self.extra_body = dict(extra_body or {})
-        self.use_n, self.send_seed = use_n, send_seed
+        self.use_n, self.send_seed, self.session_header = use_n, send_seed, session_header
         self.name = name or (Path(model).name if "/" in model and Path(model).is_absolute() else model)
         self.base_url = str(client.base_url).rstrip("/")
+        self.root = self.base_url.removesuffix("/v1")  # where vLLM serves /tokenize
         self._mode: str | None = None
         self._mode_notes: list[str] = []
         self._n_honoured: bool | None = None
@@ -144,26 +150,72 @@ class OpenAIPolicy:
                     self._tokenizer = AutoTokenizer.from_pretrained(self._tokenizer)
         return self._tokenizer
 
+    def headers(self) -> dict[str, str] | None:
+        """The running search's session key as an HTTP header, when there is one to send. Read it in the
+        search's own thread: a worker thread does not see the search's context."""
+        key = SEARCH_SESSION.get()
+        return {self.session_header: key} if key and self.session_header else None
+
+    def prompt_ids(self, messages: Sequence[dict], prefix: str = "", headers: dict | None = None) -> list[int]:
+        """The server's own token ids for a chat, templated with the generation prompt (tokens mode), then those
+        of `prefix`, a start of the answer. The server also says its context window, when none was given."""
+        ids = []
+        if messages:
+            body: dict[str, Any] = {"model": self.model, "messages": [dict(m) for m in messages],
+                                    "add_generation_prompt": True}
+            if self.chat_template:
+                body["chat_template"] = self.chat_template
+            ids = self._tokenize(body, headers)
+        if prefix:
+            ids += self._tokenize({"model": self.model, "prompt": prefix, "add_special_tokens": False}, headers)
+        return ids
+
+    def tokenize(self, body: dict[str, Any], headers: dict | None = None) -> Any:
+        """The server's raw answer to `POST /tokenize` (beside /v1, as vLLM serves it)."""
+        options = {"headers": headers} if headers else {}
+        reply, _ = self.retry.call(lambda: self.client.post(f"{self.root}/tokenize", cast_to=object, body=body,
+                                                            options=options), self.root)
+        return reply
+
+    def _tokenize(self, body: dict[str, Any], headers: dict | None) -> list[int]:
+        reply = self.tokenize(body, headers)
+        if not isinstance(reply, dict) or not isinstance(reply.get("tokens"), list):
+            raise PolicyError(f"{self.name} at {self.root}/tokenize answered without token ids: {str(reply)[:200]}")
+        if self.max_context is None and isinstance(reply.get("max_model_len"), int):
+            self.max_context = reply["max_model_len"]
+        return list(reply["tokens"])
+
     # -- the Policy protocol -------------------------------------------------------------------------------------
 
     def start(self, prompts: Sequence[Prompt], max_new_tokens: int) -> Reported:
         mode = self.mode
-        beams = []
-        for prompt in prompts:
-            text = self._render(prompt.messages) if mode == "completions" else None
-            if self.max_context is not None and self.has_tokenizer:
-                length = tokens.count(self.tokenizer, text if text is not None else self._render(prompt.messages))
-                if length + max_new_tokens > self.max_context:
-                    raise InputError(
-                        f"prompt has {length:,} tokens and up to {max_new_tokens:,} new tokens were asked for, but "
-                        f"{self.name}'s context window is {self.max_context:,} tokens; shorten the conversation or "
-                        "lower max_new_tokens")
-            beams.append(Beam(prompt=prompt, state=text))
-        return Reported(beams, Usage(notes=list(self._mode_notes)))
+        if mode == "tokens":
+            headers = self.headers()
+            with ThreadPoolExecutor(min(self.max_concurrency, len(prompts) or 1)) as pool:
+                states = list(pool.map(lambda p: Tokens(self.prompt_ids(p.messages, headers=headers)), prompts))
+        else:
+            states = [self._render(p.messages) if mode == "completions" else None for p in prompts]
+        for prompt, state in zip(prompts, states):
+            self._check_length(prompt, state, max_new_tokens)
+        return Reported([Beam(prompt=p, state=state) for p, state in zip(prompts, states)],
+                        Usage(notes=list(self._mode_notes)))
+
+    def _check_length(self, prompt: Prompt, state: Any, max_new_tokens: int) -> None:
+        if self.max_context is None or not (isinstance(state, Tokens) or self.has_tokenizer):
+            return
+        length = (len(state.prompt) if isinstance(state, Tokens) else
+                  tokens.count(self.tokenizer, state if state is not None else self._render(prompt.messages)))
+        if length + max_new_tokens > self.max_context:
+            raise InputError(
+                f"prompt has {length:,} tokens and up to {max_new_tokens:,} new tokens were asked for, but "
+                f"{self.name}'s context window is {self.max_context:,} tokens; shorten the conversation or "
+                "lower max_new_tokens")
 
     def adopt(self, beam: Beam, donor: Beam) -> Beam:
-        # The state is the beam's own templated prompt; the adopted response is appended to it as text.
-        return Beam(beam.prompt, donor.response, donor.tokens, donor.finished, beam.state)
+        # The state keeps the beam's own prompt (templated text, or token ids) and takes the donor's response: in
+        # tokens mode its exact token ids, so the next period continues the very tokens the reward scored.
+        state = Tokens(beam.state.prompt, list(donor.state.response)) if isinstance(beam.state, Tokens) else beam.state
+        return Beam(beam.prompt, donor.response, donor.tokens, donor.finished, state)
 
     def extend(self, beams: Sequence[Beam], max_new_tokens: int, sampling: Sampling, seed: int,
                deadline: float | None = None) -> Usage:
@@ -172,11 +224,12 @@ class OpenAIPolicy:
         live = [b for b in beams if not b.finished]
         usage = Usage()
         jobs = self._jobs(live, seed)
+        headers = self.headers()  # here: the pool's threads do not see the search's context
 
         def send(job: Job) -> None:
             timeout = self.retry.timeout_until(deadline) if deadline is not None else None
             transport.send(self.retry, self.base_url, job, *self._request(job, max_new_tokens, sampling,
-                                                                          timeout=timeout), deadline)
+                                                                          timeout=timeout, headers=headers), deadline)
 
         while jobs and not _past(deadline):
             with ThreadPoolExecutor(min(self.max_concurrency, len(jobs))) as pool:
@@ -197,7 +250,8 @@ class OpenAIPolicy:
             async with limit:
                 timeout = self.retry.timeout_until(deadline) if deadline is not None else None
                 await transport.asend(self.retry, self.base_url, job, *self._request(
-                    job, max_new_tokens, sampling, client=self._async.get(), timeout=timeout), deadline)
+                    job, max_new_tokens, sampling, client=self._async.get(), timeout=timeout,
+                    headers=self.headers()), deadline)
 
         while jobs and not _past(deadline):
             await asyncio.gather(*(send(job) for job in jobs))
@@ -209,20 +263,25 @@ class OpenAIPolicy:
     def ask(self, messages: Sequence[dict], *, prefix: str = "", max_tokens: int = 8, top_logprobs: int = 0,
             seed: int = 0) -> tuple[Reply, Usage]:
         """One greedy reply to a conversation, continuing `prefix` where the mode allows (ignored in chat mode)."""
-        job = Job([Beam(Prompt.of(list(messages)), prefix, state=self._state(messages))], [seed])
+        job = Job([Beam(Prompt.of(list(messages)), prefix, state=self._state(messages, prefix))], [seed])
         transport.send(self.retry, self.base_url, job,
-                       *self._request(job, max_tokens, Sampling(temperature=0), top_logprobs))
+                       *self._request(job, max_tokens, Sampling(temperature=0), top_logprobs,
+                                      headers=self.headers()))
         return self._asked(job)
 
     async def aask(self, messages: Sequence[dict], *, prefix: str = "", max_tokens: int = 8, top_logprobs: int = 0,
                    seed: int = 0) -> tuple[Reply, Usage]:
-        state = await asyncio.to_thread(self._state, messages)
+        state = await asyncio.to_thread(self._state, messages, prefix)  # to_thread keeps the search's context
         job = Job([Beam(Prompt.of(list(messages)), prefix, state=state)], [seed])
         await transport.asend(self.retry, self.base_url, job, *self._request(
-            job, max_tokens, Sampling(temperature=0), top_logprobs, client=self._async.get()))
+            job, max_tokens, Sampling(temperature=0), top_logprobs, client=self._async.get(), headers=self.headers()))
         return self._asked(job)
 
-    def _state(self, messages: Sequence[dict]) -> str | None:
+    def _state(self, messages: Sequence[dict], prefix: str = "") -> Any:
+        if self.mode == "tokens":
+            headers = self.headers()
+            return Tokens(self.prompt_ids(messages, headers=headers),
+                          self.prompt_ids([], prefix, headers) if prefix else [])
         return self._render(messages) if self.mode == "completions" else None
 
     def _render(self, messages: Sequence[dict]) -> str:
@@ -241,7 +300,8 @@ class OpenAIPolicy:
         jobs: list[Job] = []
         shared: dict[Any, Job] = {}
         for i, beam in enumerate(live):
-            key = (tuple(tuple(sorted(m.items())) for m in beam.prompt.messages), beam.state)
+            state = beam.state.key() if isinstance(beam.state, Tokens) else beam.state
+            key = (tuple(tuple(sorted(m.items())) for m in beam.prompt.messages), state)
             could_share = self.use_n and not beam.response and key in shared
             if could_share and self._n_honoured is not False:
                 shared[key].beams.append(beam)
@@ -254,11 +314,11 @@ class OpenAIPolicy:
         return jobs
 
     def _request(self, job: Job, max_tokens: int, sampling: Sampling, top_logprobs: int = 0, *,
-                 client: Any = None, timeout: float | None = None) -> tuple[Any, dict]:
+                 client: Any = None, timeout: float | None = None, headers: dict | None = None) -> tuple[Any, dict]:
         """The endpoint to call (of `client`, by default the sync one) and its arguments."""
         return transport.request(client or self.client, self.model, self.mode, job, max_tokens, sampling,
                                  extra_body=self.extra_body, send_seed=self.send_seed, top_logprobs=top_logprobs,
-                                 timeout=timeout)
+                                 timeout=timeout, headers=headers)
 
     def _apply(self, jobs: list[Job], max_tokens: int, usage: Usage) -> list[Job]:
         """Write the replies into their beams; beams that an `n` request left without a choice get their own job."""
@@ -281,7 +341,11 @@ class OpenAIPolicy:
                 usage.notes.append(self._n_note)
             written = 0
             for beam, reply in zip(served, job.replies):
-                count = completion_tokens if len(job.beams) == 1 and completion_tokens else self._count(reply.text)
+                if isinstance(beam.state, Tokens) and reply.token_ids is not None:
+                    beam.state.response += reply.token_ids
+                    count = len(reply.token_ids)
+                else:
+                    count = completion_tokens if len(job.beams) == 1 and completion_tokens else self._count(reply.text)
                 beam.response += reply.text
                 beam.tokens += min(count, max_tokens)
                 beam.finished = (not self.supports_continuation or reply.finish_reason != "length"

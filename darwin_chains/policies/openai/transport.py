@@ -1,5 +1,6 @@
 """Transport: the requests themselves. Which endpoint and arguments, sync and async sends with retries, and the
-choices of a reply. A beam's `state` is its chat-templated prompt in completions mode, None otherwise."""
+choices of a reply. A beam's `state` is its token ids in tokens mode (`Tokens`), its chat-templated prompt in
+completions mode, None otherwise."""
 from __future__ import annotations
 
 import asyncio
@@ -10,7 +11,18 @@ from typing import Any
 from ...config import Sampling
 from ...errors import PolicyError, require
 from ...protocols import Beam, Reply
-from ..retry import RetryPolicy
+from ...retry import RetryPolicy
+
+
+@dataclass
+class Tokens:
+    """A beam in tokens mode: its prompt's token ids (the server's chat template) and the ids written so far."""
+
+    prompt: list[int]
+    response: list[int] = field(default_factory=list)
+
+    def key(self) -> tuple[int, ...]:
+        return (*self.prompt, -1, *self.response)
 
 
 @dataclass
@@ -27,16 +39,18 @@ class Job:
 
 
 def request(client: Any, model: str, mode: str, job: Job, max_tokens: int, sampling: Sampling, *,
-            extra_body: dict, send_seed: bool, top_logprobs: int = 0, timeout: float | None = None
-            ) -> tuple[Any, dict]:
+            extra_body: dict, send_seed: bool, top_logprobs: int = 0, timeout: float | None = None,
+            headers: dict | None = None) -> tuple[Any, dict]:
     """The endpoint of `client` to call for `job`, and its arguments (`timeout`: this request's, when not the
-    client's own)."""
+    client's own; `headers`: extra HTTP headers, the search's session key)."""
     beam = job.beams[0]
     # below a tiny temperature the local sampler decodes greedily; so does the server, asked for 0
     kwargs: dict[str, Any] = dict(model=model, max_tokens=max_tokens,
                                   temperature=0.0 if sampling.greedy else sampling.temperature)
     if timeout is not None:
         kwargs["timeout"] = timeout
+    if headers:
+        kwargs["extra_headers"] = headers
     if not sampling.greedy:
         kwargs["top_p"] = sampling.top_p
     if len(job.beams) > 1:
@@ -46,7 +60,13 @@ def request(client: Any, model: str, mode: str, job: Job, max_tokens: int, sampl
     extra = dict(extra_body)
     if sampling.top_k:
         extra["top_k"] = sampling.top_k  # not in OpenAI's schema; vLLM takes it, others may refuse it
-    if mode == "completions":
+    if mode == "tokens":
+        kwargs["prompt"] = beam.state.prompt + beam.state.response
+        extra["return_token_ids"] = True
+        if top_logprobs:
+            kwargs["logprobs"] = top_logprobs
+        endpoint = client.completions
+    elif mode == "completions":
         kwargs["prompt"] = beam.state + beam.response
         if top_logprobs:
             kwargs["logprobs"] = top_logprobs
@@ -115,7 +135,9 @@ def replies(reply: Any) -> list[Reply]:
     for choice in sorted(reply.choices or [], key=lambda c: c.index or 0):
         message = getattr(choice, "message", None)
         text = message.content if message is not None else choice.text
-        out.append(Reply(text or "", choice.finish_reason, top_logprobs(choice.logprobs)))
+        ids = getattr(choice, "token_ids", None)
+        out.append(Reply(text or "", choice.finish_reason, top_logprobs(choice.logprobs),
+                         list(ids) if isinstance(ids, list) else None))
     return out
 
 

@@ -25,6 +25,7 @@ class FaultProxy:
         self.delay = 0.0  # seconds before forwarding each POST (a slow server)
         self.stall = 5.0  # seconds a "stall" holds the connection before dropping it
         self.forwarded: list[dict] = []  # bodies of POSTs the upstream answered with 2xx
+        self.headers: list[dict[str, str]] = []  # the headers of every POST, lower-cased, in arrival order
         self.injected: list[str] = []
         self.refused: list[bytes] = []  # bodies of the requests a fault answered
         self.in_flight = 0
@@ -40,6 +41,7 @@ class FaultProxy:
     def reset(self) -> None:
         self.faults, self.always, self.delay = [], None, 0.0
         self.forwarded.clear()
+        self.headers.clear()
         self.injected.clear()
         self.refused.clear()
         self.changes.clear()
@@ -74,6 +76,7 @@ class FaultProxy:
             fault = None
             if method == "POST":
                 self._track(+1)
+                self.headers.append(headers)
                 fault = self.always or (self.faults.pop(0) if self.faults else None)
             if fault:
                 self.injected.append(fault)
@@ -93,8 +96,9 @@ class FaultProxy:
             if method == "POST" and self.delay:
                 await asyncio.sleep(self.delay)
             async with httpx.AsyncClient(timeout=120) as client:
+                passed = {k: v for k, v in headers.items() if k in ("content-type", "x-session-id")}
                 up = await client.request(method, self.upstream + path, content=body,
-                                          headers={"content-type": headers.get("content-type", "application/json")})
+                                          headers={"content-type": "application/json", **passed})
             if method == "POST" and up.is_success:
                 self.forwarded.append(json.loads(body))
             await self._reply(writer, up.status_code, up.content)

@@ -21,8 +21,9 @@ DELAY = 1.0
 
 
 def test_concurrent_bench_keeps_the_server_busy(proxy, smollm2_dir, tmp_path):
+    # completions mode, named: auto would first probe the server for tokens mode, one request with none beside it
     policy = OpenAIPolicy.from_url(str(smollm2_dir), proxy.url, tokenizer=smollm2_dir, max_context=2048,
-                                   extra_body=SAMPLING)
+                                   extra_body=SAMPLING, mode="completions")
     prompts = [BenchPrompt(f"p{i}", f"Name one use of {thing}.", "test")
                for i, thing in enumerate(["salt", "rope", "glass", "paper", "copper", "wool", "clay", "wax"])]
     config = SearchConfig(max_new_tokens=16, replacement_period=8)

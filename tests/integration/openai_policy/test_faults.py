@@ -13,7 +13,7 @@ import pytest
 from darwin_chains import PolicyError, Search, SearchConfig
 from darwin_chains.mutators import TemplateMutator
 from darwin_chains.policies.openai import OpenAIPolicy
-from darwin_chains.policies.retry import RetryPolicy
+from darwin_chains.retry import RetryPolicy
 from darwin_chains.testing import KeywordReward
 
 from .conftest import SAMPLING
@@ -26,8 +26,9 @@ SMALL = SearchConfig(mutants=2, keep_top=1, replacement_period=8, max_new_tokens
 
 def policy_through(proxy, smollm2_dir, **retry) -> OpenAIPolicy:
     retry = {"attempts": 5, "initial_backoff": 0.1, "jitter": 0.05, "timeout": TIMEOUT, **retry}
+    # completions mode, named: auto would first probe the server for tokens mode, a request the faults would meet
     return OpenAIPolicy.from_url(str(smollm2_dir), proxy.url, tokenizer=smollm2_dir, extra_body=SAMPLING,
-                                 retry=RetryPolicy(**retry))
+                                 retry=RetryPolicy(**retry), mode="completions")
 
 
 def test_search_survives_transient_faults_and_counts_every_retry(proxy, smollm2_dir):
@@ -69,6 +70,22 @@ def test_exhausted_retries_name_the_last_status(proxy, smollm2_dir):
 
     with pytest.raises(PolicyError, match=r"answered 500 .* on all 3 attempts"):
         policy.extend(policy.start([Prompt.of("Hi")], 4), 4, Sampling(), seed=0)
+
+
+def test_a_server_that_answers_500_and_then_stops_answering_is_named_as_crashed(proxy, smollm2_dir):
+    """As a vLLM worker that dies mid-run: the 500 it answered first (status and message) stays in the error, which
+    says the server likely crashed and what to do, instead of only "could not be reached"."""
+    proxy.faults = ["500", "drop", "drop"]
+    policy = policy_through(proxy, smollm2_dir, attempts=3)
+    from darwin_chains import Prompt, Sampling
+
+    with pytest.raises(PolicyError) as err:
+        policy.extend(policy.start([Prompt.of("Hi")], 4), 4, Sampling(), seed=0)
+    message = str(err.value)
+    assert "answered 500 Internal Server Error (injected 500), then could not be reached" in message, message
+    assert "remaining 2 of 3 attempts" in message and "likely crashed" in message
+    assert "--no-enable-chunked-prefill" in message and "send_seed=false" in message
+    assert err.value.status == 500
 
 
 def test_deadline_returns_the_best_so_far_from_a_slow_server(proxy, smollm2_dir):

@@ -118,7 +118,7 @@ def test_template_that_rewrites_the_final_message_is_detected(smollm2_dir):
     assert chat_template.rewrites(tokenizer) is None  # SmolLM2's ChatML keeps a partial answer verbatim
     assert "strips <think>" in chat_template.rewrites(tokenizer, REASONING_TEMPLATE)
     client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="x")  # never called
-    completions = OpenAIPolicy(client, "m", tokenizer=tokenizer, chat_template=REASONING_TEMPLATE)
+    completions = OpenAIPolicy(client, "m", mode="completions", tokenizer=tokenizer, chat_template=REASONING_TEMPLATE)
     assert completions.mode == "completions" and "strips <think>" in completions.notes[0]
     beam = completions.start([Prompt.of("Why?")], 8)[0]
     beam.response = "<think>\nhm\n</think>\n\nBecause"
@@ -130,7 +130,7 @@ def test_template_that_rewrites_the_final_message_is_detected(smollm2_dir):
 
 def test_prompt_longer_than_the_context_window_names_both_lengths(smollm2_dir):
     client = openai.OpenAI(base_url="http://127.0.0.1:9/v1", api_key="x")
-    policy = OpenAIPolicy(client, "m", tokenizer=smollm2_dir, max_context=64)
+    policy = OpenAIPolicy(client, "m", mode="completions", tokenizer=smollm2_dir, max_context=64)
     with pytest.raises(InputError, match=r"prompt has \d+ tokens .* context window is 64"):
         policy.start([Prompt.of("cat " * 80)], 8)
     with pytest.raises(ConfigError):

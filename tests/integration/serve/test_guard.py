@@ -19,7 +19,7 @@ from darwin_chains.cli.serve.guard import check_key, is_loopback, redact
 from darwin_chains.cli.serve.limits import Limits
 from darwin_chains.errors import ConfigError
 from darwin_chains.policies.openai import OpenAIPolicy
-from darwin_chains.policies.retry import RetryPolicy
+from darwin_chains.retry import RetryPolicy
 from darwin_chains.testing import KeywordReward
 
 from tests.support.searches import fake_search

@@ -8,13 +8,14 @@ retry is counted.
 """
 from __future__ import annotations
 
+import contextlib
 import random
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from ..errors import ConfigError, DarwinError, PolicyError
+from .errors import ConfigError, DarwinError, PolicyError
 
 T = TypeVar("T")
 
@@ -66,14 +67,14 @@ class RetryPolicy:
         retries it took."""
         from tenacity import Retrying
 
-        attempts = 0
+        attempts, answered = 0, []
         try:
             for attempt in Retrying(**self._tenacity(deadline)):
-                with attempt:
+                with attempt, _noted(answered):
                     attempts += 1
                     result = fn()
         except Exception as exc:
-            raise self.failure(exc, server, attempts, error) from exc
+            raise self.failure(exc, server, attempts, error, answered) from exc
         return result, attempts - 1
 
     async def acall(self, fn: Callable[[], Awaitable[T]], server: str, error: type[DarwinError] = PolicyError,
@@ -81,14 +82,14 @@ class RetryPolicy:
         """`await fn()` with retries, none past `deadline`; returns its result and the number of retries it took."""
         from tenacity import AsyncRetrying
 
-        attempts = 0
+        attempts, answered = 0, []
         try:
             async for attempt in AsyncRetrying(**self._tenacity(deadline)):
-                with attempt:
+                with attempt, _noted(answered):
                     attempts += 1
                     result = await fn()
         except Exception as exc:
-            raise self.failure(exc, server, attempts, error) from exc
+            raise self.failure(exc, server, attempts, error, answered) from exc
         return result, attempts - 1
 
     def _tenacity(self, deadline: float | None = None) -> dict[str, Any]:
@@ -110,11 +111,26 @@ class RetryPolicy:
         after = retry_after(exc)
         return min(max(wait, after), self.max_backoff) if after is not None else wait
 
-    def failure(self, exc: Exception, server: str, attempts: int, error: type[DarwinError]) -> DarwinError:
-        """The error to raise for `exc`, naming the server, the status and what to do."""
+    def failure(self, exc: Exception, server: str, attempts: int, error: type[DarwinError],
+                answered: list[Exception] | None = None) -> DarwinError:
+        """The error to raise for `exc`, naming the server, the status and what to do. `answered` holds what the
+        earlier attempts got back: a server that answered 500 and then stopped answering has likely crashed, and
+        its own status and message say why."""
         if isinstance(exc, DarwinError):
             return exc
         status = status_of(exc)
+        upstream = [e for e in (answered or []) if status_of(e) is not None and e is not exc]
+        if status is None and upstream:
+            first = upstream[0]
+            message = (f"OpenAI-compatible server at {server} answered {status_of(first)} {_reason(first)}"
+                       f"{_detail(first)}, then could not be reached ({type(exc).__name__}: {exc}) on the "
+                       f"remaining {attempts - len(upstream)} of {attempts} attempts: it has likely crashed or is "
+                       "restarting; check its log and restart it. (A vLLM CPU server started with chunked prefill, its "
+                       "default, crashes on seeded requests: start it with --no-enable-chunked-prefill, or send no "
+                       "seed: send_seed=false)")
+            err = error(message)
+            err.status = status_of(first)  # type: ignore[attr-defined]
+            return err
         if status is not None:
             what = f"answered {status} {_reason(exc)}"
         elif _is_timeout(exc):
@@ -130,6 +146,16 @@ class RetryPolicy:
         err = error(message)
         err.status = status  # type: ignore[attr-defined]
         return err
+
+
+@contextlib.contextmanager
+def _noted(answered: list[Exception]):
+    """Keep what one attempt raised (its status and message) for the error that ends the retries."""
+    try:
+        yield
+    except Exception as exc:
+        answered.append(exc)
+        raise
 
 
 def retryable(exc: BaseException) -> bool:

@@ -1,0 +1,112 @@
+"""OpenAIPolicy against a real vLLM: tokens mode, exact continuations, seeds, the prefix cache, session keys.
+
+The server is the session's vLLM with the embedded SmolLM2 (tests/support/vllm.py), started as the README says:
+`--no-enable-chunked-prefill`, so that seeded requests are safe. Nothing here is mocked.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+
+import httpx
+
+from darwin_chains import Prompt, Sampling, Search, SearchConfig, TemplateMutator, defaults
+from darwin_chains.testing import KeywordReward
+from tests.integration.openai_policy.proxy import FaultProxy
+
+from .conftest import metric
+
+INSTRUCTION = "Give three tips for writing a clear email."
+SMALL = SearchConfig(mutants=3, keep_top=1, replacement_period=16, max_new_tokens=48, seed=1)
+#: A long shared context (a retrieved document, say): every request of a search starts with it.
+CONTEXT = " ".join(f"Fact {i}: the office on floor {i} opens at {7 + i % 3} AM and closes at {4 + i % 4} PM."
+                   for i in range(40))
+
+
+def without_timings(trace: dict) -> dict:
+    trace = {k: v for k, v in trace.items() if k != "seconds"}
+    trace["cycles"] = [{k: v for k, v in c.items() if k != "seconds"} | {
+        "periods": [{k: v for k, v in p.items() if k != "seconds"} for p in c["periods"]]} for c in trace["cycles"]]
+    return trace
+
+
+def test_the_readme_align_command_runs_a_seeded_search_in_tokens_mode(vllm_policy_url):
+    """The README's command, as written but for the port: a seeded search at token granularity, tokens mode."""
+    done = subprocess.run([sys.executable, "-m", "darwin_chains.cli", "align", "--policy",
+                           f"openai:smollm2@{vllm_policy_url}", "--json", "--seed", "1", "--max-new-tokens", "48",
+                           "--mutants", "3", INSTRUCTION], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    result = json.loads(done.stdout)
+    trace = result["trace"]
+    assert result["answer"].strip() and trace["granularity"] == "token"
+    assert any("tokens mode" in note and "exact tokens the reward scored" in note for note in trace["notes"])
+    assert trace["tokens_generated"] > 48  # several beams, each decoded by the server
+
+
+def test_a_seeded_search_on_vllm_is_reproducible(vllm_policy_url):
+    policy = defaults.policy(f"openai:smollm2@{vllm_policy_url}")
+    search = Search(policy, KeywordReward(["subject", "short", "clear"]), TemplateMutator(), SMALL)
+    first, again = search.run(INSTRUCTION), search.run(INSTRUCTION)
+    assert policy.mode == "tokens" and first.trace.granularity == "token"
+    assert any(p.replacements for c in first.trace.cycles for p in c.periods)  # beams did adopt responses
+    assert first.answer == again.answer
+    assert without_timings(first.trace.to_dict()) == without_timings(again.trace.to_dict())
+
+
+def test_an_adopted_beam_continues_the_exact_tokens_of_its_donor(vllm_policy_url):
+    """No text round trip: the adopted response's token ids are the donor's, and the next request sends them."""
+    policy = defaults.policy(f"openai:smollm2@{vllm_policy_url}")
+    beams = policy.start([Prompt.of("Describe the sea in three sentences."), Prompt.of("Describe a forest in three sentences.")], 64)
+    policy.extend(beams, 12, Sampling(), seed=4)
+    donor = beams[1]
+    adopted = policy.adopt(beams[0], donor)
+    assert adopted.state.prompt == beams[0].state.prompt and adopted.state.response == donor.state.response
+    assert adopted.state.response is not donor.state.response  # its own copy: continuing it leaves the donor be
+    written = list(donor.state.response)
+    policy.extend([adopted], 8, Sampling(), seed=5)
+    assert adopted.state.response[: len(written)] == written and donor.state.response == written
+    root = vllm_policy_url.removesuffix("/v1")
+    for beam in (donor, adopted):
+        text = httpx.post(f"{root}/detokenize", json={"model": "smollm2", "tokens": beam.state.response},
+                          timeout=30).json()["prompt"]
+        assert text.replace("<|im_end|>", "") == beam.response  # the text scored is these very tokens
+
+
+def test_seeded_concurrent_searches_complete_hit_the_prefix_cache_and_leave_the_server_alive(vllm_policy_url):
+    """Six seeded searches at once over a long shared context: no worker crash (chunked prefill is off), every
+    search answers, and the replaced beams' requests find their prefix in vLLM's cache."""
+    policy = defaults.policy(f"openai:smollm2@{vllm_policy_url}")
+    prompt = Prompt.of([{"role": "system", "content": CONTEXT}, {"role": "user", "content": "When does floor 3 open?"}])
+    queries, hits = metric(vllm_policy_url, "vllm:prefix_cache_queries_total"), metric(
+        vllm_policy_url, "vllm:prefix_cache_hits_total")
+
+    async def searches():
+        runs = [Search(policy, KeywordReward(["AM"]), TemplateMutator(), SMALL.replace(seed=s)).arun(prompt)
+                for s in range(6)]
+        return await asyncio.gather(*runs)
+
+    results = asyncio.run(searches())
+    assert all(r.answer.strip() for r in results)
+    assert httpx.get(vllm_policy_url.removesuffix("/v1") + "/health", timeout=10).status_code == 200
+    queried = metric(vllm_policy_url, "vllm:prefix_cache_queries_total") - queries
+    hit = metric(vllm_policy_url, "vllm:prefix_cache_hits_total") - hits
+    assert queried > 0 and hit / queried > 0.5, (hit, queried)
+
+
+def test_every_request_of_a_search_carries_its_one_session_key(vllm_policy_url):
+    """What a router hashes on: the same X-Session-ID on every request of one search, another for the next."""
+    proxy = FaultProxy(vllm_policy_url)
+    try:
+        policy = defaults.policy(f"openai:smollm2@{proxy.url}")
+        search = Search(policy, KeywordReward(["email"]), TemplateMutator(), SMALL.replace(max_new_tokens=32))
+        search.run(INSTRUCTION)
+        first = [h.get("x-session-id") for h in proxy.headers]
+        proxy.reset()
+        search.run(INSTRUCTION)
+        second = [h.get("x-session-id") for h in proxy.headers]
+    finally:
+        proxy.close()
+    assert len(first) > 4 and len(set(first)) == 1 and first[0].startswith("darwin-")
+    assert len(set(second)) == 1 and second[0] != first[0]
