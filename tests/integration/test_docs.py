@@ -44,8 +44,8 @@ NOT_RUN = {
     "VLLM_CPU_KVCACHE_SPACE=2 .vllm-venv/bin/python -m vllm.entrypoints.openai.api_server --port 8000 --model "
     '"$(.venv/bin/darwin-chains setup --model-dir)" --served-model-name smollm2 --no-enable-chunked-prefill &',
     "until curl -sf http://127.0.0.1:8000/health; do sleep 2; done",
-    ".venv/bin/darwin-chains align --policy openai:smollm2@http://127.0.0.1:8000/v1 --seed 1 --max-new-tokens 64 "
-    "--json 'Give three tips for writing a clear email.'",
+    ".venv/bin/darwin-chains align --policy openai:smollm2@http://127.0.0.1:8000/v1 --seed 1 --mutants 3 "
+    "--max-new-tokens 48 --json 'Give three tips for writing a clear email.'",
     # The suite and the docs build, which this file runs its own way.
     "make test-fast",
     "OMP_NUM_THREADS=1 .venv/bin/python -m pytest tests/unit",

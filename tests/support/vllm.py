@@ -12,52 +12,17 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import subprocess
 import time
 from pathlib import Path
 
+from benchmarks.serving.servers import PYTHON, launch, stop
+
 ROOT = Path(__file__).resolve().parents[2]
-VENV = ROOT / ".vllm-venv"
-PYTHON = VENV / "bin" / "python"
 FOLDER = ROOT / "tests" / "integration" / "vllm"
 ENV_KEY = "DARWIN_CHAINS_TEST_VLLM"
 #: How long a test waits for a server to come up: it starts beside the tests, on a loaded machine.
 READY_WITHIN = 420.0
 POLICY_NAME, REWARD_NAME = "smollm2", "rm"
-
-#: What every server here runs with: one thread, no core binding, a 1 GiB KV cache, the engine in the server's
-#: process (a third of the start-up time), no compile step, and no chunked prefill (with it, a seeded request
-#: whose prefill is split crashes the CPU worker: "CPU Generator does not use offset").
-SERVER_ENV = {"OMP_NUM_THREADS": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_CPU_KVCACHE_SPACE": "1",
-              "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1",
-              "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
-SERVER_FLAGS = ["--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--no-enable-chunked-prefill"]
-
-
-def command(model: Path, name: str, port: int, *extra: str) -> list[str]:
-    """The README's launch line for a model directory, as the suite runs it."""
-    return [str(PYTHON), "-m", "vllm.entrypoints.openai.api_server", "--model", str(model), "--served-model-name",
-            name, "--host", "127.0.0.1", "--port", str(port), *SERVER_FLAGS, *extra]
-
-
-def launch(model: Path, name: str, port: int, log: Path, *extra: str) -> subprocess.Popen:
-    """A vLLM server in its own process group (so stopping it stops its children), logging to `log`."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "DARWIN_CHAINS_"))}
-    env.update(SERVER_ENV)
-    with open(log, "wb") as out:
-        return subprocess.Popen(command(model, name, port, *extra), stdout=out, stderr=subprocess.STDOUT, env=env,
-                                start_new_session=True)
-
-
-def stop(process: subprocess.Popen) -> None:
-    if process.poll() is None:
-        os.killpg(process.pid, signal.SIGTERM)
-        try:
-            process.wait(15)
-        except subprocess.TimeoutExpired:
-            os.killpg(process.pid, signal.SIGKILL)
-            process.wait(10)
 
 
 def build_reward_model(path: Path, tokenizer_dir: Path) -> Path:
@@ -96,7 +61,7 @@ class Servers:
 
     def __init__(self, folder: Path):
         self.folder = folder
-        self.processes: list[subprocess.Popen] = []
+        self.processes: list = []  # subprocess.Popen
 
     def start(self) -> dict:
         from tests.integration.servers import free_port

@@ -23,11 +23,3 @@ def vllm_reward_url() -> str:
 def vllm_reward_dir(vllm_reward_url) -> Path:
     return Path(vllm.session_info()["reward_dir"])
 
-
-def metric(url: str, name: str) -> float:
-    """A counter from the server's Prometheus /metrics, summed over its labels."""
-    import httpx
-
-    text = httpx.get(url.removesuffix("/v1") + "/metrics", timeout=10).text
-    return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines()
-               if line.startswith(name + "{") or line.startswith(name + " "))

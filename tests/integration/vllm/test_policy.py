@@ -12,7 +12,7 @@ from darwin_chains import Prompt, Sampling, Search, SearchConfig, TemplateMutato
 from darwin_chains.testing import KeywordReward
 from tests.integration.openai_policy.proxy import FaultProxy
 
-from .conftest import metric
+from benchmarks.serving.servers import metric
 
 INSTRUCTION = "Give three tips for writing a clear email."
 SMALL = SearchConfig(mutants=3, keep_top=1, replacement_period=16, max_new_tokens=48, seed=1)

@@ -13,7 +13,7 @@ import subprocess
 from pathlib import Path
 
 from tests.integration.test_docs import FENCE, shell_lines
-from tests.support import vllm
+from benchmarks.serving.servers import command
 
 ROOT = Path(__file__).resolve().parents[3]
 
@@ -30,7 +30,7 @@ def test_the_readme_launch_line_is_what_the_suite_serves():
     (launch,) = [line for line in readme_lines() if "vllm.entrypoints.openai.api_server" in line]
     assert launch[0].startswith("VLLM_CPU_KVCACHE_SPACE=") and launch[1] == ".vllm-venv/bin/python"
     words = list(launch[2:-1])  # the command after the interpreter, without the trailing &
-    suite = vllm.command(Path("MODEL"), "smollm2", 8000)[1:]
+    suite = command(Path("MODEL"), "smollm2", 8000)[1:]
     flags = {w for w in words if w.startswith("--")}
     assert flags <= {w for w in suite if w.startswith("--")} | {"--port"}, flags
     assert "--no-enable-chunked-prefill" in flags and words[words.index("--served-model-name") + 1] == "smollm2"
@@ -52,4 +52,4 @@ def test_the_readme_align_line_runs_a_seeded_search_in_tokens_mode(vllm_policy_u
     trace = result["trace"]
     assert result["answer"].strip() and trace["granularity"] == "token" and trace["seed"] == 1
     assert any("tokens mode" in note and "exact tokens the reward scored" in note for note in trace["notes"])
-    assert trace["tokens_generated"] > 64  # several beams, each decoded by the server
+    assert trace["tokens_generated"] > 48  # several beams, each decoded by the server
