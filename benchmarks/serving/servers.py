@@ -16,9 +16,10 @@ PYTHON = ROOT / ".vllm-venv" / "bin" / "python"
 SERVER_ENV = {"OMP_NUM_THREADS": "1", "VLLM_CPU_OMP_THREADS_BIND": "nobind", "VLLM_CPU_KVCACHE_SPACE": "1",
               "VLLM_ENABLE_V1_MULTIPROCESSING": "0", "OMP_WAIT_POLICY": "PASSIVE", "HF_HUB_OFFLINE": "1",
               "TRANSFORMERS_OFFLINE": "1", "VLLM_NO_USAGE_STATS": "1", "DO_NOT_TRACK": "1"}
-#: fp32 as the local engine runs here, no compile step, and no chunked prefill: with it, a seeded request whose
+#: fp32 as the local engine runs here, a 1024-token window (start-up profiles a pass that long), no compile step,
+#: and no chunked prefill: with it, a seeded request whose
 #: prefill is split crashes the CPU worker ("CPU Generator does not use offset").
-SERVER_FLAGS = ["--dtype", "float32", "--max-model-len", "2048", "--enforce-eager", "--no-enable-chunked-prefill"]
+SERVER_FLAGS = ["--dtype", "float32", "--max-model-len", "1024", "--enforce-eager", "--no-enable-chunked-prefill"]
 
 
 def command(model: Path, name: str, port: int, *extra: str) -> list[str]:

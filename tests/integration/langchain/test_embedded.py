@@ -104,10 +104,10 @@ def test_refinement_never_returns_less_than_the_draft(align):
 
 
 async def test_with_default_settings_text_streams_before_the_last_period(smollm2_policy):
-    """Default search settings (5 mutants, keep_top 3, the seed sample), three periods: the streamed search commits
-    to its leader at the first scoring round (stream_commit), so text arrives before the last period is scored.
-    Before, rival beams and the seed sample shared no prefix and everything came at the end."""
-    align = DarwinAlign(policy=smollm2_policy, max_new_tokens=120, seed=0, include_trace=True)
+    """Default search settings (5 mutants, keep_top 3, the seed sample), three periods of 16 tokens: the streamed
+    search commits to its leader at the first scoring round (stream_commit), so text arrives before the last period
+    is scored. Before, rival beams and the seed sample shared no prefix and everything came at the end."""
+    align = DarwinAlign(policy=smollm2_policy, replacement_period=16, max_new_tokens=48, seed=0, include_trace=True)
     order, text, final = [], "", None
     async for event in (PROMPT | align).astream_events({"question": QUESTIONS[1]}, version="v2"):
         if event["event"] == "on_custom_event" and event["name"] == "darwin.period_scored":

@@ -135,7 +135,7 @@ def test_the_readme_llama_index_lines_run(smollm2_policy, minilm_index, monkeypa
     exec(built, scope)
     llm = scope["engine"]._response_synthesizer._llm
     assert isinstance(llm, DarwinLLM) and llm.policy is smollm2_policy  # the embedded default, loaded for metadata
-    assert (llm.mutants, llm.max_new_tokens, llm.search) == (3, 32, "final")
+    assert (llm.mutants, llm.max_new_tokens, llm.search) == (3, 24, "final")
 
 
 def test_a_chat_with_context_carries_the_answers_grounding_verdict(smollm2_policy):

@@ -66,7 +66,7 @@ def test_seeded_concurrent_searches_complete_hit_the_prefix_cache_and_leave_the_
         vllm_policy_url, "vllm:prefix_cache_hits_total")
 
     async def searches():
-        runs = [Search(policy, KeywordReward(["AM"]), TemplateMutator(), SMALL.replace(seed=s, max_new_tokens=32))
+        runs = [Search(policy, KeywordReward(["AM"]), TemplateMutator(), SMALL.replace(seed=s, max_new_tokens=24))
                 .arun(prompt) for s in range(6)]
         return await asyncio.gather(*runs)
 
