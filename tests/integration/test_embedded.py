@@ -83,7 +83,7 @@ def test_seeded_searches_match_alone_and_concurrently_with_the_default_reward(sm
     smollm2_policy = HFPolicy(smollm2_policy.model, smollm2_policy.tokenizer, batch_invariant=True)
 
     configs = [Config(max_new_tokens=16, replacement_period=8, mutants=3, keep_top=1, seed=5),
-               Config(max_new_tokens=24, replacement_period=8, mutants=2, keep_top=1, seed=6).replace(temperature=0.3),
+               Config(max_new_tokens=16, replacement_period=8, mutants=2, keep_top=1, seed=6).replace(temperature=0.3),
                Config(max_new_tokens=12, replacement_period=6, mutants=3, keep_top=2, seed=7).replace(top_p=0.5)]
     questions = [INSTRUCTION, "Name two rivers in Europe.", "What does a compiler do?"]
     reward = defaults.reward()

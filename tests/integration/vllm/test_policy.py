@@ -18,7 +18,7 @@ INSTRUCTION = "Give three tips for writing a clear email."
 SMALL = SearchConfig(mutants=3, keep_top=1, replacement_period=16, max_new_tokens=48, seed=1)
 #: A long shared context (a retrieved document, say): every request of a search starts with it.
 CONTEXT = " ".join(f"Fact {i}: the office on floor {i} opens at {7 + i % 3} AM and closes at {4 + i % 4} PM."
-                   for i in range(40))
+                   for i in range(25))
 
 
 def without_timings(trace: dict) -> dict:
@@ -28,14 +28,26 @@ def without_timings(trace: dict) -> dict:
     return trace
 
 
-def test_a_seeded_search_on_vllm_is_reproducible(vllm_policy_url):
-    policy = defaults.policy(f"openai:smollm2@{vllm_policy_url}")
-    search = Search(policy, KeywordReward(["subject", "short", "clear"]), TemplateMutator(), SMALL)
-    first, again = search.run(INSTRUCTION), search.run(INSTRUCTION)
+def test_a_seeded_search_on_vllm_is_reproducible_and_sends_one_session_key(vllm_policy_url):
+    """Run twice through a recording proxy: the same answer and trace, every request of a search with the same
+    X-Session-ID (what a router hashes on), and the next search with another."""
+    proxy = FaultProxy(vllm_policy_url)
+    try:
+        policy = defaults.policy(f"openai:smollm2@{proxy.url}")
+        search = Search(policy, KeywordReward(["subject", "short", "clear"]), TemplateMutator(), SMALL)
+        first = search.run(INSTRUCTION)
+        first_keys = [h.get("x-session-id") for h in proxy.headers]
+        proxy.reset()
+        again = search.run(INSTRUCTION)
+        again_keys = [h.get("x-session-id") for h in proxy.headers]
+    finally:
+        proxy.close()
     assert policy.mode == "tokens" and first.trace.granularity == "token"
     assert any(p.replacements for c in first.trace.cycles for p in c.periods)  # beams did adopt responses
     assert first.answer == again.answer
     assert without_timings(first.trace.to_dict()) == without_timings(again.trace.to_dict())
+    assert len(first_keys) > 4 and len(set(first_keys)) == 1 and first_keys[0].startswith("darwin-")
+    assert len(set(again_keys)) == 1 and again_keys[0] != first_keys[0]
 
 
 def test_an_adopted_beam_continues_the_exact_tokens_of_its_donor(vllm_policy_url):
@@ -76,20 +88,3 @@ def test_seeded_concurrent_searches_complete_hit_the_prefix_cache_and_leave_the_
     queried = metric(vllm_policy_url, "vllm:prefix_cache_queries_total") - queries
     hit = metric(vllm_policy_url, "vllm:prefix_cache_hits_total") - hits
     assert queried > 0 and hit / queried > 0.5, (hit, queried)
-
-
-def test_every_request_of_a_search_carries_its_one_session_key(vllm_policy_url):
-    """What a router hashes on: the same X-Session-ID on every request of one search, another for the next."""
-    proxy = FaultProxy(vllm_policy_url)
-    try:
-        policy = defaults.policy(f"openai:smollm2@{proxy.url}")
-        search = Search(policy, KeywordReward(["email"]), TemplateMutator(), SMALL.replace(max_new_tokens=32))
-        search.run(INSTRUCTION)
-        first = [h.get("x-session-id") for h in proxy.headers]
-        proxy.reset()
-        search.run(INSTRUCTION)
-        second = [h.get("x-session-id") for h in proxy.headers]
-    finally:
-        proxy.close()
-    assert len(first) > 4 and len(set(first)) == 1 and first[0].startswith("darwin-")
-    assert len(set(second)) == 1 and second[0] != first[0]
