@@ -110,7 +110,9 @@ class Policy(Protocol):
 
     A policy with `supports_json_schema = True` decodes the beams of a prompt that carries a `json_schema`
     (`Prompt.constrained`) under that schema's grammar, so every answer is valid JSON for it; a policy without it
-    ignores the schema, and callers that need valid JSON gate the reward instead.
+    ignores the schema, and callers that need valid JSON gate the reward instead. One that cannot carry the
+    grammar's state from one call to the next (a server's grammar restarts with every request) also sets
+    `continues_json_schema = False`: a constrained search then decodes each beam whole, at response granularity.
     """
 
     name: str
@@ -146,6 +148,9 @@ class Mutator(Protocol):
     A mutator with `supports_context = True` also takes `context=` in `mutate` and `amutate`: the prompt's text
     around the request (`Prompt.context`: system messages, retrieved text, earlier turns), so that its variants
     can keep to directions the prompt gives there ("Be brief."). Others are called with the three arguments.
+
+    A mutator with `immediate = True` answers without model or network work (a table of rewrites). Darwin's seed
+    sample then starts with the beams; otherwise it decodes its first period while the mutator writes.
     """
 
     def mutate(self, instruction: str, n: int, seed: int) -> list[str]: ...

@@ -59,6 +59,7 @@ class TemplateMutator:
 
     name = "template"
     supports_context = True  # mutate takes context=: the prompt's text around the request
+    immediate = True  # no model work: the seed sample starts with the beams instead of decoding while it writes
 
     def __init__(self, templates: Sequence[str | Template] = TEMPLATES, *, respect_directions: bool = True):
         self.templates = tuple(t if isinstance(t, Template) else Template(t, _read(t)) for t in templates)

@@ -133,7 +133,9 @@ class Engine:
         self.peak_rows = 0  # the most rows decoded in one step, for tests and benchmarks
         # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
         self.batch_invariant = batch_invariant
-        self._min_rows = MIN_ROWS if batch_invariant else 0
+        import torch
+
+        self._pads_few_rows = not batch_invariant and model.device.type == "cpu" and model.dtype == torch.float32
         self._waiting: deque[Row] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -272,7 +274,7 @@ class Engine:
         for r in joining:  # a row's cache moves into the batch, layer by layer, and is copied out when it leaves
             r.state.cache = None
         layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep, caches, width,
-                       max(0, self._min_rows - len(rows)), SPARE_COLUMNS, release=True)
+                       self._fillers(len(rows)), SPARE_COLUMNS, release=True)
         self._slab = Slab(layers, width) if layers is not None else None
         self.peak_rows = max(self.peak_rows, len(self._rows))
 
@@ -339,7 +341,7 @@ class Engine:
         from transformers import DynamicCache
 
         device = self.model.device
-        rows, fillers = self._rows, max(0, self._min_rows - len(self._rows))
+        rows, fillers = self._rows, self._fillers(len(self._rows))
         slab = self._slab
         width = slab.width if slab is not None else 0
         input_ids = torch.tensor([[r.state.ids[-1]] for r in rows] + [[self.pad_id]] * fillers, device=device)
@@ -381,6 +383,14 @@ class Engine:
             if state.finished:
                 state.cache = None
 
+    def _fillers(self, rows: int) -> int:
+        """Empty rows that pad a step of `rows` rows. Batch invariant: up to MIN_ROWS, always. Batched, in float32
+        on CPU: 2 or 3 rows are padded to MIN_ROWS, as the matmul runs fewer rows as one product per row (3 rows
+        cost three times one, 4 rows twice; `benchmarks/speed/README.md`), while one row keeps its fast product."""
+        if self.batch_invariant or (self._pads_few_rows and rows > 1):
+            return max(0, MIN_ROWS - rows)
+        return 0
+
     def _leave(self, row: Row) -> None:
         job = row.job
         job.left -= 1
@@ -403,7 +413,7 @@ class Engine:
         with self._wake:
             self._waiting.extendleft(reversed(back + outside))
         self._rows = self._rows[:keep]
-        layers = stack(slab.layers, slab.width, list(range(keep)), [], slab.width, max(0, self._min_rows - keep),
+        layers = stack(slab.layers, slab.width, list(range(keep)), [], slab.width, self._fillers(keep),
                        SPARE_COLUMNS) if keep else None
         self._slab = Slab(layers, slab.width) if layers is not None else None
         if torch.cuda.is_available():

@@ -3,8 +3,9 @@
 The paper's reference code re-encodes prompt and response every period, because replacement breaks the batched
 cache. Here every beam keeps its own cache, and while it decodes it is a row of the engine's batch (engine.py),
 beside the beams of any other search on the same model: one carried-over token is fed for a beam that survived,
-the adopted response for a beam that was replaced. A replaced beam keeps the cache of its *own* prompt and encodes only the response it adopted; a beam
-adopting from a beam with the same prompt copies that cache outright.
+the adopted response for a beam that was replaced. A replaced beam keeps the cache of its *own* prompt, and of
+whatever start of the adopted response it had already written, and encodes only the rest; a beam adopting from a
+beam with the same prompt copies that cache outright.
 
 Token ids stay token ids: a response is decoded to text only for the reward, never re-encoded.
 """
@@ -52,6 +53,7 @@ class HFPolicy:
     supports_continuation = True
     supports_deadline = True  # rows leave the engine's batch at their deadline, within a step or prompt chunk
     supports_json_schema = True  # a prompt's `json_schema` constrains its beams' decoding (`grammar.py`)
+    continues_json_schema = True  # each row's matcher state travels with its beam, adoption included
 
     def __init__(self, model: Any, tokenizer: Any, *, chat_template: str | None = None, name: str | None = None,
                  max_batch_rows: int = 64, max_batch_tokens: int | None = None, batch_invariant: bool | None = None):
@@ -142,8 +144,11 @@ class HFPolicy:
             # Same prompt, same context: the donor's cache is valid as it is. Caches are never written in place.
             state = State(own.prompt_ids, list(theirs.response_ids), theirs.cache, theirs.cached)
         else:
-            # Keep the cache of our own prompt; the adopted response is encoded in the next forward pass.
-            keep = min(own.cached, len(own.prompt_ids))
+            # Keep the cache of our own prompt, and of the start our response shares with the adopted one (a line
+            # this beam adopted before); the rest of the adopted response is encoded in the next forward pass.
+            shared = next((i for i, (a, b) in enumerate(zip(own.response_ids, theirs.response_ids)) if a != b),
+                          min(len(own.response_ids), len(theirs.response_ids)))
+            keep = min(own.cached, len(own.prompt_ids) + shared)
             cache = tuple((k[:, :keep], v[:, :keep]) for k, v in own.cache) if own.cache and keep else None
             state = State(own.prompt_ids, list(theirs.response_ids), cache, keep if cache else 0)
         if theirs.constraint is not None:  # the grammar's state goes with the response

@@ -54,10 +54,13 @@ class Darwin:
     """
 
     def __init__(self, config: SearchConfig, prompt: Prompt, drafts: list[str], rng: random.Random, trace: Trace,
-                 continues: bool, emit: Callable[..., None], commit: bool = False):
+                 continues: bool, emit: Callable[..., None], commit: bool = False, mutation_waits: bool = True):
         self.config, self.prompt, self.drafts, self.rng, self.trace = config, prompt, drafts, rng, trace
         self.continues, self.emit = continues, emit
         self.commit = commit  # streamed: the last cycle commits to its leader (`stream_commit`)
+        # Whether mutating takes time worth filling: the seed sample then decodes its first period meanwhile. An
+        # immediate mutator (a table) has none, and that head start would only add a period of one-row steps.
+        self.mutation_waits = mutation_waits
         self.candidates: list[Candidate] = []
         self.live: list[Beam] = []  # the beams of the running cycle, for a best-so-far answer
         self.rewards: dict[str, float] = {}  # every reward this search was told, by response
@@ -89,7 +92,7 @@ class Darwin:
                                                             self.trace.reward_calls)
                 parent = archive.pick(self.rng)
                 # The seed sample needs no variant: it decodes while the mutator writes them.
-                beside = [seed_beam] if seed_beam is not None and c == 0 else []
+                beside = [seed_beam] if seed_beam is not None and c == 0 and self.mutation_waits else []
                 instructions = yield from self._variants(parent.instruction, beside)
                 cycle = Cycle(c, parent.instruction, trace_reward(parent.reward), instructions,
                               archive_before=archive.to_list())

@@ -177,17 +177,24 @@ class Run:
             seed=seed,
         )
 
+    @property
+    def whole_answers_only(self) -> bool:
+        """The prompt is constrained to a JSON schema, and the policy constrains it only within one call."""
+        policy = self.policy
+        return (self.prompt.json_schema is not None and getattr(policy, "supports_json_schema", False)
+                and not getattr(policy, "continues_json_schema", True))
+
     def begin(self, continues: bool) -> Steps:
         """The algorithm's steps, once the policy has said whether it can continue a partial response."""
         if not continues:
             self.trace.granularity = "response"
             if self.config.replaces:
-                self.trace.notes.append(
-                    f"{self.trace.policy} cannot continue a partial response, so every beam is a whole response and "
-                    "no replacement can happen: the search runs at response granularity"
-                )
+                why = ("restarts its grammar with every request, so a beam constrained to the JSON schema is decoded "
+                       "whole" if self.whole_answers_only else "cannot continue a partial response")
+                self.trace.notes.append(f"{self.trace.policy} {why}, so every beam is a whole response and no "
+                                        "replacement can happen: the search runs at response granularity")
         self.algorithm = Darwin(self.config, self.prompt, self.drafts, self.rng, self.trace, continues, self.emit,
-                                self.commit)
+                                self.commit, mutation_waits=not getattr(self.mutator, "immediate", False))
         config = self.config
         self.emit("search_started", method=config.method, beams=config.beams, cycles=config.mutation_cycles_used)
         return self.algorithm.steps()
@@ -221,7 +228,7 @@ class Run:
         policy, config = self.policy, self.config
         match request:
             case Continuation():
-                return bool(policy.supports_continuation)
+                return bool(policy.supports_continuation) and not self.whole_answers_only
             case Start(prompts, max_new_tokens):
                 return policy.start(prompts, max_new_tokens)
             case Extend(beams, max_new_tokens, seed):

@@ -7,7 +7,7 @@ import threading
 
 import pytest
 
-from darwin_chains import LLMMutator, PolicyError, Search, SearchConfig, Usage
+from darwin_chains import LLMMutator, PolicyError, Prompt, Search, SearchConfig, Usage
 from darwin_chains.rewards.judge import JudgeReward
 from darwin_chains.testing import FakePolicy, KeywordReward, ScriptedPolicy
 
@@ -152,3 +152,47 @@ def test_judge_replies_reach_the_trace_with_their_tokens():
     assert len(trace.reward_replies) == trace.reward_calls and trace.reward_calls >= 1
     assert all(reply.startswith("Score: ") for reply in trace.reward_replies)
     assert trace.reward_tokens == 2 * trace.reward_calls
+
+
+class GrammarPerCall(ScriptedPolicy):
+    """A policy that constrains to a JSON schema within one call only, as a server's structured outputs do."""
+
+    supports_json_schema = True
+    continues_json_schema = False
+
+
+SCHEMA = {"type": "object", "properties": {"a": {"type": "integer"}}, "required": ["a"]}
+
+
+@pytest.mark.parametrize("constrained", [True, False])
+def test_a_schema_the_policy_constrains_per_call_only_decodes_whole_beams(constrained):
+    """A server restarts its grammar with every request: continuing a constrained beam would start a second JSON
+    document, so such a search decodes each beam whole and says why; unconstrained, the same policy continues."""
+    policy = GrammarPerCall(default='{"a": 1}')
+    prompt = Prompt.of(INSTRUCTION).constrained(SCHEMA if constrained else None)
+    result = Search(policy, KeywordReward(), suffix_mutator, CONFIG).run(prompt)
+    extends = [h for h in policy.history if h[0] == "extend"]
+    assert result.trace.granularity == ("response" if constrained else "token")
+    assert extends[0][2] == (CONFIG.max_new_tokens if constrained else CONFIG.replacement_period)
+    notes = " ".join(result.trace.notes)
+    assert ("restarts its grammar with every request" in notes) is constrained
+
+
+def test_openai_requests_carry_a_constrained_prompts_schema_as_response_format():
+    """In every mode the schema travels as OpenAI's `response_format` (vLLM reads it on /v1/completions too)."""
+    from darwin_chains import Beam, Sampling
+    from darwin_chains.policies.openai.transport import Job, Tokens, request
+
+    class Endpoint:
+        completions = object()
+        chat = type("Chat", (), {"completions": object()})()
+
+    schema = {**SCHEMA, "title": "Count it!"}
+    for mode, state in (("tokens", Tokens([1, 2])), ("completions", "<prompt>"), ("chat", None)):
+        plain, constrained = (Beam(Prompt.of("x").constrained(s), state=state) for s in (None, schema))
+        _, kwargs = request(Endpoint, "m", mode, Job([plain], [0]), 8, Sampling(), extra_body={}, send_seed=False)
+        assert "response_format" not in kwargs.get("extra_body", {})
+        _, kwargs = request(Endpoint, "m", mode, Job([constrained], [0]), 8, Sampling(), extra_body={},
+                            send_seed=False)
+        assert kwargs["extra_body"]["response_format"] == {
+            "type": "json_schema", "json_schema": {"name": "Count_it_", "schema": schema}}

@@ -65,6 +65,25 @@ def test_replaced_beam_keeps_its_prompt_cache_and_encodes_only_the_adopted_respo
                                next_token_logits(tiny_policy, adopted.state.ids), atol=1e-4, rtol=1e-4)
 
 
+def test_adopting_again_from_the_same_line_encodes_only_what_is_new(tiny_policy):
+    """A beam that adopted a donor's response and is replaced by the same donor a period later keeps the cache of
+    the start it already holds (its own prompt, the donor's earlier tokens) and encodes only the donor's new ones."""
+    beams = tiny_policy.start(PROMPTS[:2], 64)
+    tiny_policy.extend(beams, 6, Sampling(temperature=1.0), seed=0)
+    own, donor = beams[1], beams[0]
+    own = tiny_policy.adopt(own, donor)
+    tiny_policy.extend([own, donor], 5, Sampling(temperature=1.0), seed=1)  # both go on from the same 6 tokens
+    assert not own.finished and not donor.finished
+    assert own.state.response_ids[:6] == donor.state.response_ids[:6] != own.state.response_ids
+    shared = next(i for i, (a, b) in enumerate(zip(own.state.response_ids, donor.state.response_ids)) if a != b)
+    again = tiny_policy.adopt(own, donor)
+    assert again.state.cached == len(own.state.prompt_ids) + shared
+    usage = tiny_policy.extend([again], 1, GREEDY, seed=2)
+    assert usage.input_tokens == len(donor.state.response_ids) - shared
+    torch.testing.assert_close(cached_next_token_logits(tiny_policy, again),
+                               next_token_logits(tiny_policy, again.state.ids), atol=1e-4, rtol=1e-4)
+
+
 def test_adopting_from_the_same_prompt_shares_the_cache(tiny_policy):
     beams = tiny_policy.start([PROMPTS[0], PROMPTS[0]], 64)
     tiny_policy.extend(beams, 4, Sampling(temperature=1.0), seed=0)

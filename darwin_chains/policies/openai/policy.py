@@ -117,6 +117,10 @@ class OpenAIPolicy:
         return self.mode != "chat"
 
     supports_deadline = True  # each request times out by the search's deadline, and none is sent past it
+    # A prompt's `json_schema` goes to the server as `response_format` (vLLM's structured outputs); the server's
+    # grammar restarts with every request, so constrained beams are decoded whole (response granularity).
+    supports_json_schema = True
+    continues_json_schema = False
 
     def health(self, timeout: float = 2.0) -> str | None:
         """None when the server answers (`GET /models` within `timeout` s; a 404 counts, the server is there),

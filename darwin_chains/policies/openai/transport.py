@@ -4,6 +4,8 @@ completions mode, None otherwise."""
 from __future__ import annotations
 
 import asyncio
+import json
+import re
 import time
 from dataclasses import dataclass, field
 from typing import Any
@@ -60,6 +62,8 @@ def request(client: Any, model: str, mode: str, job: Job, max_tokens: int, sampl
     extra = dict(extra_body)
     if sampling.top_k:
         extra["top_k"] = sampling.top_k  # not in OpenAI's schema; vLLM takes it, others may refuse it
+    if beam.prompt.json_schema is not None:
+        extra["response_format"] = response_format(beam.prompt.json_schema)
     if mode == "tokens":
         kwargs["prompt"] = beam.state.prompt + beam.state.response
         extra["return_token_ids"] = True
@@ -83,6 +87,14 @@ def request(client: Any, model: str, mode: str, job: Job, max_tokens: int, sampl
     if extra:
         kwargs["extra_body"] = extra
     return endpoint, kwargs
+
+
+def response_format(json_schema: str) -> dict[str, Any]:
+    """A prompt's JSON schema as OpenAI's `response_format`, which vLLM takes on both endpoints."""
+    schema = json.loads(json_schema)
+    title = schema.get("title") if isinstance(schema, dict) else None
+    name = re.sub(r"[^A-Za-z0-9_-]+", "_", str(title or "answer"))[:64]  # OpenAI's pattern for the name
+    return {"type": "json_schema", "json_schema": {"name": name, "schema": schema}}
 
 
 def send(retry: RetryPolicy, server: str, job: Job, endpoint: Any, kwargs: dict, deadline: float | None = None) -> None:

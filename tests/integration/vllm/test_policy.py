@@ -88,3 +88,24 @@ def test_seeded_concurrent_searches_complete_hit_the_prefix_cache_and_leave_the_
     queried = metric(vllm_policy_url, "vllm:prefix_cache_queries_total") - queries
     hit = metric(vllm_policy_url, "vllm:prefix_cache_hits_total") - hits
     assert queried > 0 and hit / queried > 0.5, (hit, queried)
+
+
+def test_a_constrained_search_on_vllm_answers_json_valid_for_the_schema(vllm_policy_url):
+    """The schema travels as vLLM's structured outputs: every beam is JSON valid for it. vLLM restarts the grammar
+    with every request, so the search decodes each beam whole and its trace says so."""
+    import json
+
+    import jsonschema
+
+    schema = {"type": "object", "properties": {"city": {"type": "string", "maxLength": 20},
+                                               "sunny": {"type": "boolean"}},
+              "required": ["city", "sunny"], "additionalProperties": False}
+    policy = defaults.policy(f"openai:smollm2@{vllm_policy_url}")
+    prompt = Prompt.of("Name a city and say whether it is sunny there today, as JSON.").constrained(schema)
+    result = Search(policy, KeywordReward(["city"]), TemplateMutator(), SMALL.replace(max_new_tokens=40)).run(prompt)
+    assert result.trace.granularity == "response"
+    assert any("restarts its grammar with every request" in n for n in result.trace.notes)
+    answers = [r for c in result.trace.cycles for r in c.responses] + [result.trace.seed_sample.response]
+    assert len(answers) == 4 and result.answer in answers
+    for answer in answers:
+        jsonschema.validate(json.loads(answer), schema)
