@@ -45,7 +45,7 @@ def test_beyond_the_queue_a_429_with_retry_after(serve, gate):
 def test_retry_after_follows_recent_search_times(serve, gate):
     """Retry-After is the finished search's time rounded up (one place): at least its own traced seconds, at most
     what the client waited for it."""
-    server = serve(slow_search(0.3, gate, max_new_tokens=24), max_concurrent=1, max_queue=0)  # 7 steps in a row
+    server = serve(slow_search(0.3, gate, max_new_tokens=28), max_concurrent=1, max_queue=0)  # 7 steps in a row
     with httpx.Client(timeout=30) as client, ThreadPoolExecutor(1) as pool:
         gate.set()
         started = time.monotonic()

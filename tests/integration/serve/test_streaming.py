@@ -51,7 +51,7 @@ def test_settled_text_arrives_a_period_or_more_before_the_search_ends(serve):
 
 def test_keep_alives_go_out_while_nothing_has_settled(serve, monkeypatch):
     monkeypatch.setattr(streaming, "KEEP_ALIVE", 0.1)
-    server = serve(slow_search(delay=0.3, max_new_tokens=12))  # the seed sample keeps anything from settling
+    server = serve(slow_search(delay=0.6, max_new_tokens=12))  # nothing settles before the first scoring round
     lines = streamed(server, chat(stream=True, seed=1))
     first_text = next(t for t, c in chunks(lines) if c["choices"] and c["choices"][0]["delta"].get("content"))
     assert sum(line == ": keep-alive" and t < first_text for t, line in lines) >= 3
