@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import os
 import re
 import statistics
@@ -118,11 +119,11 @@ def main() -> None:
             for name, search in runs.items():
                 result = search.run(prompt, seed=i)
                 t = result.trace
-                seconds = min(t.seconds, row[name]["seconds"]) if name in row else t.seconds
-                row[name] = {"seconds": seconds, "tokens": t.tokens_generated, "encoded": t.tokens_encoded,
+                row[name] = {"seconds": min(t.seconds, row.get(name, {}).get("seconds", math.inf)),
+                             "tokens": t.tokens_generated, "encoded": t.tokens_encoded,
                              "reward_calls": t.reward_calls, "reward": result.reward}
             seconds, tokens = plain_generate(policy, prompt, 5, args.max_new_tokens, i)
-            row["generate"] = {"seconds": min(seconds, row["generate"]["seconds"]) if "generate" in row else seconds,
+            row["generate"] = {"seconds": min(seconds, row.get("generate", {}).get("seconds", math.inf)),
                                "tokens": tokens}
         rows.append(row)
         print(json.dumps(row), file=sys.stderr)

@@ -131,10 +131,10 @@ class Engine:
         self.model, self.eos_ids, self.pad_id, self.max_context = model, eos_ids, pad_id, max_context
         self.max_batch_rows, self.max_batch_tokens, self.name = max_batch_rows, max_batch_tokens, name
         self.peak_rows = 0  # the most rows decoded in one step, for tests and benchmarks
-        # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
-        self.batch_invariant = batch_invariant
         import torch
 
+        # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
+        self.batch_invariant = batch_invariant
         self._pads_few_rows = not batch_invariant and model.device.type == "cpu" and model.dtype == torch.float32
         self._waiting: deque[Row] = deque()
         self._wake = threading.Condition()

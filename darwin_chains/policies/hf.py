@@ -12,6 +12,7 @@ Token ids stay token ids: a response is decoded to text only for the reward, nev
 from __future__ import annotations
 
 import logging
+import os
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
@@ -146,8 +147,7 @@ class HFPolicy:
         else:
             # Keep the cache of our own prompt, and of the start our response shares with the adopted one (a line
             # this beam adopted before); the rest of the adopted response is encoded in the next forward pass.
-            shared = next((i for i, (a, b) in enumerate(zip(own.response_ids, theirs.response_ids)) if a != b),
-                          min(len(own.response_ids), len(theirs.response_ids)))
+            shared = len(os.path.commonprefix([own.response_ids, theirs.response_ids]))
             keep = min(own.cached, len(own.prompt_ids) + shared)
             cache = tuple((k[:, :keep], v[:, :keep]) for k, v in own.cache) if own.cache and keep else None
             state = State(own.prompt_ids, list(theirs.response_ids), cache, keep if cache else 0)
