@@ -7,9 +7,10 @@ ends, and the call returns when its last row has left. Rows beyond `max_batch_ro
 cache) wait for a place.
 
 A row carries everything that makes it itself: its cache, its sampling settings, its own random generator and its
-stop conditions. A step's rows share one attention call; batch invariant (`HFPolicy(batch_invariant=True)`),
-attention runs row by row in steps of at least `MIN_ROWS` rows (`attention.py`), so a seeded search decodes the
-same tokens alone or beside any others.
+stop conditions. A step's rows share one attention call, and in float32 on CPU its few rows go through the linear
+layers weight-first (`products.py`); batch invariant (`HFPolicy(batch_invariant=True)`), attention runs row by row
+in steps of at least `MIN_ROWS` rows with the usual products (`attention.py`), so a seeded search decodes the same
+tokens alone or beside any others.
 
 A newcomer's prompt is encoded `PREFILL_CHUNK` tokens at a time, one chunk between two decoding steps, so a long
 prompt neither holds up the rows already decoding nor needs memory that grows with its square. Between chunks and
@@ -33,6 +34,7 @@ from ..errors import PolicyError
 from ..protocols import Usage
 from ..modeling.attention import MIN_ROWS, Rows
 from ..modeling.batching import Slab, State, extract, forward_ragged, stack
+from ..modeling.products import few_row_products, use_few_row_products
 from .grammar import mask
 from .sampling import sample
 
@@ -135,7 +137,10 @@ class Engine:
 
         # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
         self.batch_invariant = batch_invariant
-        self._pads_few_rows = not batch_invariant and model.device.type == "cpu" and model.dtype == torch.float32
+        # Batched in float32 on CPU, a step's few rows go through the linear layers weight-first (products.py).
+        self._few_row_products = not batch_invariant and model.device.type == "cpu" and model.dtype == torch.float32
+        if self._few_row_products:
+            use_few_row_products(model)
         self._waiting: deque[Row] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -198,7 +203,7 @@ class Engine:
     def _loop(self) -> None:
         import torch
 
-        with torch.inference_mode():
+        with torch.inference_mode(), few_row_products(self._few_row_products):
             while True:
                 with self._wake:
                     if self._closing:
@@ -384,12 +389,8 @@ class Engine:
                 state.cache = None
 
     def _fillers(self, rows: int) -> int:
-        """Empty rows that pad a step of `rows` rows. Batch invariant: up to MIN_ROWS, always. Batched, in float32
-        on CPU: 2 or 3 rows are padded to MIN_ROWS, as the matmul runs fewer rows as one product per row (3 rows
-        cost three times one, 4 rows twice; `benchmarks/speed/README.md`), while one row keeps its fast product."""
-        if self.batch_invariant or (self._pads_few_rows and rows > 1):
-            return max(0, MIN_ROWS - rows)
-        return 0
+        """Empty rows that pad a step of `rows` rows: up to MIN_ROWS batch invariant, none batched."""
+        return max(0, MIN_ROWS - rows) if self.batch_invariant else 0
 
     def _leave(self, row: Row) -> None:
         job = row.job
