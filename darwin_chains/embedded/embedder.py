@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from ..loading import LOCK, load_once
+from ..modeling.threads import borrowed_threads
 
 
 class Embedder:
@@ -46,6 +47,7 @@ class Embedder:
     def dim(self) -> int:
         return self.model.config.hidden_size
 
+    @borrowed_threads()
     def encode(self, texts: Sequence[str]):
         import torch
 

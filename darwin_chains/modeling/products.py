@@ -52,7 +52,8 @@ def _forward(self: Any, x: Any) -> Any:
     flat = x.reshape(rows, self.in_features)
     if rows == 1:  # a lone row goes to the slow matrix-vector kernel; as two it takes the fast one
         flat = flat.repeat(2, 1)
-    out = (self.weight @ flat.t()).t()[:rows]
+    # Laid out row-major again: attention's fused kernel takes only a unit stride along the head's features.
+    out = (self.weight @ flat.t()).t()[:rows].contiguous()
     if self.bias is not None:
         out = out + self.bias
     return out.reshape(*x.shape[:-1], self.out_features)

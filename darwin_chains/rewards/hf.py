@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import ConfigError
+from ..modeling.threads import borrowed_threads
 from ..prompt import Prompt
 from .coalesce import Coalescer
 
@@ -72,6 +73,7 @@ class HFRewardModel:
     def score(self, prompt: Prompt, responses: Sequence[str]) -> list[float]:
         return self._coalescer([(prompt, r) for r in responses]) if responses else []
 
+    @borrowed_threads()
     def _score_all(self, items: list[tuple[Prompt, str]]) -> list[float]:
         """One pass for every queued call's responses, shortest first (less padding)."""
         import torch

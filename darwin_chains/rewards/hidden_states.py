@@ -27,6 +27,7 @@ from ..devices import feature_dtype
 from ..loading import LOCK, load_once, quiet_transformers
 from ..modeling.attention import use_row_attention
 from ..modeling.batching import forward_ragged
+from ..modeling.threads import borrowed_threads
 from .blocks import Block, BlockCache
 from .coalesce import Coalescer
 
@@ -112,6 +113,7 @@ class ResponseEncoder:
         start = max(0, self._frame[0] - (len(full) - len(ids)))
         return ids, min(start, len(ids) - 1), max(start + 1, len(ids) - self._frame[1])
 
+    @borrowed_threads()
     def _instruction_mean(self, instruction: str) -> np.ndarray:
         """Mean hidden state over the instruction's own tokens (not the template's): what the response should be
         about. Called as `instruction(text)`, cached."""
@@ -120,6 +122,7 @@ class ResponseEncoder:
             hidden = self.model(input_ids=self.torch.tensor([ids])).last_hidden_state[0].float()
         return hidden[start:end].mean(0).numpy()
 
+    @borrowed_threads()
     def encode(self, items: Sequence[tuple[str, str]], cuts: Sequence[int] | None = None,
                batch_size: int = 16) -> np.ndarray:
         """Features of (instruction, response) items: shape (items, len(cuts), hidden) with the mean over the first
@@ -169,6 +172,7 @@ class ResponseEncoder:
         out = np.stack(self._coalescer([(instruction, response, tuple(limits)) for instruction, response in items]))
         return out if cuts is not None else out[:, 0]
 
+    @borrowed_threads()
     def _read_all(self, items: list[tuple[str, str, tuple[int, ...]]]) -> list[np.ndarray]:
         """One pass for every queued item: prompts not cached, then one round per block still to read."""
         torch = self.torch

@@ -24,6 +24,7 @@ from typing import Any
 
 from ..devices import feature_dtype
 from ..loading import LOCK, load_once, quiet_transformers
+from ..modeling.threads import borrowed_threads
 from ..prompt import Prompt
 
 PROMPTS = 8  # prompts whose key/value cache is kept (Darwin scores one prompt for the whole search)
@@ -53,6 +54,7 @@ class Reader:
         self._doubts: OrderedDict[tuple, list[float]] = OrderedDict()
         self.tokens_read = 0  # tokens fed to the model (tests, benchmarks)
 
+    @borrowed_threads()
     def doubts(self, prompt: Prompt, sentence: str, spans: Sequence[tuple[int, int]]) -> list[float]:
         if not spans:
             return []

@@ -230,3 +230,24 @@ def test_looping_answers_score_below_a_fluent_one(encoder):
              "Here are some good electric saws: saws saws saws saws saws saws saws saws saws saws saws saws saws"]
     good, *bad = PreferenceReward(encoder=encoder).score(prompt, [fluent, *loops])
     assert good > max(bad), (good, bad)
+
+
+def test_the_default_reward_with_context_leaves_no_openmp_workers_behind():
+    """Its encoder, reader and embedder each run on the calling thread: after a score with context (all three),
+    that thread holds no OpenMP worker that would make the engine's workers stop spinning (`modeling/threads.py`)."""
+    from tests.unit.test_threads import run
+
+    seen = run("""
+        from darwin_chains import Prompt
+        from darwin_chains.rewards import PreferenceReward
+        reward = PreferenceReward()
+        prompt = Prompt.of([
+            {"role": "system", "content": "Context: the Amazon is 6,400 km long and crosses Brazil and Peru."},
+            {"role": "user", "content": "How long is the Amazon?"}])
+        score = lambda: reward.score(prompt, ["It is 6,400 km long.", "About 7,000 km, through Chile."])
+        score()  # here first: models load, the tokenizers' own thread pools start, and stay
+        base = count()
+        after = on_a_thread(score)
+        print(json.dumps({"base": base, "after": after, "read": reward.grounding.applies(prompt)}))
+    """)
+    assert seen["read"] and seen["after"] == seen["base"] + 1

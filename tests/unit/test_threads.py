@@ -1,0 +1,85 @@
+"""A torch pass outside the engine hands its OpenMP workers back (`modeling/threads.py`), so the engine's thread
+keeps the process within one worker per CPU and its workers keep spinning between parallel regions.
+
+Each case runs in a fresh process with 2 torch threads (the suite's own processes run with one, which starts no
+workers), and counts the process's threads: a thread that ran a parallel region keeps its worker until released.
+"""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+import pytest
+
+pytestmark = pytest.mark.skipif(not Path("/proc/self/task").is_dir(), reason="counts threads in /proc (Linux)")
+
+ROOT = Path(__file__).resolve().parents[2]
+PRELUDE = """
+import json, os, sys, threading
+import torch
+torch.set_num_threads(2)
+from darwin_chains.modeling import threads
+
+def count():
+    return len(os.listdir("/proc/self/task"))
+
+def on_a_thread(work):
+    # a long-lived thread (as an executor's), so that its workers outlive the work unless released
+    done, stop, seen = threading.Event(), threading.Event(), {}
+    def body():
+        work()
+        seen["after"] = count()
+        done.set()
+        stop.wait()
+    thread = threading.Thread(target=body)
+    thread.start()
+    done.wait()
+    stop.set()
+    thread.join()
+    return seen["after"]
+"""
+
+
+def run(script: str, *args: str) -> dict:
+    env = {k: v for k, v in os.environ.items() if not k.endswith("_NUM_THREADS")}
+    env.update(HF_HUB_OFFLINE="1", PYTHONPATH=str(ROOT))
+    out = subprocess.run([sys.executable, "-c", PRELUDE + textwrap.dedent(script), *args], capture_output=True,
+                         text=True, env=env, timeout=300, cwd=ROOT)
+    assert out.returncode == 0, out.stderr[-3000:]
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def test_a_thread_that_borrowed_workers_gives_them_back():
+    seen = run("""
+        big = torch.randn(256, 256)
+        base = count()
+        def kept():
+            big @ big
+        def borrowed():
+            with threads.borrowed_threads():
+                big @ big
+        print(json.dumps({"base": base, "kept": on_a_thread(kept), "borrowed": on_a_thread(borrowed),
+                          "released": threads.release()}))
+    """)
+    assert seen["released"] is True  # torch's OpenMP runtime was found and answers
+    assert seen["kept"] == seen["base"] + 2  # the thread itself and its worker
+    assert seen["borrowed"] == seen["base"] + 1  # the thread alone
+
+
+def test_a_reward_pass_on_a_long_lived_thread_leaves_no_workers_behind(tiny_reward_model):
+    """The HF reward model here; the default reward's encoder, reader and embedder in test_preference_reward.py."""
+    seen = run("""
+        from darwin_chains import Prompt
+        from darwin_chains.rewards.hf import HFRewardModel
+        reward = HFRewardModel.from_pretrained(sys.argv[1])
+        score = lambda: reward.score(Prompt.of("Name a colour."), ["Blue, like the sea. " * 20] * 4)
+        score()  # here first: the tokenizer's own thread pool starts, and stays
+        base = count()
+        after = on_a_thread(score)
+        print(json.dumps({"base": base, "after": after}))
+    """, str(tiny_reward_model))
+    assert seen["after"] == seen["base"] + 1
