@@ -8,8 +8,9 @@ regions: measured on 2 cores, after one reward pass on the main thread, the engi
 
 So the library's own passes outside the engine (the reward's encoder, the reader, the embedder) run inside
 `borrowed_threads()`, which gives the calling thread's workers back on the way out (OpenMP 5's
-`omp_pause_resource_all`): the engine's thread keeps the CPUs' worth of workers that spin. Where the runtime is not
-libgomp-like or lacks the call, this does nothing.
+`omp_pause_resource_all`), and a thread that hands the engine work releases its own before it waits (the user's
+`generate` on the main thread, say): the engine's thread keeps the CPUs' worth of workers that spin. Where the
+runtime lacks the call, this does nothing.
 """
 from __future__ import annotations
 

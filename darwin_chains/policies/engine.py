@@ -35,6 +35,7 @@ from ..protocols import Usage
 from ..modeling.attention import MIN_ROWS, Rows
 from ..modeling.batching import Slab, State, extract, forward_ragged, stack
 from ..modeling.products import few_row_products, use_few_row_products
+from ..modeling.threads import release
 from .grammar import mask
 from .sampling import sample
 
@@ -158,6 +159,7 @@ class Engine:
         """Decode up to `steps` tokens for each state; rows stop early at `deadline` (a `time.monotonic()`)."""
         import torch
 
+        release()  # the caller waits now: its own torch work's OpenMP workers would slow the engine's (threads.py)
         job = Job(deadline=deadline)
         device = "cuda" if self.model.device.type == "cuda" else "cpu"
         for i, state in enumerate(states):

@@ -83,3 +83,32 @@ def test_a_reward_pass_on_a_long_lived_thread_leaves_no_workers_behind(tiny_rewa
         print(json.dumps({"base": base, "after": after}))
     """, str(tiny_reward_model))
     assert seen["after"] == seen["base"] + 1
+
+
+def test_handing_work_to_the_engine_releases_the_callers_own_workers(tiny_llama):
+    """The user's own torch work on the main thread (a `generate`, say) leaves a worker there; the engine's call
+    releases it before it waits, so only the engine's workers stay (and those go with its thread when idle)."""
+    seen = run("""
+        import time
+        from darwin_chains import HFPolicy, Prompt, Sampling
+        from darwin_chains.policies import engine
+        engine.IDLE_SECONDS = 0.2
+        policy = HFPolicy.from_pretrained(sys.argv[1], device="cpu", batch_invariant=False)
+        beams = policy.start([Prompt.of("Name a colour.")], 8)
+
+        def decode():
+            policy.extend(beams, 2, Sampling(temperature=0), seed=0)
+            while policy.engine._thread is not None:  # idle, its thread ends and takes its workers along
+                time.sleep(0.05)
+            time.sleep(0.3)
+
+        decode()
+        base = count()
+        big = torch.randn(256, 256)
+        big @ big  # the main thread's own parallel work
+        grown = count()
+        decode()
+        print(json.dumps({"base": base, "grown": grown, "after": count()}))
+    """, str(tiny_llama))
+    assert seen["grown"] == seen["base"] + 1
+    assert seen["after"] == seen["base"]
