@@ -1,4 +1,4 @@
-"""Torch passes run outside the engine's thread hand their OpenMP threads back when they end.
+"""Threads hand their OpenMP workers back when they stop computing, so that whoever computes has workers that spin.
 
 PyTorch's CPU kernels run on OpenMP. libgomp keeps the worker threads of every thread that ever ran a parallel
 region until that thread exits, and once a process holds more of them than there are CPUs, all its workers stop
@@ -8,9 +8,10 @@ regions: measured on 2 cores, after one reward pass on the main thread, the engi
 
 So the library's own passes outside the engine (the reward's encoder, the reader, the embedder) run inside
 `borrowed_threads()`, which gives the calling thread's workers back on the way out (OpenMP 5's
-`omp_pause_resource_all`), and a thread that hands the engine work releases its own before it waits (the user's
-`generate` on the main thread, say): the engine's thread keeps the CPUs' worth of workers that spin. Where the
-runtime lacks the call, this does nothing.
+`omp_pause_resource_all`); a thread that hands the engine work releases its own before it waits (the user's
+`generate` on the main thread, say), and the engine releases its own whenever it runs out of rows (while a period's
+beams are scored). Whoever computes holds the CPUs' worth of workers, and they spin. Where the runtime lacks the
+call, this does nothing.
 """
 from __future__ import annotations
 

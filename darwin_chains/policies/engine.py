@@ -214,6 +214,7 @@ class Engine:
                         self._thread = None
                         return
                     if not self._rows and not self._waiting and not self._prefilling:
+                        release()  # idle, its workers would slow other threads' torch work (threads.py)
                         self._wake.wait(IDLE_SECONDS)
                         if not self._waiting:
                             self._thread = None

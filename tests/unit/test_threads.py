@@ -1,5 +1,5 @@
-"""A torch pass outside the engine hands its OpenMP workers back (`modeling/threads.py`), so the engine's thread
-keeps the process within one worker per CPU and its workers keep spinning between parallel regions.
+"""Threads hand their OpenMP workers back when they stop computing (`modeling/threads.py`): torch passes outside the
+engine, callers handing the engine work, and the idle engine, so that whoever computes has workers that spin.
 
 Each case runs in a fresh process with 2 torch threads (the suite's own processes run with one, which starts no
 workers), and counts the process's threads: a thread that ran a parallel region keeps its worker until released.
@@ -85,9 +85,9 @@ def test_a_reward_pass_on_a_long_lived_thread_leaves_no_workers_behind(tiny_rewa
     assert seen["after"] == seen["base"] + 1
 
 
-def test_handing_work_to_the_engine_releases_the_callers_own_workers(tiny_llama):
+def test_handing_work_to_the_engine_releases_the_callers_own_workers_and_an_idle_engine_its_own(tiny_llama):
     """The user's own torch work on the main thread (a `generate`, say) leaves a worker there; the engine's call
-    releases it before it waits, so only the engine's workers stay (and those go with its thread when idle)."""
+    releases it before it waits, and the engine releases its own as soon as it has no rows."""
     seen = run("""
         import time
         from darwin_chains import HFPolicy, Prompt, Sampling
@@ -108,7 +108,12 @@ def test_handing_work_to_the_engine_releases_the_callers_own_workers(tiny_llama)
         big @ big  # the main thread's own parallel work
         grown = count()
         decode()
-        print(json.dumps({"base": base, "grown": grown, "after": count()}))
+        after = count()
+        engine.IDLE_SECONDS = 60  # the engine's thread stays, idle
+        policy.extend(beams, 2, Sampling(temperature=0), seed=0)
+        time.sleep(0.3)
+        print(json.dumps({"base": base, "grown": grown, "after": after, "idle": count()}))
     """, str(tiny_llama))
     assert seen["grown"] == seen["base"] + 1
     assert seen["after"] == seen["base"]
+    assert seen["idle"] == seen["base"] + 1  # the idle engine's thread, without its worker
