@@ -47,7 +47,8 @@ def _forward(self: Any, x: Any) -> Any:
     import torch
 
     rows = x.numel() // self.in_features if x.dim() else 0
-    if not getattr(_local, "on", False) or not 0 < rows <= FEW_ROWS or x.dtype != torch.float32 or x.device.type != "cpu":
+    usual = not getattr(_local, "on", False) or not 0 < rows <= FEW_ROWS
+    if usual or x.dtype != torch.float32 or x.device.type != "cpu":
         return torch.nn.functional.linear(x, self.weight, self.bias)
     flat = x.reshape(rows, self.in_features)
     if rows == 1:  # a lone row goes to the slow matrix-vector kernel; as two it takes the fast one

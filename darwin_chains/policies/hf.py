@@ -48,7 +48,8 @@ class HFPolicy:
     `max_batch_rows` rows (and `max_batch_tokens` cached tokens, when set) at a time; the rest wait for a place.
     By default a step's rows share one attention call. `batch_invariant=True` (or `DARWIN_CHAINS_BATCH_INVARIANT=1`
     for every face) keeps a seeded beam's numbers the same alone or beside any others on CPU, by attending one row
-    at a time in steps of at least 4 rows; a lone search's tail of one or two rows then costs about twice as much.
+    at a time in steps of at least 4 rows with the usual products; a lone search's tail of one or two rows then
+    costs two to three times as much.
     """
 
     supports_continuation = True
@@ -74,7 +75,7 @@ class HFPolicy:
             raise ConfigError(f"{self.name} cannot take a custom attention implementation ({exc}); HFPolicy needs a "
                               "transformers model that supports `set_attn_implementation`") from exc
         # Batch invariance (a seeded beam's numbers the same alone or beside any others) is a switch: it holds on
-        # CPU, and costs a lone search's tail of few rows about twice the time per step (attention.py).
+        # CPU, and costs a lone search's tail of few rows two to three times the time per step (attention.py).
         self.batch_invariant = batch_invariance(batch_invariant)
         self.engine = Engine(self.model, eos_ids=self.eos_ids, pad_id=self.pad_id, max_context=self.max_context,
                              max_batch_rows=max_batch_rows, max_batch_tokens=max_batch_tokens, name=self.name,
