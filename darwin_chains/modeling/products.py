@@ -1,15 +1,19 @@
-"""Linear layers for a decoding step's few rows, computed weight-first on CPU.
+"""Linear layers for the engine's steps on CPU, through weights packed once for oneDNN.
 
 A decoding step multiplies a handful of rows (one a beam) by every weight matrix. In float32 on CPU, PyTorch's
-`x @ Wᵀ` for 1 to 8 rows runs far below the memory bandwidth that reading the weights needs: one row goes to a
-matrix-vector kernel, and 2 to 8 rows to a kernel that does not split the work well. The same product computed
-weight-first, `(W @ xᵀ)ᵀ`, reads the weights once at full speed. Measured over SmolLM2-135M's 211 weight matrices
-(AMD EPYC, 2 threads, MKL's AVX512 and AVX2 code paths alike): 2 rows 16 ms against 54-58, 4 rows 17-19 against
-54, 6 rows 31-38 against 52-57; one row, fed twice, 17 ms against 34 (`benchmarks/speed/README.md`).
+`x @ Wᵀ` for 1 to 16 rows runs far below the memory bandwidth that reading the weights needs: MKL's kernels for a
+few rows do not split the work well, and one row goes to a matrix-vector kernel. oneDNN's kernel over weights
+reordered once into its blocked layout (`torch.ops.mkldnn._reorder_linear_weight`, as `torch.compile` does for
+frozen models) reads them at full speed for any row count. Over SmolLM2-135M's 211 weight matrices (AMD EPYC,
+2 threads, median of 5): 5 rows 19-22 ms against 38-53, 6 rows 20 against 39-57, 40 rows 59-66 against 82-165,
+300 rows (a prefill) 330 against 478; one or two rows about what the earlier weight-first product `(W @ xᵀ)ᵀ` took
+(18-23 ms against 36-50 usual). oneDNN's AVX2 kernels gain alike (`ONEDNN_MAX_CPU_ISA=AVX2`).
 
-The rounding of a row's numbers then depends on how many rows share the product, so this is for the engine's
-batched mode only (`few_row_products`, thread-local: a user's own `generate` on the same model is untouched);
-batch invariant, the engine keeps the usual products, padded to `attention.MIN_ROWS`.
+The packed copy costs the layers' weights again in memory, is made on a layer's first use, and is made again
+when the weight changes (a new tensor, or an in-place update: PyTorch counts those). The rounding of a row's
+numbers may depend on how many rows share the product, so this is for the engine's batched mode only
+(`packed_products`, thread-local: a user's own `generate` on the same model is untouched); batch invariant, the
+engine keeps the usual products, padded to `attention.MIN_ROWS`.
 """
 from __future__ import annotations
 
@@ -18,13 +22,19 @@ from contextlib import contextmanager
 from types import MethodType
 from typing import Any, Iterator
 
-FEW_ROWS = 8  # up to this many rows the weight-first product is faster; beyond it the two are about even
 _local = threading.local()
 
 
+def available() -> bool:
+    """Whether this PyTorch build has oneDNN's packed linear kernel (CPU builds for x86 and Arm do)."""
+    import torch
+
+    return torch.backends.mkldnn.is_available() and hasattr(torch.ops.mkldnn, "_reorder_linear_weight")
+
+
 @contextmanager
-def few_row_products(on: bool = True) -> Iterator[None]:
-    """Within this block, on this thread, the switched models' float32 linear layers take few rows weight-first."""
+def packed_products(on: bool = True) -> Iterator[None]:
+    """Within this block, on this thread, the switched models' float32 linear layers use their packed weights."""
     before = getattr(_local, "on", False)
     _local.on = on
     try:
@@ -33,9 +43,9 @@ def few_row_products(on: bool = True) -> Iterator[None]:
         _local.on = before
 
 
-def use_few_row_products(model: Any) -> None:
-    """Switch every float32 `nn.Linear` of `model` to the weight-first product inside `few_row_products`; outside
-    it (and for anything else) the layer computes as before."""
+def use_packed_products(model: Any) -> None:
+    """Switch every float32 `nn.Linear` of `model` to packed weights inside `packed_products`; outside it (and
+    for anything else) the layer computes as before."""
     import torch
 
     for module in model.modules():
@@ -46,15 +56,14 @@ def use_few_row_products(model: Any) -> None:
 def _forward(self: Any, x: Any) -> Any:
     import torch
 
-    rows = x.numel() // self.in_features if x.dim() else 0
-    usual = not getattr(_local, "on", False) or not 0 < rows <= FEW_ROWS
-    if usual or x.dtype != torch.float32 or x.device.type != "cpu":
-        return torch.nn.functional.linear(x, self.weight, self.bias)
-    flat = x.reshape(rows, self.in_features)
-    if rows == 1:  # a lone row goes to the slow matrix-vector kernel; as two it takes the fast one
-        flat = flat.repeat(2, 1)
-    # Laid out row-major again: attention's fused kernel takes only a unit stride along the head's features.
-    out = (self.weight @ flat.t()).t()[:rows].contiguous()
-    if self.bias is not None:
-        out = out + self.bias
-    return out.reshape(*x.shape[:-1], self.out_features)
+    weight = self.weight
+    if not getattr(_local, "on", False) or x.dtype != torch.float32 or x.device.type != "cpu" or not x.numel() \
+            or weight.dtype != torch.float32:
+        return torch.nn.functional.linear(x, weight, self.bias)
+    key = (weight.data_ptr(), weight._version)
+    packed = vars(self).get("_packed")
+    if packed is None or packed[0] != key:
+        with torch.no_grad():
+            packed = vars(self)["_packed"] = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None))
+    bias = None if self.bias is None else self.bias.detach()
+    return torch.ops.mkldnn._linear_pointwise(x, packed[1], bias, "none", [], "")

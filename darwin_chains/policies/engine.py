@@ -7,8 +7,8 @@ ends, and the call returns when its last row has left. Rows beyond `max_batch_ro
 cache) wait for a place.
 
 A row carries everything that makes it itself: its cache, its sampling settings, its own random generator and its
-stop conditions. A step's rows share one attention call, and in float32 on CPU its few rows go through the linear
-layers weight-first (`products.py`); batch invariant (`HFPolicy(batch_invariant=True)`), attention runs row by row
+stop conditions. A step's rows share one attention call, and in float32 on CPU the linear layers use weights
+packed once for oneDNN (`products.py`); batch invariant (`HFPolicy(batch_invariant=True)`), attention runs row by row
 in steps of at least `MIN_ROWS` rows with the usual products (`attention.py`), so a seeded search decodes the same
 tokens alone or beside any others.
 
@@ -34,7 +34,7 @@ from ..errors import PolicyError
 from ..protocols import Usage
 from ..modeling.attention import MIN_ROWS, Rows
 from ..modeling.batching import Slab, State, extract, forward_ragged, stack
-from ..modeling.products import few_row_products, use_few_row_products
+from ..modeling.products import available as packing_available, packed_products, use_packed_products
 from ..modeling.threads import release
 from .grammar import mask
 from .sampling import sample
@@ -138,10 +138,11 @@ class Engine:
 
         # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
         self.batch_invariant = batch_invariant
-        # Batched in float32 on CPU, a step's few rows go through the linear layers weight-first (products.py).
-        self._few_row_products = not batch_invariant and model.device.type == "cpu" and model.dtype == torch.float32
-        if self._few_row_products:
-            use_few_row_products(model)
+        # Batched in float32 on CPU, the linear layers use weights packed for oneDNN (products.py).
+        self._packed_products = (not batch_invariant and model.device.type == "cpu" and model.dtype == torch.float32
+                                 and packing_available())
+        if self._packed_products:
+            use_packed_products(model)
         self._waiting: deque[Row] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -205,7 +206,7 @@ class Engine:
     def _loop(self) -> None:
         import torch
 
-        with torch.inference_mode(), few_row_products(self._few_row_products):
+        with torch.inference_mode(), packed_products(self._packed_products):
             while True:
                 with self._wake:
                     if self._closing:

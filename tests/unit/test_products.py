@@ -1,7 +1,11 @@
-"""Weight-first products for a decoding step's few rows (`modeling/products.py`): the same numbers to float rounding,
-only inside the engine's thread, only in its batched mode."""
+"""Packed products for the engine's steps (`modeling/products.py`): the same numbers to float rounding, only inside
+the engine's thread, only in its batched mode, repacked when the weights change."""
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import textwrap
 import threading
 
 import pytest
@@ -9,13 +13,15 @@ import torch
 
 from darwin_chains import HFPolicy, Prompt, Sampling
 from darwin_chains.modeling import products
-from darwin_chains.modeling.products import FEW_ROWS, few_row_products, use_few_row_products
+from darwin_chains.modeling.products import packed_products, use_packed_products
+
+pytestmark = pytest.mark.skipif(not products.available(), reason="this PyTorch build has no oneDNN")
 
 
 def switched(bias: bool = True) -> torch.nn.Module:
     torch.manual_seed(0)
     model = torch.nn.Sequential(torch.nn.Linear(48, 80, bias=bias), torch.nn.Linear(80, 16, bias=False))
-    use_few_row_products(model)
+    use_packed_products(model)
     return model
 
 
@@ -33,38 +39,49 @@ def counted(monkeypatch):
     return calls
 
 
-@pytest.mark.parametrize("shape", [(1, 48), (1, 1, 48), (3, 48), (2, 1, 48), (4, 2, 48), (FEW_ROWS, 48), (48,)])
+def usual_numbers(model: torch.nn.Module, x: torch.Tensor) -> torch.Tensor:
+    return torch.nn.functional.linear(torch.nn.functional.linear(x, model[0].weight, model[0].bias), model[1].weight)
+
+
+@pytest.mark.parametrize("shape", [(1, 48), (1, 1, 48), (3, 48), (2, 1, 48), (4, 2, 48), (6, 48), (40, 48),
+                                   (2, 300, 48), (48,)])
 @pytest.mark.parametrize("bias", [True, False])
-def test_few_rows_go_weight_first_and_give_the_usual_numbers(shape, bias, counted):
+def test_products_inside_the_block_are_packed_and_give_the_usual_numbers(shape, bias, counted):
     model = switched(bias)
     x = torch.randn(*shape)
-    expected = model[1](torch.nn.functional.linear(x, model[0].weight, model[0].bias))
+    expected = usual_numbers(model, x)
     counted.clear()
-    with few_row_products():
+    with torch.inference_mode(), packed_products():  # as in the engine's thread
         got = model(x)
     assert counted == []  # neither layer took the usual product
+    assert all(isinstance(vars(layer).get("_packed"), tuple) for layer in model)
     assert got.shape == expected.shape and got.is_contiguous()  # attention's fused CPU kernel needs it row-major
     torch.testing.assert_close(got, expected, rtol=1e-5, atol=1e-5)
 
 
-def test_many_rows_other_dtypes_and_outside_the_block_take_the_usual_product(counted):
+def test_a_non_contiguous_input_gives_the_usual_numbers():
     model = switched()
-    many = torch.randn(FEW_ROWS + 1, 48)
+    x = torch.randn(48, 5).t()
+    with packed_products():
+        got = model(x)
+    torch.testing.assert_close(got, usual_numbers(model, x), rtol=1e-5, atol=1e-5)
+
+
+def test_other_dtypes_empty_inputs_and_outside_the_block_take_the_usual_product(counted):
+    model = switched()
     counted.clear()
-    with few_row_products():
-        model(many)
+    with packed_products():
         model.to(torch.float64)(torch.randn(2, 48, dtype=torch.float64))
+        model.to(torch.float32)(torch.randn(0, 48))
     assert len(counted) == 4
-    model.to(torch.float32)
     few = torch.randn(2, 48)
     counted.clear()
     out = model(few)  # outside the block: bitwise the usual numbers
     assert len(counted) == 2
-    with few_row_products(on=False):
+    with packed_products(on=False):
         model(few)
     assert len(counted) == 4
-    assert torch.equal(out, torch.nn.functional.linear(torch.nn.functional.linear(few, model[0].weight, model[0].bias),
-                                                        model[1].weight))
+    assert torch.equal(out, usual_numbers(model, few))
 
 
 def test_the_switch_is_per_thread(counted):
@@ -75,7 +92,7 @@ def test_the_switch_is_per_thread(counted):
         model(torch.randn(2, 48))
         seen["usual products"] = len(counted)
 
-    with few_row_products():
+    with packed_products():
         thread = threading.Thread(target=elsewhere)
         thread.start()
         thread.join()
@@ -85,44 +102,92 @@ def test_the_switch_is_per_thread(counted):
 def test_switching_twice_keeps_one_layer_of_switching():
     model = switched()
     forward = model[0].forward
-    use_few_row_products(model)
+    use_packed_products(model)
     assert model[0].forward is forward
 
 
-def test_a_batched_cpu_engine_takes_its_steps_weight_first_and_a_batch_invariant_one_does_not(tiny_llama, monkeypatch):
-    """On a real (tiny) Llama: the batched engine's decoding steps never take the usual product, yet decode the same
-    greedy text as the batch invariant engine's usual ones; and the model, called by its user, is untouched."""
-    taken = {"usual": 0, "weight-first": 0}
-    usual, weight_first = torch.nn.functional.linear, products._forward
+def test_changed_weights_are_packed_again():
+    """A stale packed copy would silently decode with the old weights: an in-place update (as `load_state_dict`
+    makes) and a new weight tensor are both seen."""
+    model, x = switched(), torch.randn(3, 48)
+    with packed_products():
+        model(x)
+        with torch.no_grad():
+            model[0].weight.mul_(2)  # in place
+        torch.testing.assert_close(model(x), usual_numbers(model, x), rtol=1e-5, atol=1e-5)
+        model[1].weight = torch.nn.Parameter(torch.randn(16, 80))  # a new tensor
+        torch.testing.assert_close(model(x), usual_numbers(model, x), rtol=1e-5, atol=1e-5)
+        model.load_state_dict(switched(bias=True).state_dict())
+        torch.testing.assert_close(model(x), usual_numbers(model, x), rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.parametrize("isa", ["AVX2", "DEFAULT"])
+def test_the_numbers_hold_on_each_instruction_set(isa):
+    """oneDNN picks its kernels by the host's instruction set: the AVX2 ones (all an AVX2-only host has) are run
+    here whatever the host, beside the host's own best, in a fresh process as the choice is made once."""
+    script = textwrap.dedent("""
+        import torch
+        from darwin_chains.modeling.products import packed_products, use_packed_products
+        torch.manual_seed(0)
+        layer = torch.nn.Linear(576, 1536)
+        use_packed_products(layer)
+        worst = 0.0
+        for rows in (1, 2, 5, 6, 8, 40, 300):
+            x = torch.randn(rows, 576)
+            with torch.inference_mode(), packed_products():
+                got = layer(x)
+            expected = torch.nn.functional.linear(x, layer.weight, layer.bias)
+            worst = max(worst, ((got - expected).abs() / (expected.abs() + 1e-3)).max().item())
+        print(worst)
+    """)
+    env = {**os.environ, "ONEDNN_MAX_CPU_ISA": isa, "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([sys.executable, "-c", script], env=env, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert float(done.stdout.strip().splitlines()[-1]) < 1e-3
+
+
+def test_a_batched_cpu_engine_takes_its_steps_packed_and_a_batch_invariant_one_does_not(tiny_llama, monkeypatch):
+    """On a real (tiny) Llama: the batched engine's prefill and decoding steps never take the usual product, yet
+    decode the same greedy text as the batch invariant engine's usual ones; and the model, called by its user,
+    is untouched."""
+    taken = {"usual": 0, "packed": 0}
+    usual, packed = torch.nn.functional.linear, products._forward
 
     def count_usual(*args, **kwargs):
         taken["usual"] += 1
         return usual(*args, **kwargs)
 
-    def count_weight_first(self, x):
-        rows = x.numel() // self.in_features
-        if getattr(products._local, "on", False) and rows <= FEW_ROWS:
-            taken["weight-first"] += 1
-        return weight_first(self, x)
+    def count_packed(self, x):
+        if getattr(products._local, "on", False):
+            taken["packed"] += 1
+        return packed(self, x)
 
-    monkeypatch.setattr(products, "_forward", count_weight_first)
+    monkeypatch.setattr(products, "_forward", count_packed)
+    monkeypatch.setattr(torch.nn.functional, "linear", count_usual)
     texts = {}
     for invariant in (True, False):
         policy = HFPolicy.from_pretrained(tiny_llama, device="cpu", batch_invariant=invariant)
-        beams = policy.start([Prompt.of("Name a colour.")], 10)
-        policy.extend(beams, 1, Sampling(temperature=0), seed=0)  # the prompt, encoded
-        monkeypatch.setattr(torch.nn.functional, "linear", count_usual)
         before = dict(taken)
-        policy.extend(beams, 9, Sampling(temperature=0), seed=0)
-        monkeypatch.setattr(torch.nn.functional, "linear", usual)
+        beams = policy.start([Prompt.of("Name a colour.")], 10)
+        policy.extend(beams, 10, Sampling(temperature=0), seed=0)
         steps = {k: taken[k] - before[k] for k in taken}
         switched_layers = "forward" in vars(policy.model.lm_head)
         if invariant:
-            assert not switched_layers and steps["usual"] > 0 and steps["weight-first"] == 0
+            assert not switched_layers and steps["usual"] > 0 and steps["packed"] == 0
         else:
-            assert switched_layers and steps["weight-first"] > 0 and steps["usual"] == 0
+            assert switched_layers and steps["packed"] > 0 and steps["usual"] == 0
             with torch.no_grad():  # the user's own call, on their thread: the usual product, bitwise
                 x = torch.randn(2, policy.model.config.hidden_size)
                 assert torch.equal(policy.model.lm_head(x), usual(x, policy.model.lm_head.weight))
         texts[invariant] = beams[0].response
     assert texts[True] == texts[False] and texts[True]
+
+
+def test_without_onednn_the_engine_keeps_the_usual_products(tiny_llama, monkeypatch):
+    from darwin_chains.policies import engine
+
+    monkeypatch.setattr(engine, "packing_available", lambda: False)
+    policy = HFPolicy.from_pretrained(tiny_llama, device="cpu", batch_invariant=False)
+    beams = policy.start([Prompt.of("Name a colour.")], 4)
+    policy.extend(beams, 4, Sampling(temperature=0), seed=0)
+    assert beams[0].tokens == 4 and "forward" not in vars(policy.model.lm_head)
