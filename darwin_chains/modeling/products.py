@@ -5,9 +5,10 @@ A decoding step multiplies a handful of rows (one a beam) by every weight matrix
 few rows do not split the work well, and one row goes to a matrix-vector kernel. oneDNN's kernel over weights
 reordered once into its blocked layout (`torch.ops.mkldnn._reorder_linear_weight`, as `torch.compile` does for
 frozen models) reads them at full speed for any row count. Over SmolLM2-135M's 211 weight matrices (AMD EPYC,
-2 threads, median of 5): 5 rows 19-22 ms against 38-53, 6 rows 20 against 39-57, 40 rows 59-66 against 82-165,
-300 rows (a prefill) 330 against 478; one or two rows about what the earlier weight-first product `(W @ xᵀ)ᵀ` took
-(18-23 ms against 36-50 usual). oneDNN's AVX2 kernels gain alike (`ONEDNN_MAX_CPU_ISA=AVX2`).
+2 threads): 5 rows 19-26 ms against 38-72, 6 rows 20-25 against 39-84, 40 rows 59-78 against 82-165, 300 rows (a
+prefill) 330 against 478; one or two rows about what the earlier weight-first product `(W @ xᵀ)ᵀ` took (22-33 ms
+against 18-27; usual 36-78). oneDNN's AVX2 kernels gain too (`ONEDNN_MAX_CPU_ISA=AVX2`: 5 rows 28 ms against 37);
+`benchmarks/speed/README.md` has the runs.
 
 The packed copy costs the layers' weights again in memory, is made on a layer's first use, and is made again
 when the weight changes (a new tensor, or an in-place update: PyTorch counts those). The rounding of a row's
