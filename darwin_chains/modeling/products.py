@@ -1,4 +1,4 @@
-"""Linear layers for the engine's steps on CPU, through weights packed once for oneDNN.
+"""Linear layers for the engine's steps on CPU: weights packed once for oneDNN, one or two rows weight-first.
 
 A decoding step multiplies a handful of rows (one a beam) by every weight matrix. In float32 on CPU, PyTorch's
 `x @ Wᵀ` for 1 to 16 rows runs far below the memory bandwidth that reading the weights needs: MKL's kernels for a
@@ -6,9 +6,10 @@ few rows do not split the work well, and one row goes to a matrix-vector kernel.
 reordered once into its blocked layout (`torch.ops.mkldnn._reorder_linear_weight`, as `torch.compile` does for
 frozen models) reads them at full speed for any row count. Over SmolLM2-135M's 211 weight matrices (AMD EPYC,
 2 threads): 5 rows 19-26 ms against 38-72, 6 rows 20-25 against 39-84, 40 rows 59-78 against 82-165, 300 rows (a
-prefill) 330 against 478; one or two rows about what the earlier weight-first product `(W @ xᵀ)ᵀ` took (22-33 ms
-against 18-27; usual 36-78). oneDNN's AVX2 kernels gain too (`ONEDNN_MAX_CPU_ISA=AVX2`: 5 rows 28 ms against 37);
-`benchmarks/speed/README.md` has the runs.
+prefill) 330 against 478. oneDNN's AVX2 kernels gain too (`ONEDNN_MAX_CPU_ISA=AVX2`: 5 rows 28 ms against 37).
+One or two rows go weight-first, `(W @ xᵀ)ᵀ`, which streams the plain weights as fast and skips oneDNN's fixed
+cost: a whole decoding step of one row took 35-36 ms against 40-42 packed, of two rows 32-34 against 46 (a lone
+search's last steps, as its beams end one by one). `benchmarks/speed/README.md` has the runs.
 
 The packed copy costs the layers' weights again in memory, is made on a layer's first use, and is made again
 when the weight changes (a new tensor, or an in-place update: PyTorch counts those). The rounding of a row's
@@ -23,6 +24,7 @@ from contextlib import contextmanager
 from types import MethodType
 from typing import Any, Iterator
 
+WEIGHT_FIRST_ROWS = 2  # up to this many rows the weight-first product beats the packed one
 _local = threading.local()
 
 
@@ -61,6 +63,9 @@ def _forward(self: Any, x: Any) -> Any:
     if not getattr(_local, "on", False) or x.dtype != torch.float32 or x.device.type != "cpu" or not x.numel() \
             or weight.dtype != torch.float32:
         return torch.nn.functional.linear(x, weight, self.bias)
+    rows = x.numel() // self.in_features
+    if rows <= WEIGHT_FIRST_ROWS:
+        return _weight_first(self, x, rows)
     key = (weight.data_ptr(), weight._version)
     packed = vars(self).get("_packed")
     if packed is None or packed[0] != key:
@@ -68,3 +73,14 @@ def _forward(self: Any, x: Any) -> Any:
             packed = vars(self)["_packed"] = (key, torch.ops.mkldnn._reorder_linear_weight(weight.detach(), None))
     bias = None if self.bias is None else self.bias.detach()
     return torch.ops.mkldnn._linear_pointwise(x, packed[1], bias, "none", [], "")
+
+
+def _weight_first(self: Any, x: Any, rows: int) -> Any:
+    flat = x.reshape(rows, self.in_features)
+    if rows == 1:  # a lone row goes to the slow matrix-vector kernel; as two it takes the fast one
+        flat = flat.repeat(2, 1)
+    # Laid out row-major again: attention's fused kernel takes only a unit stride along the head's features.
+    out = (self.weight @ flat.t()).t()[:rows].contiguous()
+    if self.bias is not None:
+        out = out + self.bias
+    return out.reshape(*x.shape[:-1], self.out_features)
