@@ -8,9 +8,9 @@ cache) wait for a place.
 
 A row carries everything that makes it itself: its cache, its sampling settings, its own random generator and its
 stop conditions. A step's rows share one attention call, and in float32 on CPU the linear layers use weights
-packed once for oneDNN (`products.py`); batch invariant (`HFPolicy(batch_invariant=True)`), attention runs row by row
-in steps of at least `MIN_ROWS` rows with the usual products (`attention.py`), so a seeded search decodes the same
-tokens alone or beside any others.
+packed once for oneDNN, one or two rows weight-first (`products.py`); batch invariant
+(`HFPolicy(batch_invariant=True)`), attention runs row by row in steps of at least `MIN_ROWS` rows with the usual
+products (`attention.py`), so a seeded search decodes the same tokens alone or beside any others.
 
 A newcomer's prompt is encoded `PREFILL_CHUNK` tokens at a time, one chunk between two decoding steps, so a long
 prompt neither holds up the rows already decoding nor needs memory that grows with its square. Between chunks and
@@ -138,7 +138,7 @@ class Engine:
 
         # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
         self.batch_invariant = batch_invariant
-        # Batched in float32 on CPU, the linear layers use weights packed for oneDNN (products.py).
+        # Batched in float32 on CPU, the linear layers use weights packed for oneDNN, or weight-first (products.py).
         self._packed_products = (not batch_invariant and model.device.type == "cpu" and model.dtype == torch.float32
                                  and packing_available())
         if self._packed_products:
