@@ -74,32 +74,36 @@ def stack(old: list[KV] | None, old_width: int, keep: list[int], newcomers: list
 def forward_ragged(model: Any, feeds: list[list[int]], caches: list[tuple[KV, ...] | None], pad_id: int = 0,
                    **kwargs: Any) -> tuple[list[tuple[KV, ...]], Any]:
     """One forward pass of each `feeds[i]` on top of its own `caches[i]`: each row's cache after it (covering its
-    cached and fed tokens) and the model's output (a row's fed tokens are its last `len(feeds[i])` positions).
+    cached and fed tokens) and the model's output, whose batch row 0 holds every fed token in feed order.
 
-    Caches are left-padded, feeds right-aligned, positions explicit, and each row attends only its own columns
-    (`attention.py`) in a batch of at least MIN_ROWS tokens, so a row's numbers do not depend on the others."""
+    The feeds lie side by side in one sequence and the caches one after another, with no padding: a pass costs its
+    real tokens, however ragged they are. Positions are explicit, each row attends only its own columns
+    (`attention.py`), and the pass has at least MIN_ROWS tokens, so a row's numbers do not depend on the others."""
     import torch
     from transformers import DynamicCache
 
     from .attention import MIN_ROWS, Rows
 
     device = model.device
-    starts = [0 if c is None else c[0][0].shape[1] for c in caches]
-    past, width = max(starts), max(map(len, feeds))
-    fillers = max(0, -(-MIN_ROWS // width) - len(feeds))  # the matmuls need MIN_ROWS tokens, not rows
-    input_ids = torch.full((len(feeds) + fillers, width), pad_id, dtype=torch.long, device=device)
-    positions = torch.zeros_like(input_ids)
-    keys = []
-    for r, (ids, start) in enumerate(zip(feeds, starts)):
-        input_ids[r, width - len(ids) :] = torch.tensor(ids, device=device)
-        positions[r, width - len(ids) :] = torch.arange(start, start + len(ids), device=device)
-        keys.append(torch.cat([torch.arange(past - start, past), torch.arange(past + width - len(ids),
-                                                                              past + width)]).to(device))
-    cache = DynamicCache(ddp_cache_data=stack(None, 0, [], caches, past, fillers)) if past else DynamicCache()
-    out = model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True,
-                rows=Rows(keys + [(0, 0)] * fillers, [len(f) for f in feeds] + [0] * fillers), **kwargs)
-    layers = [(layer.keys, layer.values) for layer in cache.layers]
-    return [tuple((k[r].index_select(1, keys[r]), v[r].index_select(1, keys[r])) for k, v in layers)
+    pasts = [0 if c is None else c[0][0].shape[1] for c in caches]
+    fed = sum(map(len, feeds))
+    fillers = max(0, MIN_ROWS - fed)  # the matmuls need MIN_ROWS tokens: padding tokens that attend nothing
+    ids = [t for feed in feeds for t in feed] + [pad_id] * fillers
+    positions = [p for feed, past in zip(feeds, pasts) for p in range(past, past + len(feed))] + [0] * fillers
+    keys, column, end = [], 0, sum(pasts)
+    for feed, past in zip(feeds, pasts):
+        keys.append(torch.cat([torch.arange(column, column + past), torch.arange(end, end + len(feed))]).to(device))
+        column, end = column + past, end + len(feed)
+    cached = [c for c, past in zip(caches, pasts) if past]
+    layers = [tuple(torch.cat([c[layer][i] for c in cached], 1)[None] for i in (0, 1))
+              for layer in range(len(cached[0]))] if cached else None
+    cache = DynamicCache(ddp_cache_data=layers) if layers else DynamicCache()
+    out = model(input_ids=torch.tensor([ids], device=device), position_ids=torch.tensor([positions], device=device),
+                cache=cache, use_cache=True, rows=Rows(keys + [(0, 0)] * bool(fillers),
+                                                        [len(f) for f in feeds] + [fillers] * bool(fillers),
+                                                        packed=True), **kwargs)
+    layers = [(layer.keys[0], layer.values[0]) for layer in cache.layers]
+    return [tuple((k.index_select(1, keys[r]), v.index_select(1, keys[r])) for k, v in layers)
             for r in range(len(feeds))], out
 
 

@@ -1,4 +1,4 @@
-"""Linear layers for the engine's steps on CPU: weights packed once for oneDNN, one or two rows weight-first.
+"""Linear layers on CPU in float32: weights packed once for oneDNN, one or two rows weight-first.
 
 A decoding step multiplies a handful of rows (one a beam) by every weight matrix. In float32 on CPU, PyTorch's
 `x @ Wᵀ` for 1 to 16 rows runs far below the memory bandwidth that reading the weights needs: MKL's kernels for a
@@ -11,11 +11,15 @@ One or two rows go weight-first, `(W @ xᵀ)ᵀ`, which streams the plain weight
 cost: a whole decoding step of one row took 35-36 ms against 40-42 packed, of two rows 32-34 against 46 (a lone
 search's last steps, as its beams end one by one). `benchmarks/speed/README.md` has the runs.
 
+Past the weight-first rows, the packed product gives a row the same numbers however many rows share it: each
+output is reduced over the inputs in one order, whatever the rows (checked from `attention.MIN_ROWS` rows up over
+SmolLM2's shapes, with AVX2 and AVX-512 kernels, on one and two threads: `tests/unit/test_products.py`). So
+batch invariant callers use it too, padding every product to MIN_ROWS rows as they did for MKL's kernels: the
+engine's batch invariant mode and the reward's encoder.
+
 The packed copy costs the layers' weights again in memory, is made on a layer's first use, and is made again
-when the weight changes (a new tensor, or an in-place update: PyTorch counts those). The rounding of a row's
-numbers may depend on how many rows share the product, so this is for the engine's batched mode only
-(`packed_products`, thread-local: a user's own `generate` on the same model is untouched); batch invariant, the
-engine keeps the usual products, padded to `attention.MIN_ROWS`.
+when the weight changes (a new tensor, or an in-place update: PyTorch counts those). It is used only inside
+`packed_products`, on that thread: a user's own `generate` on the same model is untouched.
 """
 from __future__ import annotations
 

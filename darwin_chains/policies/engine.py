@@ -7,10 +7,11 @@ ends, and the call returns when its last row has left. Rows beyond `max_batch_ro
 cache) wait for a place.
 
 A row carries everything that makes it itself: its cache, its sampling settings, its own random generator and its
-stop conditions. A step's rows share one attention call, and in float32 on CPU the linear layers use weights
-packed once for oneDNN, one or two rows weight-first (`products.py`); batch invariant
-(`HFPolicy(batch_invariant=True)`), attention runs row by row in steps of at least `MIN_ROWS` rows with the usual
-products (`attention.py`), so a seeded search decodes the same tokens alone or beside any others.
+stop conditions. A step's rows share one attention call; batch invariant (`HFPolicy(batch_invariant=True)`),
+attention runs row by row in steps of at least `MIN_ROWS` rows (`attention.py`), so a seeded search decodes the
+same tokens alone or beside any others. In float32 on CPU the linear layers use weights packed once for oneDNN,
+whose numbers for a row do not depend on how many share the product; a step of one or two rows (batched mode
+only) goes weight-first (`products.py`).
 
 A newcomer's prompt is encoded `PREFILL_CHUNK` tokens at a time, one chunk between two decoding steps, so a long
 prompt neither holds up the rows already decoding nor needs memory that grows with its square. Between chunks and
@@ -138,20 +139,24 @@ class Engine:
 
         # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
         self.batch_invariant = batch_invariant
-        # Batched in float32 on CPU, the linear layers use weights packed for oneDNN, or weight-first (products.py).
-        self._packed_products = (not batch_invariant and model.device.type == "cpu" and model.dtype == torch.float32
-                                 and packing_available())
+        # In float32 on CPU, the linear layers use weights packed for oneDNN, or weight-first (products.py).
+        self._packed_products = model.device.type == "cpu" and model.dtype == torch.float32 and packing_available()
         if self._packed_products:
             use_packed_products(model)
         self._waiting: deque[Row] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
-        self._rows: list[Row] = []  # the running batch, in cache order
+        self._slots: list[Row | None] = []  # the running batch, in cache order; None: an empty slot (a filler)
         self._prefilling: list[Row] = []  # admitted, their prompts being encoded a chunk at a time
-        self._slab: Slab | None = None  # the batch's cache: per layer [rows + fillers, kv heads, columns, head dim]
+        self._slab: Slab | None = None  # the batch's cache: per layer [slots, kv heads, columns, head dim]
         self._limit = max_batch_rows  # lowered after an out-of-memory error
         self._closing = False
         _ENGINES.add(self)
+
+    @property
+    def _rows(self) -> list[Row]:
+        """The rows decoding now, in cache order."""
+        return [r for r in self._slots if r is not None]
 
     # -- the callers' side ---------------------------------------------------------------------------------------
 
@@ -257,35 +262,52 @@ class Engine:
         return joining
 
     def _regroup(self, joining: list[Row]) -> None:
-        """The batch for the next step: leavers out (each keeps its own cache), newcomers in."""
-        before, staying, leaving, now = self._rows, [], [], time.monotonic()
-        for r in before:
-            (leaving if r.steps <= 0 or r.state.finished or r.job.over(now) else staying).append(r)
-        slab = self._slab
+        """The batch for the next step: leavers out (each keeps its own cache), newcomers in.
+
+        A leaver's slot is left empty and a newcomer takes an empty slot in place, so only their own caches are
+        copied. The whole batch is copied into a new cache only when it must: newcomers that do not fit (no slot,
+        or a cache wider than the batch's), no room left for the next column, or more empty slots than a quarter
+        of the rows, whose steps would cost more than the copy."""
+        slots, slab, now = self._slots, self._slab, time.monotonic()
+        leaving = [i for i, r in enumerate(slots)
+                   if r is not None and (r.steps <= 0 or r.state.finished or r.job.over(now))]
         if not joining and not leaving and slab is not None and slab.room:
             return
-        everyone = not staying and not joining  # the batch ends: its rows may keep views of it, as nothing else
-        for i, r in enumerate(before):                  # writes it again (no copy, and the next batch copies once)
-            if r in leaving and not r.state.finished and slab is not None:
+        live = len(self._rows) - len(leaving) + len(joining)
+        for i in leaving:
+            r = slots[i]
+            if not r.state.finished and slab is not None:
                 if r.job.over(now):  # nobody continues it: drop the cache rather than copy it (a later call
                     r.state.cache, r.state.cached = None, 0  # would encode the beam again)
-                else:
-                    r.state.cache = extract(slab.layers, i, slab.width - r.state.cached, slab.width, copy=not everyone)
-        for r in leaving:
+                else:  # the batch ends: its rows may keep views of it, as nothing else writes it again
+                    r.state.cache = extract(slab.layers, i, slab.width - r.state.cached, slab.width, copy=bool(live))
+            slots[i] = None
             self._leave(r)
-        self._rows = rows = staying + joining
-        if not rows:
-            self._slab = None
+        if not live:
+            self._slots, self._slab = [], None
             return
-        keep = [i for i, r in enumerate(before) if r in staying]
-        width = max(r.state.cached for r in rows)
-        caches = [None if r.state.cache is None else list(r.state.cache) for r in joining]
-        for r in joining:  # a row's cache moves into the batch, layer by layer, and is copied out when it leaves
-            r.state.cache = None
-        layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep, caches, width,
-                       self._fillers(len(rows)), SPARE_COLUMNS, release=True)
-        self._slab = Slab(layers, width) if layers is not None else None
-        self.peak_rows = max(self.peak_rows, len(self._rows))
+        empty = [i for i, r in enumerate(slots) if r is None]
+        if (slab is not None and slab.room and len(joining) <= len(empty) <= len(joining) + live // 4
+                and all(r.state.cached <= slab.width for r in joining)):
+            for r, i in zip(joining, empty):  # left-padded like the rest: its columns end at the batch's last
+                n = r.state.cached
+                for (keys, values), (k, v) in zip(slab.layers, r.state.cache or ()):
+                    keys[i, :, slab.width - n : slab.width], values[i, :, slab.width - n : slab.width] = k, v
+                r.state.cache = None
+                slots[i] = r
+        else:
+            keep = [i for i, r in enumerate(slots) if r is not None]
+            rows = [slots[i] for i in keep] + joining
+            width = max(r.state.cached for r in rows)
+            caches = [None if r.state.cache is None else list(r.state.cache) for r in joining]
+            for r in joining:  # a row's cache moves into the batch, layer by layer, and is copied out when it leaves
+                r.state.cache = None
+            fillers = self._fillers(len(rows))
+            layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep, caches, width, fillers,
+                           SPARE_COLUMNS, release=True)
+            self._slots = rows + [None] * fillers
+            self._slab = Slab(layers, width) if layers is not None else None
+        self.peak_rows = max(self.peak_rows, live)
 
     def _prefill(self) -> list[Row]:
         """Encode the next chunk of what each newcomer has not encoded yet (a prompt, an adopted response), all but
@@ -350,20 +372,24 @@ class Engine:
         from transformers import DynamicCache
 
         device = self.model.device
-        rows, fillers = self._rows, self._fillers(len(self._rows))
-        slab = self._slab
+        slots, slab = self._slots, self._slab
+        rows = [r for r in slots if r is not None]
         width = slab.width if slab is not None else 0
-        input_ids = torch.tensor([[r.state.ids[-1]] for r in rows] + [[self.pad_id]] * fillers, device=device)
-        positions = torch.tensor([[r.state.cached] for r in rows] + [[0]] * fillers, device=device)
-        spans = [(width - r.state.cached, width + 1) for r in rows] + [(0, 0)] * fillers
+        # An empty slot decodes a padding token: batched, over its own new column; batch invariant, over nothing.
+        empty = (width, width + 1) if not self.batch_invariant else (0, 0)
+        input_ids = torch.tensor([[r.state.ids[-1] if r else self.pad_id] for r in slots], device=device)
+        positions = torch.tensor([[r.state.cached if r else 0] for r in slots], device=device)
+        spans = [(width - r.state.cached, width + 1) if r else empty for r in slots]
         cache = slab.cache() if slab is not None else DynamicCache()
         out = self.model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1,
-                         rows=Rows(spans, [1] * len(rows) + [0] * fillers, batched=not self.batch_invariant))
+                         rows=Rows(spans, [int(r is not None) for r in slots], batched=not self.batch_invariant))
         if slab is not None:
             slab.width += 1
         else:  # nothing was cached yet (one-token prompts): the next regroup makes room
             self._slab = Slab([(layer.keys, layer.values) for layer in cache.layers], 1)
         logits = out.logits[:, -1, :]
+        if len(rows) < len(slots):
+            logits = logits[[i for i, r in enumerate(slots) if r is not None]]
         constrained = [(i, r.state.constraint, len(r.state.response_ids)) for i, r in enumerate(rows)
                        if r.state.constraint is not None]
         if constrained:  # structured output: only what the row's grammar allows next
@@ -406,20 +432,21 @@ class Engine:
         """Out of GPU memory: half the rows go back to wait (each with its own cache) and the limit halves."""
         import torch
 
-        total = len(self._rows) + len(outside)
-        keep = min(len(self._rows), max(1, total // 2))
-        back = self._rows[keep:]
+        live = [(i, r) for i, r in enumerate(self._slots) if r is not None]
+        total = len(live) + len(outside)
+        keep = min(len(live), max(1, total // 2))
         slab = self._slab
-        for i, r in enumerate(back, start=keep):
+        for i, r in live[keep:]:
             r.state.cache = extract(slab.layers, i, slab.width - r.state.cached, slab.width)
         self._limit = max(1, total // 2)
         log.warning("%s ran out of GPU memory at %d rows; decoding at most %d rows at once from now on", self.name,
                     total, self._limit)
         with self._wake:
-            self._waiting.extendleft(reversed(back + outside))
-        self._rows = self._rows[:keep]
-        layers = stack(slab.layers, slab.width, list(range(keep)), [], slab.width, self._fillers(keep),
+            self._waiting.extendleft(reversed([r for _, r in live[keep:]] + outside))
+        fillers = self._fillers(keep)
+        layers = stack(slab.layers, slab.width, [i for i, _ in live[:keep]], [], slab.width, fillers,
                        SPARE_COLUMNS) if keep else None
+        self._slots = [r for _, r in live[:keep]] + [None] * fillers if keep else []
         self._slab = Slab(layers, slab.width) if layers is not None else None
         if torch.cuda.is_available():
             torch.cuda.empty_cache()
@@ -433,7 +460,7 @@ class Engine:
                 row.job.future.set_exception(exc)
         for row in self._rows:  # their caches were in the batch: a later call encodes them again
             row.state.cache, row.state.cached = None, 0
-        self._rows, self._slab = [], None
+        self._slots, self._slab = [], None
 
 
 def _by_sampling(rows: list[Row]) -> dict[Sampling, list[int]]:

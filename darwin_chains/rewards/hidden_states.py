@@ -8,7 +8,8 @@ gives the means of every prefix too (`encode(..., cuts=(40, 80))`), which is how
 
 Scoring (`means`) reads a response only from where it last read it (`blocks.py`): every forward pass there is a
 block of fixed boundaries on top of the cache of what comes before it, in batches of at least `MIN_ROWS` tokens with
-row attention (`modeling/attention.py`). Each computation's inputs are then a function of the text alone, so a
+row attention (`modeling/attention.py`) and, in fp32 on CPU, products over weights packed for oneDNN, which give a
+token the same numbers however many share them (`modeling/products.py`). Each computation's inputs are then a function of the text alone, so a
 text's features are bitwise the same whether read from scratch or from cache, alone or beside other searches' rows.
 That holds in fp32, the encoder's default dtype (`devices.feature_dtype`); in bf16 it is approximate (see there).
 """
@@ -27,6 +28,7 @@ from ..devices import feature_dtype
 from ..loading import LOCK, load_once, quiet_transformers
 from ..modeling.attention import use_row_attention
 from ..modeling.batching import forward_ragged
+from ..modeling.products import available as packing_available, packed_products, use_packed_products
 from ..modeling.threads import borrowed_threads
 from .blocks import Block, BlockCache
 from .coalesce import Coalescer
@@ -84,6 +86,10 @@ class ResponseEncoder:
                 self.model = AutoModel.from_pretrained(path, num_hidden_layers=layer, dtype=self.dtype).eval()
         self.model.norm = torch.nn.Identity()  # the features are the residual stream itself, not its final norm
         use_row_attention(self.model)  # calls without `rows` (encode, instruction) still go to SDPA as before
+        # float32 on CPU: weights packed for oneDNN, the same numbers for a row however many share a pass (products.py)
+        self._packed = self.dtype == torch.float32 and packing_available()
+        if self._packed:
+            use_packed_products(self.model)
         self.dim = self.model.config.hidden_size
         self._lock = threading.Lock()  # one call at a time: torch already uses every core, and the tokenizer is shared
         self.block_tokens, self.max_rows = block_tokens, max_rows  # rows of one forward pass in `means`
@@ -176,7 +182,7 @@ class ResponseEncoder:
     def _read_all(self, items: list[tuple[str, str, tuple[int, ...]]]) -> list[np.ndarray]:
         """One pass for every queued item: prompts not cached, then one round per block still to read."""
         torch = self.torch
-        with self._lock, torch.inference_mode():
+        with self._lock, torch.inference_mode(), packed_products(self._packed):
             reads: dict[tuple[str, tuple[int, ...]], _Read] = {}
             wanted = []
             for instruction, response, limits in items:
@@ -247,9 +253,9 @@ class ResponseEncoder:
         """Each feed on top of its own cache (`batching.forward_ragged`): each row's cache after it and the hidden
         states of its fed tokens."""
         caches, out = forward_ragged(self.model, feeds, caches)
-        self.tokens_encoded += sum(map(len, feeds))
-        width = out.last_hidden_state.shape[1]
-        return caches, [out.last_hidden_state[r, width - len(ids) :] for r, ids in enumerate(feeds)]
+        lengths = [len(ids) for ids in feeds]
+        self.tokens_encoded += sum(lengths)
+        return caches, list(out.last_hidden_state[0, : sum(lengths)].split(lengths))
 
 
 def shared_encoder(path: str | None = None, max_response_tokens: int = 256, dtype: Any = None) -> ResponseEncoder:

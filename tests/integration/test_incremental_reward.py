@@ -112,6 +112,18 @@ def test_a_period_of_five_beams_reads_five_times_m_tokens_at_any_length(fp32_enc
     assert spent[0] > 5 * 40  # the first period reads the prompt too
 
 
+def test_in_fp32_on_cpu_its_passes_take_packed_weights_and_in_bf16_the_usual_ones(encoder, ids):
+    """The bitwise claims above then hold over oneDNN's packed products (`modeling/products.py`) in fp32."""
+    from darwin_chains.modeling import products
+
+    encoder.blocks.clear()
+    encoder.means([(EMAIL, prefix(encoder, ids, 83))])
+    packed = [isinstance(vars(m).get("_packed"), tuple) for m in encoder.model.modules()
+              if isinstance(m, encoder.torch.nn.Linear)]
+    expected = encoder.dtype == encoder.torch.float32 and products.available()
+    assert packed and all(p == expected for p in packed)
+
+
 def test_cut_means_equal_the_cut_responses_features(encoder, ids):
     text = prefix(encoder, ids, 100)
     encoder.blocks.clear()

@@ -123,6 +123,62 @@ def test_a_short_call_leaves_the_batch_without_waiting_for_a_long_one(fresh_poli
         policy.engine.eos_ids = eos
 
 
+@pytest.mark.cpu_kernels
+def test_a_newcomer_takes_a_leavers_slot_in_place_and_decodes_as_alone(fresh_policy):
+    """A call that leaves a running batch leaves its slots empty; the next call takes them, its cache copied into
+    them, and the batch's own cache is not copied again. Batch invariant, every row still decodes what it does
+    alone."""
+    sampling = Sampling(temperature=1.0, top_p=1.0)
+
+    def decode(policy, question, rows, steps, seed, then=None):
+        beams = policy.start([Prompt.of(question)] * rows, steps)
+        future = policy.engine.submit([b.state for b in beams], steps, sampling, seed)
+        if then is not None:
+            future.add_done_callback(lambda _: then())
+        return beams, future
+
+    alone = fresh_policy()
+    alone.engine.eos_ids = frozenset()  # every row lives out its whole call
+    expected = {}
+    for name, (question, rows, steps, seed) in {"long": (QUESTIONS[1], 8, 60, 0), "short": (QUESTIONS[0], 2, 3, 1),
+                                                "late": (QUESTIONS[2], 2, 10, 2)}.items():
+        beams, future = decode(alone, question, rows, steps, seed)
+        future.result(timeout=60)
+        expected[name] = [b.response for b in beams], [b.state.cache for b in beams]
+
+    policy = fresh_policy()
+    engine = policy.engine
+    engine.eos_ids = frozenset()
+    caches, regroup = [], engine._regroup
+
+    def watched(joining):  # the batch's cache and its slots after every regroup
+        regroup(joining)
+        caches.append((engine._slab.layers[0][0] if engine._slab else None, [r is not None for r in engine._slots]))
+
+    engine._regroup = watched
+    late = []
+    held = engine.model = HeldAtDecoding(policy.model)
+    long_beams, long_call = decode(policy, QUESTIONS[1], 8, 60, 0)
+    assert held.decoding.wait(60)
+    short_beams, short_call = decode(policy, QUESTIONS[0], 2, 3, 1,
+                                     then=lambda: late.append(decode(policy, QUESTIONS[2], 2, 10, 2)))
+    held.released.set()
+    short_call.result(timeout=60)
+    long_call.result(timeout=120)
+    late_beams, late_call = late[0]
+    late_call.result(timeout=60)
+
+    with_short = next(i for i, (_, slots) in enumerate(caches) if len(slots) == 10 and all(slots))
+    emptied = next(i for i, (_, slots) in enumerate(caches) if i > with_short and slots.count(False) == 2)
+    refilled = next(i for i, (_, slots) in enumerate(caches) if i > emptied and all(slots))
+    assert caches[emptied][0] is caches[with_short][0] and caches[refilled][0] is caches[emptied][0]  # no copy
+    for name, beams in {"long": long_beams, "short": short_beams, "late": late_beams}.items():
+        responses, caches = expected[name]
+        assert [b.response for b in beams] == responses
+        for beam, cache in zip(beams, caches):  # every key and value each row holds, bitwise
+            assert all(torch.equal(k, k0) and torch.equal(v, v0) for (k, v), (k0, v0) in zip(beam.state.cache, cache))
+
+
 class OutOfMemoryAbove:
     """The model, failing as CUDA does when a batch is too big (no GPU here, so the error is raised on purpose)."""
 
@@ -395,6 +451,26 @@ def test_batched_attention_matches_row_attention_on_every_row():
                                rows=Rows(spans, [1] * batch, batched=True))
     assert batched.shape == looped.shape == (batch, 1, heads, dim)
     torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
+
+
+def test_batched_attention_reads_runs_of_short_rows_apart_and_computes_the_same():
+    """Rows left-padded to a long one: a run of short rows gets a call over its own columns only, and every row
+    still gets what the row-by-row loop computes."""
+    from darwin_chains.modeling.attention import Rows, row_attention
+
+    torch.manual_seed(0)
+    heads, kv_heads, width, dim = 6, 2, 600, 8
+    lengths = [40, 35, 50, 42, 600, 580, 590, 300, 310, 45]  # three searches' beams, one a straggler apart
+    query = torch.randn(len(lengths), heads, 1, dim)
+    key, value = torch.randn(len(lengths), kv_heads, width, dim), torch.randn(len(lengths), kv_heads, width, dim)
+    spans = [(width - n, width) for n in lengths]
+    rows = Rows(spans, [1] * len(lengths), batched=True)
+    assert [(first, last) for first, last, _ in rows.runs] == [(0, 4), (4, 7), (7, 9), (9, 10)]
+    assert all(start == min(s for s, _ in spans[first:last]) for first, last, start in rows.runs)
+    looped, _ = row_attention(None, query, key, value, None, scaling=dim ** -0.5, rows=Rows(spans, [1] * len(lengths)))
+    batched, _ = row_attention(None, query, key, value, None, scaling=dim ** -0.5, rows=rows)
+    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
+    assert Rows(spans[:4], [1] * 4, batched=True).runs == [(0, 4, width - 50)]  # alike rows: one call
 
 
 def test_batch_invariance_is_a_switch_off_by_default(tiny_llama, monkeypatch):
