@@ -49,6 +49,9 @@ SPARE_COLUMNS = 64  # room the batch's cache is made with, so steps write in pla
 # MB at 8k. A newcomer's chunks start at fixed offsets of its own, whoever shares the pass, so its numbers do not
 # depend on the others.
 PREFILL_CHUNK = 256
+# Prompt tokens that rows of one call must save by encoding a start they share once (`Engine._alike`): a pass of
+# its own costs, on top of its tokens, reading every weight once, about what 30 to 60 tokens cost a CPU.
+SHARED_TOKENS = 64
 
 
 @dataclass(eq=False)
@@ -320,28 +323,36 @@ class Engine:
                 self._leave(r)
             else:
                 (pending if len(r.state.ids) - r.state.cached > 1 else ready).append(r)
-        encoding, feeds = [], []
-        for r in pending:  # whole chunks while they fit in one chunk's worth; a long prompt's chunk goes alone
-            s = r.state
-            feed = s.ids[s.cached : min(s.cached + PREFILL_CHUNK, len(s.ids) - 1)]
-            if encoding and (r.buffer is not None or sum(map(len, feeds)) + len(feed) > PREFILL_CHUNK):
+        # Rows that go on alike share one feed (`_alike`); the others feed their own next chunk.
+        units = self._alike(pending)
+        grouped = {id(r) for rows, _ in units for r in rows}
+        units += [([r], r.state.ids[r.state.cached : min(r.state.cached + PREFILL_CHUNK, len(r.state.ids) - 1)])
+                  for r in pending if id(r) not in grouped]
+        order = {id(r): i for i, r in enumerate(pending)}
+        units.sort(key=lambda unit: order[id(unit[0][0])])
+        chosen, fed = [], 0
+        for rows, feed in units:  # whole chunks while they fit in one chunk's worth; a long prompt's chunk goes alone
+            if chosen and (rows[0].buffer is not None or fed + len(feed) > PREFILL_CHUNK):
                 break
-            encoding.append(r)
-            feeds.append(feed)
-            if r.buffer is not None:
+            chosen.append((rows, feed))
+            fed += len(feed)
+            if rows[0].buffer is not None:
                 break
-        if encoding and encoding[0].buffer is not None:
-            self._encode_in_place(encoding[0], feeds[0])
-        elif encoding:
-            states = [r.state for r in encoding]
-            caches, _ = forward_ragged(self.model, feeds, [s.cache if s.cached else None for s in states],
-                                       self.pad_id, logits_to_keep=1)
-            for r, feed, cache in zip(encoding, feeds, caches):
-                r.state.cache, r.state.cached = cache, r.state.cached + len(feed)
-                if (left := len(r.state.ids) - 1 - r.state.cached) > 0:  # more chunks: room for all of them
-                    r.buffer = Slab(stack(None, 0, [], [list(cache)], r.state.cached, spare=left, release=True),
-                                    r.state.cached)
-                    r.state.cache = _row_view(r.buffer)
+        encoding = [r for rows, _ in chosen for r in rows]
+        if chosen and chosen[0][0][0].buffer is not None:
+            self._encode_in_place(chosen[0][0][0], chosen[0][1])
+        elif chosen:
+            states = [rows[0].state for rows, _ in chosen]
+            caches, _ = forward_ragged(self.model, [feed for _, feed in chosen],
+                                       [s.cache if s.cached else None for s in states], self.pad_id, logits_to_keep=1)
+            for (rows, feed), cache in zip(chosen, caches):
+                for r in rows:  # one cache for a unit's rows: nothing writes it, each row copies it when it joins
+                    r.state.cache, r.state.cached = cache, r.state.cached + len(feed)
+                row = rows[0]
+                if len(rows) == 1 and (left := len(row.state.ids) - 1 - row.state.cached) > 0:  # more chunks: room
+                    row.buffer = Slab(stack(None, 0, [], [list(cache)], row.state.cached, spare=left, release=True),
+                                      row.state.cached)  # for all of them
+                    row.state.cache = _row_view(row.buffer)
         for r in encoding:
             if len(r.state.ids) - r.state.cached == 1:
                 r.buffer = None  # its cache (a view of the buffer until now) is copied into the batch on joining
@@ -352,6 +363,39 @@ class Engine:
         waiting = {r.job for r in self._prefilling}
         self._prefilling += [r for r in ready if r.job in waiting]
         return [r for r in ready if r.job not in waiting]
+
+    @staticmethod
+    def _alike(pending: list[Row]) -> list[tuple[list[Row], list[int]]]:
+        """Rows of one call that go on with the same tokens from the same cache (a search's variants of one
+        instruction, Best-of-N's copies of one prompt), grouped, and the tokens of the chunk ahead they share: encoded
+        once for all of them where that saves SHARED_TOKENS. Only a call's own rows are grouped, so where a row's
+        chunks start never depends on other calls."""
+        alike: dict[tuple, list[Row]] = {}
+        for r in pending:
+            if r.buffer is None:
+                key = (r.job, id(r.state.cache) if r.state.cached else None, r.state.cached)
+                alike.setdefault(key, []).append(r)
+        units = []
+
+        def keep(group: list[Row], length: int) -> None:
+            if (len(group) - 1) * length >= SHARED_TOKENS:
+                start = group[0].state.cached
+                units.append((group, group[0].state.ids[start : start + length]))
+
+        for (_, _, start), rows in alike.items():
+            rows.sort(key=lambda r: r.state.ids[start:])  # rows that start alike end up side by side
+            group, length = [], 0
+            for r in rows:
+                own = min(len(r.state.ids) - 1 - start, PREFILL_CHUNK)
+                common = min(length, own, _common_length(group[-1].state.ids, r.state.ids, start)) if group else 0
+                if group and common * 2 >= length > 0:  # one more row, for at most half the shared length
+                    group.append(r)
+                    length = common
+                else:
+                    keep(group, length)
+                    group, length = [r], own
+            keep(group, length)
+        return units
 
     def _encode_in_place(self, row: Row, feed: list[int]) -> None:
         """The next chunk of a long prompt, written into the row's own buffer: the cache is never copied, so a
@@ -461,6 +505,16 @@ class Engine:
         for row in self._rows:  # their caches were in the batch: a later call encodes them again
             row.state.cache, row.state.cached = None, 0
         self._slots, self._slab = [], None
+
+
+def _common_length(a: list[int], b: list[int], start: int) -> int:
+    """How many tokens from `start` on the two lists have in common."""
+    n = start
+    for x, y in zip(a[start:], b[start:]):
+        if x != y:
+            break
+        n += 1
+    return n - start
 
 
 def _by_sampling(rows: list[Row]) -> dict[Sampling, list[int]]:

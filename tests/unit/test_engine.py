@@ -393,6 +393,69 @@ def test_a_calls_rows_join_the_batch_together_once_all_are_encoded(fresh_policy,
     assert steps == [3, 3, 3] and held.passes.index("step") > len(held.passes) - 4  # after every chunk
 
 
+def fed_by_prefill(monkeypatch) -> list[list[int]]:
+    """Every feed the engine's prefill passes encode, pass by pass."""
+    import darwin_chains.policies.engine as engine_module
+
+    passes, encode = [], engine_module.forward_ragged
+
+    def counted(model, feeds, caches, *args, **kwargs):
+        passes.append([len(f) for f in feeds])
+        return encode(model, feeds, caches, *args, **kwargs)
+
+    monkeypatch.setattr(engine_module, "forward_ragged", counted)
+    return passes
+
+
+@pytest.mark.cpu_kernels
+def test_copies_of_one_prompt_in_a_call_are_encoded_once_and_decode_as_if_alone(fresh_policy, monkeypatch):
+    """Best-of-N's rows: one prompt, encoded once for all five, and each row's cache is bitwise what it would
+    have encoded alone. Another call's copy of it is encoded again: calls never share."""
+    policy = fresh_policy()
+    alone = policy.start([Prompt.of(LONG)], 4)[0]
+    policy.engine.submit([alone.state], 4, GREEDY, 0).result(timeout=60)
+    running = policy.start([Prompt.of("Hi")], 2)[0]
+    held = policy.engine.model = HeldAtDecoding(policy.model)  # both calls arrive while a step is held
+    policy.engine.submit([running.state], 2, GREEDY, 0)
+    assert held.decoding.wait(60)
+    passes = fed_by_prefill(monkeypatch)
+    beams = policy.start([Prompt.of(LONG)] * 5, 4)
+    future = policy.engine.submit([b.state for b in beams], 4, GREEDY, 0)
+    other = policy.start([Prompt.of(LONG)], 4)[0]
+    other_future = policy.engine.submit([other.state], 4, GREEDY, 0)
+    held.released.set()
+    future.result(timeout=60), other_future.result(timeout=60)
+    prompt = len(alone.state.prompt_ids) - 1  # the last prompt token is fed by the first decoding step
+    assert sorted(n for feeds in passes for n in feeds) == [prompt, prompt]  # the five rows once, the other once
+    for beam in beams + [other]:
+        assert beam.response == alone.response
+        assert all(torch.equal(k, k0) and torch.equal(v, v0) for (k, v), (k0, v0) in zip(beam.state.cache,
+                                                                                         alone.state.cache))
+
+
+def test_variants_that_share_a_start_encode_it_once_and_their_own_ends_apart(fresh_policy, monkeypatch):
+    """A search's variants of one instruction: the start they share is encoded once, then each its own end, to
+    float rounding what each encodes alone. A variant that starts otherwise is encoded whole, apart."""
+    policy = fresh_policy()
+    prompts = [Prompt.of(LONG + " Answer step by step."), Prompt.of(LONG + " Be concise."),
+               Prompt.of(LONG + " Include an example."), Prompt.of("Please answer helpfully. " + LONG)]
+    alone = []
+    for prompt in prompts:
+        beam = policy.start([prompt], 3)[0]
+        policy.engine.submit([beam.state], 3, GREEDY, 0).result(timeout=60)
+        alone.append(beam)
+    passes = fed_by_prefill(monkeypatch)
+    beams = policy.start(prompts, 3)
+    policy.engine.submit([b.state for b in beams], 3, GREEDY, 0).result(timeout=60)
+    lengths = [len(b.state.prompt_ids) - 1 for b in beams]
+    shared = next(n for feeds in passes for n in feeds if n not in lengths)
+    assert shared >= 64 and sum(map(sum, passes)) == shared + sum(n - shared for n in lengths[:3]) + lengths[3]
+    for beam, single in zip(beams, alone):
+        for (k, v), (k0, v0) in zip(beam.state.cache, single.state.cache):
+            torch.testing.assert_close(k, k0, rtol=1e-4, atol=1e-5)
+            torch.testing.assert_close(v, v0, rtol=1e-4, atol=1e-5)
+
+
 def test_a_long_prompts_chunks_write_one_buffer_in_place(fresh_policy, monkeypatch):
     """After its first chunk a long prompt's cache is one buffer made for the whole prompt: no chunk copies it."""
     import darwin_chains.policies.engine as engine_module
