@@ -16,7 +16,7 @@ A model switched to this implementation (`use_row_attention`) still works as usu
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from typing import Any
 
@@ -42,6 +42,7 @@ class Rows:
     queries: list[int]
     batched: bool = False
     packed: bool = False
+    _masks: dict = field(default_factory=dict, compare=False, repr=False)  # made once a step (`masks`)
 
     @cached_property
     def runs(self) -> list[tuple[int, int, int]]:
@@ -64,6 +65,23 @@ class Rows:
             i = cut[i]
         return runs[::-1]
 
+    def masks(self, columns: int, like: Any) -> list[Any]:
+        """Batched: each run's additive mask over the columns it reads (0 on a row's span, -inf elsewhere), in
+        `like`'s dtype and device. Every layer of a step reads as many columns, so they are made once a step."""
+        import torch
+
+        key = (columns, like.dtype, like.device)
+        if key not in self._masks:
+            bounds = torch.tensor(self.keys, device=like.device)
+            made = []
+            for first, last, start in self.runs:
+                span = torch.arange(start, columns, device=like.device)
+                inside = (span >= bounds[first:last, :1]) & (span < bounds[first:last, 1:])
+                blocked = torch.zeros(inside.shape, dtype=like.dtype, device=like.device)
+                made.append(blocked.masked_fill_(~inside, float("-inf"))[:, None, None, :])
+            self._masks[key] = made
+        return self._masks[key]
+
 
 def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask: Any, scaling: float | None = None,
                   dropout: float = 0.0, rows: Rows | None = None, **kwargs: Any) -> tuple[Any, None]:
@@ -78,13 +96,9 @@ def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
     batch, heads, width, dim = query.shape
     groups = heads // key.shape[1]
     if rows.batched:  # one query a row: runs of rows share a call, each row masked to its own span of columns
-        bounds = torch.tensor(rows.keys, device=query.device)
-        parts = []
-        for first, last, start in rows.runs:
-            columns = torch.arange(start, key.shape[2], device=query.device)
-            mask = (columns >= bounds[first:last, :1]) & (columns < bounds[first:last, 1:])
-            parts.append(sdpa(query[first:last, :, -1:], key[first:last, :, start:], value[first:last, :, start:],
-                              attn_mask=mask[:, None, None, :], scale=scaling, enable_gqa=groups > 1))
+        parts = [sdpa(query[first:last, :, -1:], key[first:last, :, start:], value[first:last, :, start:],
+                      attn_mask=mask, scale=scaling, enable_gqa=groups > 1)
+                 for (first, last, start), mask in zip(rows.runs, rows.masks(key.shape[2], query))]
         return (parts[0] if len(parts) == 1 else torch.cat(parts)).transpose(1, 2), None
     out = query.new_zeros(batch, width, heads, value.shape[-1])
     end = 0

@@ -160,7 +160,7 @@ def test_device_and_dtype_defaults(tiny_policy):
 
 @pytest.mark.parametrize("sampling", [Sampling(0.7, 0, 0.9), Sampling(1.0, 20, 0.8), Sampling(1.3, 0, 1.0),
                                       Sampling(1.0, 5, 1.0)])
-@pytest.mark.parametrize("shortlist", [8, 1024])  # 8 forces the whole-vocabulary fallback on flat rows
+@pytest.mark.parametrize("shortlist", [8, 256, 1024])  # 8 forces the whole-vocabulary fallback on flat rows
 def test_sampler_matches_transformers_warpers(sampling, shortlist):
     from transformers.generation.logits_process import TemperatureLogitsWarper, TopKLogitsWarper, TopPLogitsWarper
 
