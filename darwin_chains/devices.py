@@ -74,7 +74,7 @@ def feature_dtype(dtype: Any = None) -> Any:
 
 def batch_invariance(value: bool | None = None) -> bool:
     """Whether a local policy keeps a seeded beam's numbers the same alone or beside other searches: `value` when
-    given, else $DARWIN_CHAINS_BATCH_INVARIANT, else off (faster: rows share one attention call, `attention.py`)."""
+    given, else $DARWIN_CHAINS_BATCH_INVARIANT, else off (faster: rows share attention calls, `attention.py`)."""
     if value is not None:
         return bool(value)
     given = os.environ.get(BATCH_INVARIANT_ENV, "").strip().lower()

@@ -1,8 +1,10 @@
-"""Attention over each row's own keys: one masked call for a decoding step's rows, or one row at a time.
+"""Attention over each row's own keys: masked calls shared by a decoding step's rows, or one row at a time.
 
-By default a decoding step's rows share one SDPA call, each masked to its own key columns (`Rows.batched`): no
-loop over rows in every layer, and no padding, so a lone beam's step costs a lone beam's work. A row's numbers then
-depend, to float rounding, on the batch it shares.
+By default a decoding step's rows share SDPA calls, each row masked to its own key columns (`Rows.batched`): no
+loop over rows in every layer, and no padding rows, so a lone beam's step costs a lone beam's work. Rows are
+left-padded to the longest, so a run of short rows (a search's beams sit together) gets a call over its own
+columns where that saves more reading than a call costs (`Rows.runs`). A row's numbers then depend, to float
+rounding, on the batch it shares.
 
 Batch invariant (`HFPolicy(batch_invariant=True)`), batching concurrent searches must not change their answers.
 On CPU, a row's matmul results do not depend on how many rows share the call once there are at least `MIN_ROWS`
@@ -35,7 +37,7 @@ class Rows:
     (`queries[r] == 0`, padding) or no key gets zeros. Row r is batch row r, its queries the last `queries[r]`
     positions; `packed`: every row lies in batch row 0, its queries following the previous row's, with no padding
     between them (`batching.forward_ragged`). `batched`: one decoding query per row and spans only; the rows share
-    one attention call (faster, and a row's numbers then depend on its batch).
+    attention calls (faster, and a row's numbers then depend on its batch).
     """
 
     keys: list[Any]

@@ -4,7 +4,8 @@ Every beam keeps its own cache (one key/value tensor pair per layer), so replace
 decodes, its cache is a row of the engine's batch (`engine.py`), left-padded so that every row's newest column is
 the last; attention reads only the row's own columns (`attention.py`), and explicit position ids keep RoPE right.
 When the beam's period ends its cache is copied back out (or, when every row leaves at once, kept as a view
-of the batch, which nothing writes again).
+of the batch, which nothing writes again). Encoding prompts and adopted responses (`forward_ragged`) lays the
+rows' tokens side by side with no padding instead, so a pass costs its real tokens however ragged they are.
 """
 from __future__ import annotations
 

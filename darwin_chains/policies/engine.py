@@ -3,18 +3,21 @@
 Searches running at once (threads, asyncio tasks, serve's requests) each ask for a period of tokens for their
 beams. Taking turns would decode 5 rows while the hardware could decode 40, so every beam is a row of one running
 batch instead: it joins at the next step after its call arrives, leaves as soon as its period is decoded or it
-ends, and the call returns when its last row has left. Rows beyond `max_batch_rows` (or `max_batch_tokens` of
-cache) wait for a place.
+ends, and the call returns when its last row has left. A leaver's slot stays empty for the next newcomer, so the
+batch's cache is copied whole only when it must grow or has too many empty slots. Rows beyond `max_batch_rows` (or
+`max_batch_tokens` of cache) wait for a place.
 
 A row carries everything that makes it itself: its cache, its sampling settings, its own random generator and its
-stop conditions. A step's rows share one attention call; batch invariant (`HFPolicy(batch_invariant=True)`),
+stop conditions. A step's rows share attention calls; batch invariant (`HFPolicy(batch_invariant=True)`),
 attention runs row by row in steps of at least `MIN_ROWS` rows (`attention.py`), so a seeded search decodes the
 same tokens alone or beside any others. In float32 on CPU the linear layers use weights packed once for oneDNN,
 whose numbers for a row do not depend on how many share the product; a step of one or two rows (batched mode
 only) goes weight-first (`products.py`).
 
 A newcomer's prompt is encoded `PREFILL_CHUNK` tokens at a time, one chunk between two decoding steps, so a long
-prompt neither holds up the rows already decoding nor needs memory that grows with its square. Between chunks and
+prompt neither holds up the rows already decoding nor needs memory that grows with its square. A call's rows that
+start alike (Best-of-N's copies of one prompt, a search's variants of one instruction) encode what they share
+once. Between chunks and
 at every step a row leaves when its call was cancelled or its deadline passed: a client that left, or a search
 out of time, stops within one step or chunk.
 """

@@ -46,10 +46,9 @@ class HFPolicy:
 
     Concurrent searches share the model: their `extend` calls become rows of one batch (`engine.py`), at most
     `max_batch_rows` rows (and `max_batch_tokens` cached tokens, when set) at a time; the rest wait for a place.
-    By default a step's rows share one attention call. `batch_invariant=True` (or `DARWIN_CHAINS_BATCH_INVARIANT=1`
+    By default a step's rows share attention calls. `batch_invariant=True` (or `DARWIN_CHAINS_BATCH_INVARIANT=1`
     for every face) keeps a seeded beam's numbers the same alone or beside any others on CPU, by attending one row
-    at a time in steps of at least 4 rows with the usual products; a lone search's tail of one or two rows then
-    costs two to three times as much.
+    at a time in steps of at least 4 rows; a lone search then takes about 1.1 times as long (`benchmarks/speed/`).
     """
 
     supports_continuation = True
