@@ -143,7 +143,7 @@ class Engine:
         self.peak_rows = 0  # the most rows decoded in one step, for tests and benchmarks
         import torch
 
-        # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else one batched call.
+        # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else in shared calls.
         self.batch_invariant = batch_invariant
         # In float32 on CPU, the linear layers use weights packed for oneDNN, or weight-first (products.py).
         self._packed_products = model.device.type == "cpu" and model.dtype == torch.float32 and packing_available()
