@@ -50,14 +50,19 @@ def packed_products(on: bool = True) -> Iterator[None]:
         _local.on = before
 
 
-def use_packed_products(model: Any) -> None:
+def use_packed_products(model: Any) -> bool:
     """Switch every float32 `nn.Linear` of `model` to packed weights inside `packed_products`; outside it (and
-    for anything else) the layer computes as before."""
+    for anything else) the layer computes as before. Whether it did: a float32 model on CPU, where this PyTorch
+    has oneDNN's kernel (`available`)."""
     import torch
 
+    weight = next(model.parameters(), None)
+    if weight is None or weight.dtype != torch.float32 or weight.device.type != "cpu" or not available():
+        return False
     for module in model.modules():
         if type(module) is torch.nn.Linear and module.weight.dtype == torch.float32 and "forward" not in vars(module):
             module.forward = MethodType(_forward, module)
+    return True
 
 
 def _forward(self: Any, x: Any) -> Any:

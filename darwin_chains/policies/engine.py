@@ -17,14 +17,14 @@ only) goes weight-first (`products.py`).
 A newcomer's prompt is encoded `PREFILL_CHUNK` tokens at a time, one chunk between two decoding steps, so a long
 prompt neither holds up the rows already decoding nor needs memory that grows with its square. A call's rows that
 start alike (Best-of-N's copies of one prompt, a search's variants of one instruction) encode what they share
-once. Between chunks and
-at every step a row leaves when its call was cancelled or its deadline passed: a client that left, or a search
-out of time, stops within one step or chunk.
+once. Between chunks and at every step a row leaves when its call was cancelled or its deadline passed: a client
+that left, or a search out of time, stops within one step or chunk.
 """
 from __future__ import annotations
 
 import atexit
 import logging
+import os
 import threading
 import time
 import weakref
@@ -38,7 +38,7 @@ from ..errors import PolicyError
 from ..protocols import Usage
 from ..modeling.attention import MIN_ROWS, Rows
 from ..modeling.batching import Slab, State, extract, forward_ragged, stack
-from ..modeling.products import available as packing_available, packed_products, use_packed_products
+from ..modeling.products import packed_products, use_packed_products
 from ..modeling.threads import release
 from .grammar import mask
 from .sampling import sample
@@ -52,7 +52,7 @@ SPARE_COLUMNS = 64  # room the batch's cache is made with, so steps write in pla
 # MB at 8k. A newcomer's chunks start at fixed offsets of its own, whoever shares the pass, so its numbers do not
 # depend on the others.
 PREFILL_CHUNK = 256
-# Prompt tokens that rows of one call must save by encoding a start they share once (`Engine._alike`): a pass of
+# Prompt tokens that rows of one call must save by encoding a start they share once (`_units`): a pass of
 # its own costs, on top of its tokens, reading every weight once, about what 30 to 60 tokens cost a CPU.
 SHARED_TOKENS = 64
 
@@ -141,14 +141,10 @@ class Engine:
         self.model, self.eos_ids, self.pad_id, self.max_context = model, eos_ids, pad_id, max_context
         self.max_batch_rows, self.max_batch_tokens, self.name = max_batch_rows, max_batch_tokens, name
         self.peak_rows = 0  # the most rows decoded in one step, for tests and benchmarks
-        import torch
-
         # Batch invariant: rows attend one at a time, padded to MIN_ROWS (attention.py); else in shared calls.
         self.batch_invariant = batch_invariant
         # In float32 on CPU, the linear layers use weights packed for oneDNN, or weight-first (products.py).
-        self._packed_products = model.device.type == "cpu" and model.dtype == torch.float32 and packing_available()
-        if self._packed_products:
-            use_packed_products(model)
+        self._packed_products = use_packed_products(model)
         self._waiting: deque[Row] = deque()
         self._wake = threading.Condition()
         self._thread: threading.Thread | None = None
@@ -326,15 +322,8 @@ class Engine:
                 self._leave(r)
             else:
                 (pending if len(r.state.ids) - r.state.cached > 1 else ready).append(r)
-        # Rows that go on alike share one feed (`_alike`); the others feed their own next chunk.
-        units = self._alike(pending)
-        grouped = {id(r) for rows, _ in units for r in rows}
-        units += [([r], r.state.ids[r.state.cached : min(r.state.cached + PREFILL_CHUNK, len(r.state.ids) - 1)])
-                  for r in pending if id(r) not in grouped]
-        order = {id(r): i for i, r in enumerate(pending)}
-        units.sort(key=lambda unit: order[id(unit[0][0])])
         chosen, fed = [], 0
-        for rows, feed in units:  # whole chunks while they fit in one chunk's worth; a long prompt's chunk goes alone
+        for rows, feed in _units(pending):  # whole chunks while they fit in a chunk's worth; a long prompt's alone
             if chosen and (rows[0].buffer is not None or fed + len(feed) > PREFILL_CHUNK):
                 break
             chosen.append((rows, feed))
@@ -366,39 +355,6 @@ class Engine:
         waiting = {r.job for r in self._prefilling}
         self._prefilling += [r for r in ready if r.job in waiting]
         return [r for r in ready if r.job not in waiting]
-
-    @staticmethod
-    def _alike(pending: list[Row]) -> list[tuple[list[Row], list[int]]]:
-        """Rows of one call that go on with the same tokens from the same cache (a search's variants of one
-        instruction, Best-of-N's copies of one prompt), grouped, and the tokens of the chunk ahead they share: encoded
-        once for all of them where that saves SHARED_TOKENS. Only a call's own rows are grouped, so where a row's
-        chunks start never depends on other calls."""
-        alike: dict[tuple, list[Row]] = {}
-        for r in pending:
-            if r.buffer is None:
-                key = (r.job, id(r.state.cache) if r.state.cached else None, r.state.cached)
-                alike.setdefault(key, []).append(r)
-        units = []
-
-        def keep(group: list[Row], length: int) -> None:
-            if (len(group) - 1) * length >= SHARED_TOKENS:
-                start = group[0].state.cached
-                units.append((group, group[0].state.ids[start : start + length]))
-
-        for (_, _, start), rows in alike.items():
-            rows.sort(key=lambda r: r.state.ids[start:])  # rows that start alike end up side by side
-            group, length = [], 0
-            for r in rows:
-                own = min(len(r.state.ids) - 1 - start, PREFILL_CHUNK)
-                common = min(length, own, _common_length(group[-1].state.ids, r.state.ids, start)) if group else 0
-                if group and common * 2 >= length > 0:  # one more row, for at most half the shared length
-                    group.append(r)
-                    length = common
-                else:
-                    keep(group, length)
-                    group, length = [r], own
-            keep(group, length)
-        return units
 
     def _encode_in_place(self, row: Row, feed: list[int]) -> None:
         """The next chunk of a long prompt, written into the row's own buffer: the cache is never copied, so a
@@ -510,14 +466,42 @@ class Engine:
         self._slots, self._slab = [], None
 
 
-def _common_length(a: list[int], b: list[int], start: int) -> int:
-    """How many tokens from `start` on the two lists have in common."""
-    n = start
-    for x, y in zip(a[start:], b[start:]):
-        if x != y:
-            break
-        n += 1
-    return n - start
+def _units(pending: list[Row]) -> list[tuple[list[Row], list[int]]]:
+    """What each pending row feeds next, in their order: its own next chunk, or, for rows of one call that go on
+    with the same tokens from the same cache (a search's variants of one instruction, Best-of-N's copies of one
+    prompt), the chunk they share, fed once for all of them where that saves SHARED_TOKENS. Only a call's own rows
+    share, so where a row's chunks start never depends on other calls."""
+    alike: dict[tuple, list[Row]] = {}
+    for r in pending:
+        key = (r.job, id(r.state.cache) if r.state.cached else None, r.state.cached) if r.buffer is None else id(r)
+        alike.setdefault(key, []).append(r)
+    units = []
+
+    def keep(group: list[Row], length: int) -> None:
+        start = group[0].state.cached
+        if (len(group) - 1) * length >= SHARED_TOKENS:
+            units.append((group, group[0].state.ids[start : start + length]))
+        else:
+            units.extend(([r], r.state.ids[start : min(start + PREFILL_CHUNK, len(r.state.ids) - 1)]) for r in group)
+
+    for rows in alike.values():
+        start = rows[0].state.cached
+        rows.sort(key=lambda r: r.state.ids[start:])  # rows that start alike end up side by side
+        group, length = [], 0
+        for r in rows:
+            own = min(len(r.state.ids) - 1 - start, PREFILL_CHUNK)
+            shared = len(os.path.commonprefix([group[-1].state.ids[start:], r.state.ids[start:]])) if group else 0
+            common = min(length, own, shared)
+            if group and common * 2 >= length > 0:  # one more row, for at most half the shared length
+                group.append(r)
+                length = common
+            else:
+                if group:
+                    keep(group, length)
+                group, length = [r], own
+        keep(group, length)
+    order = {id(r): i for i, r in enumerate(pending)}
+    return sorted(units, key=lambda unit: order[id(unit[0][0])])
 
 
 def _by_sampling(rows: list[Row]) -> dict[Sampling, list[int]]:

@@ -9,8 +9,9 @@ gives the means of every prefix too (`encode(..., cuts=(40, 80))`), which is how
 Scoring (`means`) reads a response only from where it last read it (`blocks.py`): every forward pass there is a
 block of fixed boundaries on top of the cache of what comes before it, in batches of at least `MIN_ROWS` tokens with
 row attention (`modeling/attention.py`) and, in fp32 on CPU, products over weights packed for oneDNN, which give a
-token the same numbers however many share them (`modeling/products.py`). Each computation's inputs are then a function of the text alone, so a
-text's features are bitwise the same whether read from scratch or from cache, alone or beside other searches' rows.
+token the same numbers however many share them (`modeling/products.py`). Each computation's inputs are then a
+function of the text alone, so a text's features are bitwise the same whether read from scratch or from cache,
+alone or beside other searches' rows.
 That holds in fp32, the encoder's default dtype (`devices.feature_dtype`); in bf16 it is approximate (see there).
 """
 from __future__ import annotations
@@ -28,7 +29,7 @@ from ..devices import feature_dtype
 from ..loading import LOCK, load_once, quiet_transformers
 from ..modeling.attention import use_row_attention
 from ..modeling.batching import forward_ragged
-from ..modeling.products import available as packing_available, packed_products, use_packed_products
+from ..modeling.products import packed_products, use_packed_products
 from ..modeling.threads import borrowed_threads
 from .blocks import Block, BlockCache
 from .coalesce import Coalescer
@@ -87,9 +88,7 @@ class ResponseEncoder:
         self.model.norm = torch.nn.Identity()  # the features are the residual stream itself, not its final norm
         use_row_attention(self.model)  # calls without `rows` (encode, instruction) still go to SDPA as before
         # float32 on CPU: weights packed for oneDNN, the same numbers for a row however many share a pass (products.py)
-        self._packed = self.dtype == torch.float32 and packing_available()
-        if self._packed:
-            use_packed_products(self.model)
+        self._packed = use_packed_products(self.model)
         self.dim = self.model.config.hidden_size
         self._lock = threading.Lock()  # one call at a time: torch already uses every core, and the tokenizer is shared
         self.block_tokens, self.max_rows = block_tokens, max_rows  # rows of one forward pass in `means`

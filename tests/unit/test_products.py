@@ -195,9 +195,7 @@ def test_a_cpu_engine_takes_its_products_packed_in_either_mode(tiny_llama, monke
 
 
 def test_without_onednn_the_engine_keeps_the_usual_products(tiny_llama, monkeypatch):
-    from darwin_chains.policies import engine
-
-    monkeypatch.setattr(engine, "packing_available", lambda: False)
+    monkeypatch.setattr(products, "available", lambda: False)
     policy = HFPolicy.from_pretrained(tiny_llama, device="cpu", batch_invariant=False)
     beams = policy.start([Prompt.of("Name a colour.")], 4)
     policy.extend(beams, 4, Sampling(temperature=0), seed=0)
