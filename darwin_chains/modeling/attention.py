@@ -37,26 +37,32 @@ class Rows:
     (`queries[r] == 0`, padding) or no key gets zeros. Row r is batch row r, its queries the last `queries[r]`
     positions; `packed`: every row lies in batch row 0, its queries following the previous row's, with no padding
     between them (`batching.forward_ragged`). `batched`: one decoding query per row and spans only; the rows share
-    attention calls (faster, and a row's numbers then depend on its batch).
+    attention calls (faster, and a row's numbers then depend on its batch). `slots`, batched: the cache row of each
+    query row, where the batch's cache has rows that decode nothing (empty slots, `Engine._regroup`).
     """
 
     keys: list[Any]
     queries: list[int]
     batched: bool = False
     packed: bool = False
+    slots: list[int] | None = None
     _masks: dict = field(default_factory=dict, compare=False, repr=False)  # made once a step (`masks`)
 
     @cached_property
     def runs(self) -> list[tuple[int, int, int]]:
         """Batched: (first row, stop row, first column) of each call. Rows are left-padded to the longest, and a call
         reads every column from its run's earliest start for every row, so short rows that sit together (a search's
-        beams join together) get a call of their own where the columns saved outweigh the call's cost."""
+        beams join together) get a call of their own where the columns saved outweigh the call's cost. A run's cache
+        rows are contiguous: an empty slot between two rows ends a run."""
         starts = [start for start, _ in self.keys]
         stop = max((end for _, end in self.keys), default=0)
+        slots = self.slots or range(len(starts))
         best, cut = [0.0], [0]  # best[i]: the cheapest cost of rows before i; cut[i]: where its last run starts
         for i in range(1, len(starts) + 1):
             lowest, choice = stop, (math.inf, 0)
             for j in range(i - 1, -1, -1):
+                if slots[i - 1] - slots[j] != i - 1 - j:
+                    break
                 lowest = min(lowest, starts[j])
                 choice = min(choice, (best[j] + (i - j) * (stop - lowest) + CALL_COLUMNS, j))
             best.append(choice[0])
@@ -98,8 +104,10 @@ def row_attention(module: Any, query: Any, key: Any, value: Any, attention_mask:
     batch, heads, width, dim = query.shape
     groups = heads // key.shape[1]
     if rows.batched:  # one query a row: runs of rows share a call, each row masked to its own span of columns
-        parts = [sdpa(query[first:last, :, -1:], key[first:last, :, start:], value[first:last, :, start:],
-                      attn_mask=mask, scale=scaling, enable_gqa=groups > 1)
+        slots = rows.slots or range(batch)
+        parts = [sdpa(query[first:last, :, -1:], key[slots[first] : slots[first] + last - first, :, start:],
+                      value[slots[first] : slots[first] + last - first, :, start:], attn_mask=mask, scale=scaling,
+                      enable_gqa=groups > 1)
                  for (first, last, start), mask in zip(rows.runs, rows.masks(key.shape[2], query))]
         return (parts[0] if len(parts) == 1 else torch.cat(parts)).transpose(1, 2), None
     out = query.new_zeros(batch, width, heads, value.shape[-1])

@@ -125,12 +125,13 @@ class Slab:
     def filled(self) -> list[KV]:
         return [(k[:, :, : self.width], v[:, :, : self.width]) for k, v in self.layers]
 
-    def cache(self) -> Any:
-        """A transformers Cache whose layers write the next column of this slab."""
+    def cache(self, rows: Any = None) -> Any:
+        """A transformers Cache whose layers write the next column of this slab: of every row, or of `rows` (an
+        index tensor) only."""
         from transformers.cache_utils import Cache
 
         layer = _slab_layer()
-        return Cache(layers=[layer(self, i) for i in range(len(self.layers))])
+        return Cache(layers=[layer(self, i, rows) for i in range(len(self.layers))])
 
 
 @lru_cache(maxsize=1)
@@ -139,15 +140,18 @@ def _slab_layer() -> type:
     from transformers.cache_utils import DynamicLayer
 
     class SlabLayer(DynamicLayer):
-        def __init__(self, slab: Slab, index: int):
+        def __init__(self, slab: Slab, index: int, rows: Any = None):
             super().__init__()
-            self.slab, self.index, self.is_initialized = slab, index, True
+            self.slab, self.index, self.rows, self.is_initialized = slab, index, rows, True
             self.keys, self.values = slab.layers[index]
 
         def update(self, key_states: Any, value_states: Any, *args: Any, **kwargs: Any) -> tuple[Any, Any]:
             keys, values = self.slab.layers[self.index]
             start, stop = self.slab.width, self.slab.width + key_states.shape[-2]
-            keys[:, :, start:stop], values[:, :, start:stop] = key_states, value_states
+            if self.rows is None:
+                keys[:, :, start:stop], values[:, :, start:stop] = key_states, value_states
+            else:
+                keys[self.rows, :, start:stop], values[self.rows, :, start:stop] = key_states, value_states
             return keys[:, :, :stop], values[:, :, :stop]
 
         def get_seq_length(self) -> int:

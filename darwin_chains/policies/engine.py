@@ -4,7 +4,8 @@ Searches running at once (threads, asyncio tasks, serve's requests) each ask for
 beams. Taking turns would decode 5 rows while the hardware could decode 40, so every beam is a row of one running
 batch instead: it joins at the next step after its call arrives, leaves as soon as its period is decoded or it
 ends, and the call returns when its last row has left. A leaver's slot stays empty for the next newcomer, so the
-batch's cache is copied whole only when it must grow or has too many empty slots. Rows beyond `max_batch_rows` (or
+batch's cache is copied whole only when it must grow; batched, an empty slot costs a step nothing (the step feeds
+the rows only), so a new batch keeps slots for the rows on their way. Rows beyond `max_batch_rows` (or
 `max_batch_tokens` of cache) wait for a place.
 
 A row carries everything that makes it itself: its cache, its sampling settings, its own random generator and its
@@ -268,8 +269,9 @@ class Engine:
 
         A leaver's slot is left empty and a newcomer takes an empty slot in place, so only their own caches are
         copied. The whole batch is copied into a new cache only when it must: newcomers that do not fit (no slot,
-        or a cache wider than the batch's), no room left for the next column, or more empty slots than a quarter
-        of the rows, whose steps would cost more than the copy."""
+        or a cache wider than the batch's), no room left for the next column, or, batch invariant, more empty slots
+        than a quarter of the rows, whose steps would cost more than the copy. Batched, an empty slot costs a step
+        nothing, so a new batch keeps slots for the rows on their way (`_fillers`)."""
         slots, slab, now = self._slots, self._slab, time.monotonic()
         leaving = [i for i, r in enumerate(slots)
                    if r is not None and (r.steps <= 0 or r.state.finished or r.job.over(now))]
@@ -289,22 +291,33 @@ class Engine:
             self._slots, self._slab = [], None
             return
         empty = [i for i, r in enumerate(slots) if r is None]
-        if (slab is not None and slab.room and len(joining) <= len(empty) <= len(joining) + live // 4
+        holes = len(empty) - len(joining)  # empty slots left once the newcomers have taken theirs
+        if (slab is not None and slab.room and 0 <= holes and (not self.batch_invariant or holes <= live // 4)
                 and all(r.state.cached <= slab.width for r in joining)):
             for r, i in zip(joining, empty):  # left-padded like the rest: its columns end at the batch's last
                 n = r.state.cached
-                for (keys, values), (k, v) in zip(slab.layers, r.state.cache or ()):
-                    keys[i, :, slab.width - n : slab.width], values[i, :, slab.width - n : slab.width] = k, v
+                for layer, (keys, values) in enumerate(slab.layers):
+                    # what a run over this slot reads before the row's own columns: zeros (masked keys must be
+                    # finite numbers, and batched steps write no column of an empty slot)
+                    keys[i, :, : slab.width - n], values[i, :, : slab.width - n] = 0, 0
+                    if n:
+                        k, v = r.state.cache[layer]
+                        keys[i, :, slab.width - n : slab.width], values[i, :, slab.width - n : slab.width] = k, v
                 r.state.cache = None
                 slots[i] = r
         else:
             keep = [i for i, r in enumerate(slots) if r is not None]
             rows = [slots[i] for i in keep] + joining
+            # Slots for the rows on their way (being encoded, waiting) and for those away (a search's beams being
+            # scored), whose empty slots there were, up to as many as the rows: a later newcomer then needs no copy.
+            coming = len(self._prefilling) + len(self._waiting)
+            fillers = self._fillers(len(rows), coming + min(max(holes, 0), len(rows)))
             width = max(r.state.cached for r in rows)
+            if fillers and not self.batch_invariant:  # wide enough for the rows on their way too, within reason
+                width = max([width] + [n for r in self._prefilling if (n := len(r.state.ids) - 1) <= 2 * width])
             caches = [None if r.state.cache is None else list(r.state.cache) for r in joining]
             for r in joining:  # a row's cache moves into the batch, layer by layer, and is copied out when it leaves
                 r.state.cache = None
-            fillers = self._fillers(len(rows))
             layers = stack(slab.layers if slab else None, slab.width if slab else 0, keep, caches, width, fillers,
                            SPARE_COLUMNS, release=True)
             self._slots = rows + [None] * fillers
@@ -378,21 +391,27 @@ class Engine:
         slots, slab = self._slots, self._slab
         rows = [r for r in slots if r is not None]
         width = slab.width if slab is not None else 0
-        # An empty slot decodes a padding token: batched, over its own new column; batch invariant, over nothing.
-        empty = (width, width + 1) if not self.batch_invariant else (0, 0)
-        input_ids = torch.tensor([[r.state.ids[-1] if r else self.pad_id] for r in slots], device=device)
-        positions = torch.tensor([[r.state.cached if r else 0] for r in slots], device=device)
-        spans = [(width - r.state.cached, width + 1) if r else empty for r in slots]
-        cache = slab.cache() if slab is not None else DynamicCache()
+        # Batched, an empty slot decodes nothing: the step feeds the rows only and writes their slots' columns.
+        # Batch invariant, it decodes a padding token over no keys, as the rows need MIN_ROWS to keep their numbers.
+        holes = not self.batch_invariant and slab is not None and len(rows) < len(slots)
+        fed = rows if holes else slots
+        input_ids = torch.tensor([[r.state.ids[-1] if r else self.pad_id] for r in fed], device=device)
+        positions = torch.tensor([[r.state.cached if r else 0] for r in fed], device=device)
+        empty = (width, width + 1) if not self.batch_invariant else (0, 0)  # a padding row's keys: its own, or none
+        spans = [(width - r.state.cached, width + 1) if r else empty for r in fed]
+        taken = [i for i, r in enumerate(slots) if r is not None] if holes else None
+        cache = (slab.cache(torch.tensor(taken, device=device) if holes else None) if slab is not None
+                 else DynamicCache())
         out = self.model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1,
-                         rows=Rows(spans, [int(r is not None) for r in slots], batched=not self.batch_invariant))
+                         rows=Rows(spans, [int(r is not None) for r in fed], batched=not self.batch_invariant,
+                                   slots=taken))
         if slab is not None:
             slab.width += 1
         else:  # nothing was cached yet (one-token prompts): the next regroup makes room
             self._slab = Slab([(layer.keys, layer.values) for layer in cache.layers], 1)
         logits = out.logits[:, -1, :]
-        if len(rows) < len(slots):
-            logits = logits[[i for i, r in enumerate(slots) if r is not None]]
+        if len(rows) < len(fed):
+            logits = logits[[i for i, r in enumerate(fed) if r is not None]]
         constrained = [(i, r.state.constraint, len(r.state.response_ids)) for i, r in enumerate(rows)
                        if r.state.constraint is not None]
         if constrained:  # structured output: only what the row's grammar allows next
@@ -421,9 +440,12 @@ class Engine:
             if state.finished:
                 state.cache = None
 
-    def _fillers(self, rows: int) -> int:
-        """Empty rows that pad a step of `rows` rows: up to MIN_ROWS batch invariant, none batched."""
-        return max(0, MIN_ROWS - rows) if self.batch_invariant else 0
+    def _fillers(self, rows: int, spare: int = 0) -> int:
+        """Empty slots a new batch of `rows` rows is made with: batch invariant, padding up to MIN_ROWS rows;
+        batched, `spare` slots within the row limit (an empty slot costs a batched step nothing, `_step`)."""
+        if self.batch_invariant:
+            return max(0, MIN_ROWS - rows)
+        return max(0, min(self._limit - rows, spare))
 
     def _leave(self, row: Row) -> None:
         job = row.job

@@ -179,6 +179,57 @@ def test_a_newcomer_takes_a_leavers_slot_in_place_and_decodes_as_alone(fresh_pol
             assert all(torch.equal(k, k0) and torch.equal(v, v0) for (k, v), (k0, v0) in zip(beam.state.cache, cache))
 
 
+def test_batched_steps_skip_empty_slots_and_a_newcomer_fills_one_in_place(fresh_policy):
+    """Batched, a leaver's empty slot costs a step nothing: the model is fed the rows only, each writing its own
+    slot's column. The next newcomer takes the slot, the batch's cache is not copied, and its rows decode what they
+    do alone (to float rounding: batched, a row's numbers depend on its batch)."""
+    def decode(policy, question, rows, steps, then=None):
+        beams = policy.start([Prompt.of(question)] * rows, steps)
+        future = policy.engine.submit([b.state for b in beams], steps, GREEDY, 0)
+        if then is not None:
+            future.add_done_callback(lambda _: then())
+        return beams, future
+
+    alone = fresh_policy(batch_invariant=False)
+    alone.engine.eos_ids = frozenset()
+    beams, future = decode(alone, QUESTIONS[2], 2, 10)
+    future.result(timeout=60)
+    expected = [b.response for b in beams], [b.state.cache for b in beams]
+
+    policy = fresh_policy(batch_invariant=False)
+    engine = policy.engine
+    engine.eos_ids = frozenset()
+    steps = []  # per decoding step: rows fed, slots in the batch, the batch's cache
+
+    class Watched(HeldAtDecoding):
+        def __call__(self, *, input_ids, **kwargs):
+            if input_ids.shape[1] == 1:
+                slab = engine._slab.layers[0][0] if engine._slab else None
+                steps.append((input_ids.shape[0], len(engine._slots), slab))
+            return super().__call__(input_ids=input_ids, **kwargs)
+
+    late = []
+    held = engine.model = Watched(policy.model)
+    long_beams, long_call = decode(policy, QUESTIONS[1], 4, 60)
+    assert held.decoding.wait(60)
+    _, short_call = decode(policy, QUESTIONS[0], 2, 3, then=lambda: late.append(decode(policy, QUESTIONS[2], 2, 10)))
+    held.released.set()
+    short_call.result(timeout=60)
+    long_call.result(timeout=120)
+    late_beams, late_call = late[0]
+    late_call.result(timeout=60)
+
+    holed = [i for i, (fed, slots, _) in enumerate(steps) if fed < slots]
+    assert holed and all(steps[i][0] == 4 for i in holed)  # the long call's rows alone, in a batch of more slots
+    refilled = next(i for i in range(holed[0], len(steps)) if steps[i][0] == 6)
+    assert steps[refilled][2] is steps[holed[0]][2]  # the late call took the empty slots: no copy of the batch
+    responses, caches = expected
+    assert [b.response for b in late_beams] == responses
+    for beam, cache in zip(late_beams, caches):
+        assert all(torch.allclose(k, k0, atol=1e-5) and torch.allclose(v, v0, atol=1e-5)
+                   for (k, v), (k0, v0) in zip(beam.state.cache, cache))
+
+
 class OutOfMemoryAbove:
     """The model, failing as CUDA does when a batch is too big (no GPU here, so the error is raised on purpose)."""
 
@@ -534,6 +585,26 @@ def test_batched_attention_reads_runs_of_short_rows_apart_and_computes_the_same(
     batched, _ = row_attention(None, query, key, value, None, scaling=dim ** -0.5, rows=rows)
     torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
     assert Rows(spans[:4], [1] * 4, batched=True).runs == [(0, 4, width - 50)]  # alike rows: one call
+
+
+def test_batched_attention_over_slots_with_holes_reads_each_rows_own_slot():
+    """Rows that sit in a batch with empty slots (`slots`): a run never spans a hole, and every row attends its
+    own slot's keys, as the row-by-row loop does over the rows alone."""
+    from darwin_chains.modeling.attention import Rows, row_attention
+
+    torch.manual_seed(0)
+    heads, kv_heads, width, dim = 6, 2, 60, 8
+    slots, lengths = [0, 1, 3, 4, 5, 8], [40, 42, 41, 39, 60, 20]  # slots 2, 6 and 7 are empty
+    query = torch.randn(len(slots), heads, 1, dim)
+    key, value = torch.randn(9, kv_heads, width, dim), torch.randn(9, kv_heads, width, dim)
+    spans = [(width - n, width) for n in lengths]
+    rows = Rows(spans, [1] * len(slots), batched=True, slots=slots)
+    assert all(slots[last - 1] - slots[first] == last - 1 - first for first, last, _ in rows.runs)
+    assert [(first, last) for first, last, _ in rows.runs][0] == (0, 2)  # alike rows 0 and 1 share a call
+    batched, _ = row_attention(None, query, key, value, None, scaling=dim ** -0.5, rows=rows)
+    looped, _ = row_attention(None, query, key[slots], value[slots], None, scaling=dim ** -0.5,
+                              rows=Rows(spans, [1] * len(slots)))
+    torch.testing.assert_close(batched, looped, rtol=1e-5, atol=1e-6)
 
 
 def test_batch_invariance_is_a_switch_off_by_default(tiny_llama, monkeypatch):
