@@ -246,16 +246,23 @@ class OutOfMemoryAbove:
         return self.model(input_ids=input_ids, **kwargs)
 
 
-@pytest.mark.cpu_kernels
-def test_out_of_memory_splits_the_batch_instead_of_failing(fresh_policy):
-    reference = [comparable(search.run(q)) for search, q in searches(fresh_policy())]
-    policy = fresh_policy()
+@pytest.mark.parametrize("invariant", [pytest.param(True, id="batch-invariant", marks=pytest.mark.cpu_kernels),
+                                       pytest.param(False, id="batched")])
+def test_out_of_memory_splits_the_batch_instead_of_failing(fresh_policy, invariant):
+    """Batch invariant, the split batches decode what each search decodes alone; batched (the CUDA default, with
+    empty slots that steps skip), every search still finishes with an answer."""
+    reference = [comparable(search.run(q)) for search, q in searches(fresh_policy(batch_invariant=invariant))]
+    policy = fresh_policy(batch_invariant=invariant)
     policy.engine.model = OutOfMemoryAbove(policy.model, rows=4)
 
     async def gathered():
         return await asyncio.gather(*(search.arun(q) for search, q in searches(policy)))
 
-    assert [comparable(r) for r in asyncio.run(gathered())] == reference
+    results = [comparable(r) for r in asyncio.run(gathered())]
+    if invariant:
+        assert results == reference
+    else:  # a row's numbers may move by float rounding beside others: the same searches, each answered
+        assert len(results) == len(reference) and all(r["answer"] for r in results)
     assert policy.engine.model.failures >= 1 and policy.engine._limit <= 4
 
 
