@@ -393,15 +393,15 @@ class Engine:
         width = slab.width if slab is not None else 0
         # Batched, an empty slot decodes nothing: the step feeds the rows only and writes their slots' columns.
         # Batch invariant, it decodes a padding token over no keys, as the rows need MIN_ROWS to keep their numbers.
-        holes = not self.batch_invariant and slab is not None and len(rows) < len(slots)
-        fed = rows if holes else slots
+        taken = ([i for i, r in enumerate(slots) if r is not None]
+                 if not self.batch_invariant and slab is not None and len(rows) < len(slots) else None)
+        fed = slots if taken is None else rows
         input_ids = torch.tensor([[r.state.ids[-1] if r else self.pad_id] for r in fed], device=device)
         positions = torch.tensor([[r.state.cached if r else 0] for r in fed], device=device)
         empty = (width, width + 1) if not self.batch_invariant else (0, 0)  # a padding row's keys: its own, or none
         spans = [(width - r.state.cached, width + 1) if r else empty for r in fed]
-        taken = [i for i, r in enumerate(slots) if r is not None] if holes else None
-        cache = (slab.cache(torch.tensor(taken, device=device) if holes else None) if slab is not None
-                 else DynamicCache())
+        index = None if taken is None else torch.tensor(taken, device=device)
+        cache = DynamicCache() if slab is None else slab.cache(index)
         out = self.model(input_ids=input_ids, position_ids=positions, cache=cache, use_cache=True, logits_to_keep=1,
                          rows=Rows(spans, [int(r is not None) for r in fed], batched=not self.batch_invariant,
                                    slots=taken))

@@ -20,8 +20,8 @@ def sample(logits: Any, sampling: Sampling, generators: Sequence[Any], shortlist
     draws) the nucleus held 2 tokens at the median, 68 at the 99th percentile and 265 at most, so 256 leaves 0.07%
     of rows to the fallback, and a shortlist of 256 takes 4 ms a step of 48 rows against 11 for 1,024. The most
     likely token always stays in the nucleus, as in transformers' TopPLogitsWarper, so no top_p (1e-200 rounds to
-    0 in float32) leaves nothing to draw. Rows that share their
-    settings share these passes over the vocabulary (one call for the step's rows, not one per row).
+    0 in float32) leaves nothing to draw. Rows that share their settings share these passes over the vocabulary
+    (one call for the step's rows, not one per row).
     """
     import torch
 
